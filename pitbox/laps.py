@@ -1,0 +1,152 @@
+"""The lap table: laps split at the start/finish line, with the crossing interpolated.
+
+I/O free: :func:`lap_table` takes channel arrays and returns a DataFrame. Rules:
+
+* **Blank rows** (``Lap == 0`` and ``LapDistPct == 0`` and not moving), which older files
+  have at the start and iRacing writes at a reset to the pits, are skipped and split the
+  session into *segments*; a lap cut by one is marked ``reset``.
+* A **line crossing** is a row pair inside a segment whose ``Lap`` goes up by one. When
+  ``LapDistPct`` wraps there, the crossing time is interpolated linearly in ``LapDistPct``
+  between the two samples (time from ``SessionTime``, never from the row index, so dropped
+  ticks do no harm).
+* A lap is **complete** when it begins and ends with a crossing in one segment. A complete
+  lap is **valid** (comparable) unless it touched pit road, left the track
+  (``PlayerTrackSurface`` = off track) or the incident count rose during it.
+* ``iracing_time_s`` is iRacing's own ``LapLastLapTime`` for the lap: the first new positive
+  value within 3 s after the crossing (it reads -1 or the old value for a moment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+OFF_TRACK = 0  #: irsdk_TrkLoc.irsdk_OffTrack
+LLT_WINDOW_S = 3.0
+
+LAP_COLUMNS = [
+    "lap_index", "lap", "start_s", "end_s", "time_s", "complete", "valid", "reason",
+    "start_row", "end_row", "samples", "dropped_ticks", "iracing_time_s", "incidents",
+]
+
+
+def blank_rows(ch: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Rows iRacing writes as all zero (``Lap`` 0, ``LapDistPct`` 0, not moving)."""
+    blank = (np.asarray(ch["Lap"]) == 0) & (np.asarray(ch["LapDistPct"]) == 0)
+    if "Speed" in ch:
+        blank &= np.asarray(ch["Speed"]) == 0
+    return blank
+
+
+def crossing_times(t: np.ndarray, pct: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Interpolated line-crossing time between rows ``i`` and ``i + 1`` [s].
+
+    Where ``LapDistPct`` wraps (high to low) the crossing is at the fraction of the
+    distance from ``pct[i]`` to ``1 + pct[i+1]``; otherwise at the first row of the new lap.
+    """
+    p0, p1 = pct[i].astype(np.float64), pct[i + 1].astype(np.float64) + 1.0
+    wraps = (pct[i] > 0.5) & (pct[i + 1] < 0.5)
+    frac = np.where(wraps, (1.0 - p0) / np.maximum(p1 - p0, 1e-12), 1.0)
+    return t[i] + np.clip(frac, 0.0, 1.0) * (t[i + 1] - t[i])
+
+
+def _iracing_time(t: np.ndarray, llt: np.ndarray | None, cross_row: int, stop_row: int, t_cross: float) -> float | None:
+    if llt is None:
+        return None
+    before = llt[cross_row]
+    j = cross_row + 1
+    while j < stop_row and t[j] - t_cross <= LLT_WINDOW_S:
+        v = float(llt[j])
+        if v > 0 and v != before:
+            return v
+        j += 1
+    return None
+
+
+def _segments(blank: np.ndarray, lap: np.ndarray) -> list[tuple[int, int, bool]]:
+    """(start, stop, ended_by_reset) runs of non-blank rows; a lap-number drop also splits."""
+    out: list[tuple[int, int, bool]] = []
+    n = len(blank)
+    i = 0
+    while i < n:
+        if blank[i]:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and not blank[j] and lap[j] >= lap[j - 1]:
+            j += 1
+        reset = j < n  # stopped by a blank row or by the lap number going back
+        out.append((i, j, reset))
+        i = j
+    return out
+
+
+def dropped_ticks(t: np.ndarray, tick: np.ndarray | None, tick_rate: float) -> np.ndarray:
+    """Ticks missing before each row (0 for the first): from ``SessionTick`` when the file
+    has it, else from the ``SessionTime`` step against the tick rate."""
+    if len(t) < 2:
+        return np.zeros(len(t), np.int64)
+    step = np.diff(tick) if tick is not None else np.rint(np.diff(t) * tick_rate)
+    return np.concatenate([[0], np.maximum(step.astype(np.int64) - 1, 0)])
+
+
+def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataFrame:
+    """Lap table of one session from its channels (needs ``SessionTime``, ``Lap``, ``LapDistPct``).
+
+    Optional channels refine it: ``OnPitRoad``, ``PlayerTrackSurface``,
+    ``PlayerCarMyIncidentCount``, ``LapLastLapTime``, ``SessionTick``, ``Speed``.
+    Times are seconds of ``SessionTime``.
+    """
+    t = np.asarray(ch["SessionTime"], dtype=np.float64)
+    lap = np.asarray(ch["Lap"]).astype(np.int64)
+    pct = np.asarray(ch["LapDistPct"], dtype=np.float64)
+    llt = np.asarray(ch["LapLastLapTime"], dtype=np.float64) if "LapLastLapTime" in ch else None
+    pit = np.asarray(ch["OnPitRoad"]).astype(bool) if "OnPitRoad" in ch else None
+    surf = np.asarray(ch["PlayerTrackSurface"]) if "PlayerTrackSurface" in ch else None
+    inc = np.asarray(ch["PlayerCarMyIncidentCount"]) if "PlayerCarMyIncidentCount" in ch else None
+    tick = np.asarray(ch["SessionTick"]).astype(np.int64) if "SessionTick" in ch else None
+    drops = dropped_ticks(t, tick, tick_rate)
+    rows: list[dict] = []
+    blank = blank_rows(ch) if len(t) else np.zeros(0, bool)
+    for seg_start, seg_stop, reset in _segments(blank, lap):
+        seg_lap = lap[seg_start:seg_stop]
+        cross = seg_start + np.flatnonzero(np.diff(seg_lap) == 1)
+        t_cross = crossing_times(t, pct, cross) if len(cross) else np.zeros(0)
+        bounds = np.concatenate([[seg_start], cross + 1, [seg_stop]])
+        for k in range(len(bounds) - 1):
+            a, b = int(bounds[k]), int(bounds[k + 1])
+            if b <= a:
+                continue
+            started = k > 0
+            ended = k < len(cross)
+            start_s = float(t_cross[k - 1]) if started else float(t[a])
+            end_s = float(t_cross[k]) if ended else float(t[b - 1])
+            reasons: list[str] = []
+            if not started:
+                reasons.append("out_lap" if pit is not None and pit[a] else "partial")
+            if not ended:
+                reasons.append("reset" if reset and b == seg_stop else ("in_lap" if pit is not None and pit[b - 1] else "partial"))
+            if pit is not None and pit[a:b].any() and "out_lap" not in reasons and "in_lap" not in reasons:
+                reasons.append("pit")
+            if surf is not None and (surf[a:b] == OFF_TRACK).any():
+                reasons.append("off_track")
+            n_inc = int(inc[b - 1] - inc[max(a - 1, 0)]) if inc is not None else 0
+            if n_inc > 0:
+                reasons.append("incident")
+            complete = started and ended
+            dropped = int(drops[a + 1 : b].sum())
+            nxt = int(bounds[k + 2]) if k + 2 < len(bounds) else seg_stop
+            rows.append({
+                "lap": int(lap[a]), "start_s": start_s, "end_s": end_s,
+                "time_s": end_s - start_s if complete else None,
+                "complete": complete, "valid": complete and not reasons,
+                "reason": ",".join(dict.fromkeys(reasons)),
+                "start_row": a, "end_row": b, "samples": b - a, "dropped_ticks": dropped,
+                "iracing_time_s": _iracing_time(t, llt, b - 1, nxt, end_s) if ended else None,
+                "incidents": n_inc,
+            })
+    df = pd.DataFrame(rows, columns=LAP_COLUMNS[1:])
+    df.insert(0, "lap_index", np.arange(len(df), dtype=np.int64))
+    return df.astype({"time_s": "float64", "iracing_time_s": "float64"})

@@ -1,0 +1,369 @@
+"""The Parquet session store: a Hive-partitioned dataset, one file per session.
+
+Layout: ``<data>/track=<track>/car=<car>/<session id>.parquet`` (pyarrow, DuckDB and Dask
+read it as it is). Each file holds every channel of one session (one ``SessionNum`` of one
+driver in one car), zstd-compressed, in row groups of :data:`ROW_GROUP_ROWS` rows; its
+footer metadata key ``pitbox`` holds JSON with the schema version, source name and sha256,
+the full session YAML, track, car, driver, session type, start time, tick rate, the
+truncated flag, each channel's unit and description, and the lap table.
+
+Safety: files are written beside their final name as ``.<name>.part`` (ignored by dataset
+readers) and renamed into place; an import never touches another session's file; the
+catalogue (``_catalogue.json``) is a cache rebuilt from the file footers whenever stale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pitbox.errors import (
+    IbtFormatError,
+    LapNotFound,
+    PitboxError,
+    SessionNotFound,
+    StoreError,
+    TruncatedWarning,
+)
+from pitbox.ibt.layout import VarHeader
+from pitbox.ibt.reader import TelemetryFile, open_telemetry, sha256_file
+from pitbox.laps import lap_table
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ROW_GROUP_ROWS = 16384
+META_KEY = b"pitbox"
+CATALOGUE_NAME = "_catalogue.json"
+LAP_CHANNELS = ("SessionTime", "SessionTick", "SessionNum", "Lap", "LapDistPct", "LapLastLapTime",
+                "OnPitRoad", "PlayerTrackSurface", "PlayerCarMyIncidentCount", "Speed")
+
+
+def slug(value: object) -> str:
+    """A folder-safe partition value: lower case, ``[a-z0-9._-]``, spaces as ``-``."""
+    s = re.sub(r"[^a-z0-9._-]+", "-", str(value).strip().lower()).strip("-.")
+    return s or "unknown"
+
+
+# -- reading channels into Arrow -------------------------------------------------------
+
+def arrow_column(v: VarHeader, values: np.ndarray) -> pa.Array:
+    """One channel as an Arrow array: fixed-size lists for arrays, types preserved."""
+    if v.count > 1:
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=v.arrow_type.value_type), v.count)
+    return pa.array(values, type=v.arrow_type)
+
+
+def arrow_schema(variables: Sequence[VarHeader], meta: dict[str, Any] | None = None) -> pa.Schema:
+    fields = [
+        pa.field(v.name, v.arrow_type, nullable=False,
+                 metadata={"unit": v.unit, "desc": v.desc, "irsdk_type": v.type.name.lower()})
+        for v in variables
+    ]
+    md = {META_KEY: json.dumps(meta, default=str).encode()} if meta is not None else None
+    return pa.schema(fields, metadata=md)
+
+
+def record_batch(variables: Sequence[VarHeader], cols: dict[str, np.ndarray], schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([arrow_column(v, cols[v.name]) for v in variables], schema=schema)
+
+
+# -- session metadata from the YAML ----------------------------------------------------
+
+def _driver(info: dict[str, Any]) -> dict[str, Any]:
+    di = info.get("DriverInfo") or {}
+    idx = di.get("DriverCarIdx")
+    for d in di.get("Drivers") or []:
+        if d.get("CarIdx") == idx:
+            return d
+    return {}
+
+
+def _session_type(info: dict[str, Any], num: int) -> str:
+    for s in (info.get("SessionInfo") or {}).get("Sessions") or []:
+        if s.get("SessionNum") == num:
+            return str(s.get("SessionType", ""))
+    return ""
+
+
+def session_meta(tf: TelemetryFile, info: dict[str, Any], session_num: int) -> dict[str, Any]:
+    wi = info.get("WeekendInfo") or {}
+    drv = _driver(info)
+    return {
+        "track": str(wi.get("TrackName", "unknown")),
+        "track_config": str(wi.get("TrackConfigName", "") or ""),
+        "track_display": str(wi.get("TrackDisplayName", "") or ""),
+        "track_length": str(wi.get("TrackLength", "") or ""),
+        "car": str(drv.get("CarPath", "unknown")),
+        "car_name": str(drv.get("CarScreenName", "") or ""),
+        "driver": str(drv.get("UserName", "unknown")),
+        "session_type": _session_type(info, session_num),
+        "session_num": session_num,
+        "iracing_build": str(wi.get("BuildVersion", "") or ""),
+        "simulated": str(wi.get("source", "")) == "simulated",
+    }
+
+
+# -- import ----------------------------------------------------------------------------
+
+@dataclass
+class ImportResult:
+    """What happened to one source file."""
+
+    source: Path
+    status: str  #: "imported", "present" or "failed"
+    sessions: list[str] = field(default_factory=list)
+    truncated: bool = False
+    error: str | None = None
+
+
+def _session_ranges(session_num: np.ndarray | None, n: int) -> list[tuple[int, int, int]]:
+    """(start, stop, SessionNum) for each run of one SessionNum."""
+    if session_num is None or n == 0:
+        return [(0, n, 0)]
+    cut = np.flatnonzero(np.diff(session_num) != 0) + 1
+    edges = np.concatenate([[0], cut, [n]])
+    return [(int(a), int(b), int(session_num[a])) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def _start_time(tf: TelemetryFile, t: np.ndarray, row: int) -> datetime:
+    base = tf.disk.session_start_date if tf.disk is not None else 0
+    offset = float(t[row] - t[0]) if len(t) and np.all(np.diff(t[: row + 1]) >= 0) else row / tf.tick_rate
+    return datetime.fromtimestamp(base, tz=timezone.utc) + timedelta(seconds=offset)
+
+
+def _write_parquet(tf: TelemetryFile, start: int, stop: int, schema: pa.Schema, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=["SessionTime", "Lap"]) as w:
+            for a in range(start, stop, ROW_GROUP_ROWS):
+                cols = tf.read(None, a, min(a + ROW_GROUP_ROWS, stop))
+                w.write_batch(record_batch(tf.variables, cols, schema), row_group_size=ROW_GROUP_ROWS)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{dest}: cannot write session file: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> ImportResult:
+    """Import one ``.ibt`` (or live dump) into the store; idempotent.
+
+    Raises :class:`IbtFormatError` for a damaged file and :class:`StoreError` when the store
+    cannot be written. A file whose last rows are missing imports its complete rows,
+    warns (:class:`TruncatedWarning`) and is marked truncated.
+    """
+    src = Path(path)
+    data = Path(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncatedWarning)
+        tf = open_telemetry(src)
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    with tf:
+        info = tf.session_info
+        sha = sha256_file(src)
+        small = tf.read([c for c in LAP_CHANNELS if c in tf.channels])
+        t = small.get("SessionTime", np.arange(tf.n_rows) / tf.tick_rate)
+        result = ImportResult(src, "present", truncated=tf.truncated)
+        for a, b, num in _session_ranges(small.get("SessionNum"), tf.n_rows):
+            base = session_meta(tf, info, num)
+            start = _start_time(tf, t, a)
+            sid = f"{start:%Y%m%d-%H%M%S}-{sha[:8]}-{num}"
+            dest = data / f"track={slug(base['track'])}" / f"car={slug(base['car'])}" / f"{sid}.parquet"
+            result.sessions.append(sid)
+            if dest.exists():
+                continue
+            laps = lap_table({k: v[a:b] for k, v in small.items()}, tf.tick_rate)
+            complete = laps[laps.valid]
+            meta = {
+                "schema_version": SCHEMA_VERSION, "id": sid, **base,
+                "start": start.isoformat(), "tick_rate": tf.tick_rate, "samples": b - a,
+                "truncated": tf.truncated, "source_name": src.name, "source_sha256": sha,
+                "source_kind": tf.kind, "source_rows": [a, b], "row_group_rows": ROW_GROUP_ROWS,
+                "laps": int(laps.complete.sum()), "valid_laps": int(len(complete)),
+                "best_lap_s": float(complete.time_s.min()) if len(complete) else None,
+                "lap_table": json.loads(laps.to_json(orient="records")),
+                "session_yaml": tf.session_info_text,
+            }
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{dest.parent}: cannot create folder: {exc.strerror or exc}") from None
+            _write_parquet(tf, a, b, arrow_schema(tf.variables, meta), dest)
+            result.status = "imported"
+    return result
+
+
+def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Files named, and ``.ibt`` files below folders named (recursively, sorted)."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from sorted(q for q in p.rglob("*") if q.suffix.lower() == ".ibt" and q.is_file())
+        else:
+            yield p
+
+
+def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLike[str], progress: bool = False) -> list[ImportResult]:
+    """Import every file; a failure is recorded and the other files still import."""
+    sources = list(iter_sources(paths))
+    if progress:
+        from tqdm import tqdm
+
+        sources_iter: Iterable[Path] = tqdm(sources, unit="file", desc="import")
+    else:
+        sources_iter = sources
+    out = []
+    for src in sources_iter:
+        try:
+            out.append(import_file(src, data))
+        except (PitboxError, OSError) as exc:
+            out.append(ImportResult(src, "failed", error=str(exc)))
+    if any(r.status == "imported" for r in out):
+        Store(data).refresh()
+    return out
+
+
+# -- reading the store -----------------------------------------------------------------
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``pitbox`` metadata of one session file (reads the footer only)."""
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StoreError(f"{path}: not a readable Parquet session file: {exc}") from None
+    if META_KEY not in md:
+        raise StoreError(f"{path}: no 'pitbox' metadata: expected a file written by pitbox import")
+    meta = json.loads(md[META_KEY])
+    if meta.get("schema_version", 0) > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema_version {meta['schema_version']}: expected {SCHEMA_VERSION} or older; upgrade pitbox")
+    return meta
+
+
+CATALOGUE_COLUMNS = ["id", "track", "car", "driver", "session_type", "start", "samples", "laps",
+                     "valid_laps", "best_lap_s", "truncated", "simulated", "source_name", "path"]
+
+
+class Store:
+    """A PitBox data folder. ``Store(data).sessions()`` lists what it holds."""
+
+    def __init__(self, data: str | os.PathLike[str] | None = None):
+        from pitbox.config import data_dir
+
+        self.root = data_dir(data)
+
+    def files(self) -> list[Path]:
+        if not self.root.exists():
+            return []
+        return sorted(p for p in self.root.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(self.root).parts))
+
+    def _load_cache(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.root / CATALOGUE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def refresh(self) -> pd.DataFrame:
+        """Rebuild the catalogue from the file footers (reusing entries whose file is unchanged)."""
+        cache = self._load_cache()
+        entries: dict[str, Any] = {}
+        for p in self.files():
+            rel = p.relative_to(self.root).as_posix()
+            st = p.stat()
+            stamp = [st.st_size, st.st_mtime_ns]
+            hit = cache.get(rel)
+            if hit and hit.get("stamp") == stamp:
+                entries[rel] = hit
+                continue
+            try:
+                meta = read_meta(p)
+            except StoreError as exc:
+                log.warning("skipping %s", exc)
+                continue
+            row = {k: meta.get(k) for k in CATALOGUE_COLUMNS if k != "path"}
+            entries[rel] = {"stamp": stamp, "row": row}
+        if entries != cache and self.root.exists():
+            tmp = self.root / f".{CATALOGUE_NAME}.part"
+            try:
+                tmp.write_text(json.dumps(entries), encoding="utf-8")
+                os.replace(tmp, self.root / CATALOGUE_NAME)
+            except OSError as exc:  # a read-only store still lists its sessions
+                log.info("catalogue not cached: %s", exc)
+        rows = [{**e["row"], "path": str(self.root / rel)} for rel, e in entries.items()]
+        df = pd.DataFrame(rows, columns=CATALOGUE_COLUMNS)
+        return df.sort_values(["start", "id"], ignore_index=True)
+
+    def sessions(self) -> pd.DataFrame:
+        """One row per session: id, track, car, driver, start, samples, laps, best_lap_s, …"""
+        return self.refresh()
+
+    def resolve(self, session: str | os.PathLike[str]) -> Path:
+        """A session id, a unique id prefix, or a path to a session file."""
+        p = Path(session)
+        if p.suffix == ".parquet" and p.is_file():
+            return p
+        cat = self.sessions()
+        exact = cat[cat.id == str(session)]
+        hits = exact if len(exact) else cat[cat.id.str.startswith(str(session))]
+        if len(hits) == 1:
+            return Path(hits.path.iloc[0])
+        if len(hits) == 0:
+            raise SessionNotFound(f"no session {str(session)!r} in {self.root}: expected an id or id prefix from 'pitbox sessions'")
+        raise SessionNotFound(f"{str(session)!r} matches {len(hits)} sessions in {self.root}: give more of the id")
+
+    def meta(self, session: str | os.PathLike[str]) -> dict[str, Any]:
+        return read_meta(self.resolve(session))
+
+    def laps(self, session: str | os.PathLike[str]) -> pd.DataFrame:
+        """The session's lap table (from the footer; no rows read)."""
+        from pitbox.laps import LAP_COLUMNS
+
+        table = pd.DataFrame(self.meta(session)["lap_table"], columns=LAP_COLUMNS)
+        return table.astype({"time_s": "float64", "iracing_time_s": "float64"})
+
+    def read(self, session: str | os.PathLike[str], columns: Sequence[str] | None = None,
+             rows: tuple[int, int] | None = None) -> pd.DataFrame:
+        """Channels of a session as a DataFrame (array channels as numpy arrays per cell).
+
+        ``rows=(start, stop)`` reads only the row groups that hold those rows.
+        """
+        path = self.resolve(session)
+        pf = pq.ParquetFile(path)
+        if columns is not None:
+            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            if missing:
+                raise PitboxError(f"{path}: no channel {missing[0]!r} in this session")
+        if rows is None:
+            table = pf.read(columns=columns)
+        else:
+            a, b = rows
+            per = pf.metadata.row_group(0).num_rows if pf.metadata.num_row_groups else 1
+            groups = list(range(a // per, min(-(-b // per), pf.metadata.num_row_groups)))
+            table = pf.read_row_groups(groups, columns=columns).slice(a - groups[0] * per if groups else 0, b - a)
+        return table.to_pandas()
+
+    def read_lap(self, session: str | os.PathLike[str], lap_index: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        laps = self.laps(session)
+        hit = laps[laps.lap_index == lap_index]
+        if hit.empty:
+            raise LapNotFound(f"session {session}: no lap_index {lap_index}: expected 0..{len(laps) - 1}")
+        r = hit.iloc[0]
+        return self.read(session, columns, rows=(int(r.start_row), int(r.end_row)))
+
+
+__all__ = ["ImportResult", "IbtFormatError", "Store", "import_file", "import_paths", "read_meta", "slug"]
