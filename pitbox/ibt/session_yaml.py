@@ -52,7 +52,8 @@ def decode(raw: bytes) -> str:
 
 
 def _quote(m: re.Match[str]) -> str:
-    return m.group("key") + '"%s"' % re.sub(r'(["\\])', r"\\\1", m.group("value"))
+    escaped = re.sub(r'(["\\])', r"\\\1", m.group("value"))
+    return f'{m.group("key")}"{escaped}"'
 
 
 def repair_escape_quoted_values(src: str) -> str:
