@@ -199,6 +199,7 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
                 "laps": int(laps.complete.sum()), "valid_laps": int(len(complete)),
                 "best_lap_s": float(complete.time_s.min()) if len(complete) else None,
                 "lap_table": json.loads(laps.to_json(orient="records")),
+                "units": {v.name: v.unit for v in tf.variables},
                 "session_yaml": tf.session_info_text,
             }
             try:
