@@ -38,7 +38,7 @@ from pitbox.errors import (
     StoreError,
     TruncatedWarning,
 )
-from pitbox.ibt.layout import VarHeader
+from pitbox.ibt.layout import VarHeader, VarType
 from pitbox.ibt.reader import TelemetryFile, open_telemetry, sha256_file
 from pitbox.laps import lap_table
 
@@ -50,6 +50,16 @@ META_KEY = b"pitbox"
 CATALOGUE_NAME = "_catalogue.json"
 LAP_CHANNELS = ("SessionTime", "SessionTick", "SessionNum", "Lap", "LapDistPct", "LapLastLapTime",
                 "OnPitRoad", "PlayerTrackSurface", "PlayerCarMyIncidentCount", "Speed")
+_REAL = (VarType.FLOAT, VarType.DOUBLE)
+_COUNTER = (VarType.INT, VarType.BITFIELD)
+#: What each lap channel must be (a scalar of these types); the first three must be present.
+LAP_CHANNEL_TYPES: dict[str, tuple[VarType, ...]] = {
+    "SessionTime": _REAL, "Lap": _COUNTER, "LapDistPct": _REAL, "SessionTick": _COUNTER, "SessionNum": _COUNTER,
+    "LapLastLapTime": _REAL, "OnPitRoad": (VarType.BOOL, *_COUNTER), "PlayerTrackSurface": _COUNTER,
+    "PlayerCarMyIncidentCount": _COUNTER, "Speed": _REAL,
+}
+#: More runs of ``SessionNum`` than this in one file means the channel is garbage.
+MAX_SESSIONS_PER_FILE = 64
 
 
 def slug(value: object) -> str:
@@ -83,37 +93,54 @@ def record_batch(variables: Sequence[VarHeader], cols: dict[str, np.ndarray], sc
 
 # -- session metadata from the YAML ----------------------------------------------------
 
+def _section(parent: object, key: str) -> dict[str, Any]:
+    """``parent[key]`` when both are mappings, else ``{}`` (a damaged YAML may hold anything)."""
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _entries(parent: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = parent.get(key)
+    return [d for d in value if isinstance(d, dict)] if isinstance(value, list) else []
+
+
+def _text(parent: dict[str, Any], key: str, default: str = "") -> str:
+    """A scalar YAML value as text; anything else (lists, maps, aliases) gives ``default``."""
+    value = parent.get(key)
+    return str(value) if isinstance(value, (str, int, float)) and str(value) else default
+
+
 def _driver(info: dict[str, Any]) -> dict[str, Any]:
-    di = info.get("DriverInfo") or {}
+    di = _section(info, "DriverInfo")
     idx = di.get("DriverCarIdx")
-    for d in di.get("Drivers") or []:
+    for d in _entries(di, "Drivers"):
         if d.get("CarIdx") == idx:
             return d
     return {}
 
 
 def _session_type(info: dict[str, Any], num: int) -> str:
-    for s in (info.get("SessionInfo") or {}).get("Sessions") or []:
+    for s in _entries(_section(info, "SessionInfo"), "Sessions"):
         if s.get("SessionNum") == num:
-            return str(s.get("SessionType", ""))
+            return _text(s, "SessionType")
     return ""
 
 
 def session_meta(tf: TelemetryFile, info: dict[str, Any], session_num: int) -> dict[str, Any]:
-    wi = info.get("WeekendInfo") or {}
+    wi = _section(info, "WeekendInfo")
     drv = _driver(info)
     return {
-        "track": str(wi.get("TrackName", "unknown")),
-        "track_config": str(wi.get("TrackConfigName", "") or ""),
-        "track_display": str(wi.get("TrackDisplayName", "") or ""),
-        "track_length": str(wi.get("TrackLength", "") or ""),
-        "car": str(drv.get("CarPath", "unknown")),
-        "car_name": str(drv.get("CarScreenName", "") or ""),
-        "driver": str(drv.get("UserName", "unknown")),
+        "track": _text(wi, "TrackName", "unknown"),
+        "track_config": _text(wi, "TrackConfigName"),
+        "track_display": _text(wi, "TrackDisplayName"),
+        "track_length": _text(wi, "TrackLength"),
+        "car": _text(drv, "CarPath", "unknown"),
+        "car_name": _text(drv, "CarScreenName"),
+        "driver": _text(drv, "UserName", "unknown"),
         "session_type": _session_type(info, session_num),
         "session_num": session_num,
-        "iracing_build": str(wi.get("BuildVersion", "") or ""),
-        "simulated": str(wi.get("source", "")) == "simulated",
+        "iracing_build": _text(wi, "BuildVersion"),
+        "simulated": _text(wi, "source") == "simulated",
     }
 
 
@@ -139,10 +166,33 @@ def _session_ranges(session_num: np.ndarray | None, n: int) -> list[tuple[int, i
     return [(int(a), int(b), int(session_num[a])) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
+def _lap_inputs(tf: TelemetryFile) -> dict[str, np.ndarray]:
+    """The channels the lap table and session split need, each checked to be a scalar of
+    the type iRacing gives it (``SessionTime`` [s], ``LapDistPct`` [0-1], ``Speed`` [m/s] …)."""
+    names = []
+    for i, (name, types) in enumerate(LAP_CHANNEL_TYPES.items()):
+        v = tf.channels.get(name)
+        if v is None:
+            if i < 3:
+                raise IbtFormatError(tf.path, f"channel {name}", "present (the lap table needs SessionTime, Lap, LapDistPct)",
+                                     "missing")
+            continue
+        if v.count != 1 or v.type not in types:
+            raise IbtFormatError(tf.path, f"variable header {name}", f"a scalar {' or '.join(t.name.lower() for t in types)}",
+                                 f"{v.type.name.lower()}[{v.count}]")
+        names.append(name)
+    return tf.read(names)
+
+
 def _start_time(tf: TelemetryFile, t: np.ndarray, row: int) -> datetime:
+    """Wall-clock start of ``row``: the file's start date plus the ``SessionTime`` elapsed
+    (or ``row / tick_rate`` when ``SessionTime`` goes back or is not a sane number)."""
     base = tf.disk.session_start_date if tf.disk is not None else 0
-    offset = float(t[row] - t[0]) if len(t) and np.all(np.diff(t[: row + 1]) >= 0) else row / tf.tick_rate
-    return datetime.fromtimestamp(base, tz=timezone.utc) + timedelta(seconds=offset)
+    offset = row / tf.tick_rate
+    if len(t) and np.all(np.diff(t[: row + 1]) >= 0):
+        elapsed = float(t[row] - t[0])
+        offset = elapsed if 0 <= elapsed <= 1e8 else offset
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=base + offset)
 
 
 def _write_parquet(tf: TelemetryFile, start: int, stop: int, schema: pa.Schema, dest: Path) -> None:
@@ -178,10 +228,16 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
     with tf:
         info = tf.session_info
         sha = sha256_file(src)
-        small = tf.read([c for c in LAP_CHANNELS if c in tf.channels])
-        t = small.get("SessionTime", np.arange(tf.n_rows) / tf.tick_rate)
+        if tf.n_rows == 0:
+            raise IbtFormatError(src, "rows", "at least one complete row", "0 rows")
+        small = _lap_inputs(tf)
+        t = small["SessionTime"]
         result = ImportResult(src, "present", truncated=tf.truncated)
-        for a, b, num in _session_ranges(small.get("SessionNum"), tf.n_rows):
+        ranges = _session_ranges(small.get("SessionNum"), tf.n_rows)
+        if len(ranges) > MAX_SESSIONS_PER_FILE:
+            raise IbtFormatError(src, "channel SessionNum", f"at most {MAX_SESSIONS_PER_FILE} runs of one session number",
+                                 f"{len(ranges)} runs")
+        for a, b, num in ranges:
             base = session_meta(tf, info, num)
             start = _start_time(tf, t, a)
             sid = f"{start:%Y%m%d-%H%M%S}-{sha[:8]}-{num}"

@@ -40,6 +40,7 @@ MAX_VARS = 4096
 MAX_BUF_LEN = 1 << 20
 MAX_SESSION_INFO = 16 << 20
 DEFAULT_CHUNK_ROWS = 16384
+MAX_START_DATE = 32503680000  #: 3000-01-01 in Unix seconds
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def parse_var_headers(buf: bytes, h: Header, path: object) -> list[VarHeader]:
     seen: set[str] = set()
     for i, r in enumerate(raw):
         name = bytes(r["name"]).split(b"\x00", 1)[0].decode("latin-1")
-        field = f"variable header {i} ({name or 'unnamed'})"
+        field = f"variable header {i} ({name if name.isprintable() and name else 'unnamed'})"
         _check(name.isprintable() and name != "" and " " not in name, path, f"{field}.name",
                "a printable channel name", name)
         _check(name not in seen, path, f"{field}.name", "a name used once", name)
@@ -273,6 +274,8 @@ class IbtFile(TelemetryFile):
         self.disk = DiskSubHeader(int(d["session_start_date"]), float(d["session_start_time"]),
                                   float(d["session_end_time"]), int(d["session_lap_count"]),
                                   int(d["session_record_count"]))
+        _check(0 <= self.disk.session_start_date <= MAX_START_DATE, self.path, "disk sub-header.session_start_date",
+               "Unix seconds between 1970 and 3000", self.disk.session_start_date)
         self._data_offset = self.header.var_buf[0][1]
         complete = (self.size - self._data_offset) // self.header.buf_len
         records = self.disk.session_record_count
@@ -282,11 +285,34 @@ class IbtFile(TelemetryFile):
         elif 0 < records < complete:
             self.n_rows = records  # trailing bytes after the last record: pyirsdk reads record_count rows
         else:
+            self._check_row_length(complete, records)
             self.n_rows = complete
             self.truncated = True
             warnings.warn(
                 f"{self.path}: session_record_count says {records} rows but the file holds {complete} "
                 f"complete rows; reading those", TruncatedWarning, stacklevel=3)
+
+    def _check_row_length(self, complete: int, records: int) -> None:
+        """Rows short of the record count: make sure ``buf_len`` is right, not the count.
+
+        With a wrong row length every row after the first is read at the wrong place, so
+        ``SessionTime`` [s] sampled along the complete rows (all-zero rows skipped) must be
+        finite, not negative and never go back.
+        """
+        v = self.channels.get("SessionTime")
+        if v is None or v.count != 1 or v.type not in (VarType.FLOAT, VarType.DOUBLE) or complete < 2:
+            return
+        picks = sorted({0, 1, 2 % complete, complete // 3, complete // 2, complete - 2, complete - 1})
+        t = np.empty(len(picks))
+        for k, row in enumerate(picks):
+            self._f.seek(self._data_offset + row * self.header.buf_len + v.offset)
+            t[k] = np.frombuffer(self._f.read(v.nbytes), v.dtype, count=1)[0]
+        t = t[t != 0]
+        if not (np.isfinite(t).all() and (t >= 0).all() and (np.diff(t) >= 0).all()):
+            raise IbtFormatError(self.path, "header.buf_len",
+                                 f"a row length under which SessionTime never goes back (with it the file "
+                                 f"holds {complete} rows, its record count says {records})",
+                                 self.header.buf_len)
 
 
 class LiveDump(TelemetryFile):
