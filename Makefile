@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python -m pitbox.demo --data $(DATA) --source $(DEMO_SOURCE)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pitbox tests bench recorders
+	$(BIN)/ruff check .
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
