@@ -1,0 +1,431 @@
+"""Corners: found on a lap's curvature, named from the track's corner file, split into
+braking, entry, apex and exit, and measured on every lap.
+
+Detection (I/O free, on a :class:`~pitbox.analysis.align.Trace`):
+
+* curvature κ(d) [1/m] from GPS (heading of the projected path), else ``YawRate``/``Speed``,
+  else ``LatAccel``/``Speed``², smoothed over ~10 m;
+* a corner is a peak of |κ| at least :data:`MIN_CURVATURE` high whose prominence is at least
+  :data:`MIN_PROMINENCE` of its height (so an oval's two ends are two corners, while the ripples
+  of one long arc are not), extending both ways while |κ| stays above :data:`EDGE_FRACTION` of
+  the peak, and turning the car at least :data:`MIN_ANGLE_DEG`.
+
+Each corner owns a **segment** of the lap from its braking zone to the next corner's, so
+the segments tile the lap and the time a mistake costs on the following straight counts
+at the corner that caused it. The segment that contains the start line wraps round it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pitbox.analysis.align import Trace
+from pitbox.analysis.channels import WHEEL_SPEEDS
+
+log = logging.getLogger(__name__)
+
+MIN_CURVATURE = 1 / 1000  #: 1/m: a radius under 1 km
+MIN_PROMINENCE = 0.4
+EDGE_FRACTION = 0.5
+MIN_ANGLE_DEG = 15.0
+SMOOTH_M = 10.0
+BRAKE_ON = 0.05  #: brake fraction that counts as braking
+PEDAL_OFF = 0.05  #: pedal fraction under which a pedal is released (coasting)
+LOCK_SLIP = 0.20  #: wheel slower than the car by this fraction while braking = locked
+SEGMENT_MARGIN_M = 30.0  #: a segment starts this far before the earliest braking point
+TRACKS_DIR = Path(__file__).resolve().parents[1] / "data" / "tracks"
+
+
+@dataclass
+class Corner:
+    """One corner. Distances [m] from the start line along the lap."""
+
+    number: int
+    name: str
+    direction: str  #: "left" or "right"
+    start_m: float  #: turn-in (curvature rises past EDGE_FRACTION of its peak)
+    apex_m: float  #: peak curvature
+    end_m: float  #: exit (curvature falls below EDGE_FRACTION of its peak)
+    angle_deg: float  #: how far the corner turns the car
+    seg_start_m: float = float("nan")  #: start of the corner's segment (before its braking zone)
+    seg_end_m: float = float("nan")  #: end of its segment (the next segment's start; > length when it wraps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- curvature ---------------------------------------------------------------------------
+
+def _smooth(values: np.ndarray, sigma_pts: float, wrap: bool) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(values.astype(np.float64), sigma_pts, mode="wrap" if wrap else "nearest")
+
+
+def curvature(trace: Trace, xy: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, str]:
+    """Signed curvature [1/m] (left positive) on the trace's grid, and its source."""
+    step = float(np.median(np.diff(trace.distance_m))) if len(trace.distance_m) > 1 else 1.0
+    sig = SMOOTH_M / step
+    wrap = trace.complete
+    ch = trace.channels
+    if xy is not None and np.all(np.isfinite(xy[0])):
+        x, y = _smooth(xy[0], sig / 2, wrap), _smooth(xy[1], sig / 2, wrap)
+        heading = np.unwrap(np.arctan2(np.gradient(y), np.gradient(x)))
+        return _smooth(np.gradient(heading) / step, sig, wrap), "gps"
+    speed = np.maximum(ch["Speed"].astype(np.float64), 3.0) if "Speed" in ch else None
+    if speed is not None and "YawRate" in ch:
+        return _smooth(ch["YawRate"] / speed, sig, wrap), "yaw_rate"
+    if speed is not None and "LatAccel" in ch:
+        return _smooth(ch["LatAccel"] / speed**2, sig, wrap), "lat_accel"
+    raise ValueError("corner detection needs Lat/Lon, YawRate or LatAccel, and Speed")
+
+
+def _edges(k: np.ndarray, peak: int, level: float, lo: int, hi: int) -> tuple[int, int]:
+    a = peak
+    while a > lo and k[a - 1] >= level:
+        a -= 1
+    b = peak
+    while b < hi - 1 and k[b + 1] >= level:
+        b += 1
+    return a, b
+
+
+def find_corners(trace: Trace, xy: tuple[np.ndarray, np.ndarray] | None = None) -> list[Corner]:
+    """Corners of a lap from its curvature, numbered T1, T2 … in lap order."""
+    from scipy.signal import find_peaks
+
+    kappa, _ = curvature(trace, xy)
+    d = trace.distance_m
+    step = float(np.median(np.diff(d)))
+    corners: list[Corner] = []
+    for sign in (1.0, -1.0):
+        k = np.clip(sign * kappa, 0.0, None)
+        peaks, props = find_peaks(k, height=MIN_CURVATURE, prominence=0.0, distance=max(int(20 / step), 1))
+        for p, prom in zip(peaks, props["prominences"], strict=True):
+            if prom < MIN_PROMINENCE * k[p]:
+                continue
+            a, b = _edges(k, int(p), EDGE_FRACTION * k[p], 0, len(k))
+            angle = float(np.degrees(np.sum(k[a : b + 1]) * step))
+            corners.append(Corner(0, "", "left" if sign > 0 else "right", float(d[a]), float(d[p]), float(d[b]), angle))
+    corners = _merge_overlaps(sorted(corners, key=lambda c: c.apex_m))
+    corners = [c for c in corners if c.angle_deg >= MIN_ANGLE_DEG]
+    for i, c in enumerate(corners):
+        c.number, c.name = i + 1, f"T{i + 1}"
+    return corners
+
+
+def _merge_overlaps(corners: list[Corner]) -> list[Corner]:
+    """Same-direction corners whose ranges overlap become one (the sharper apex kept)."""
+    out: list[Corner] = []
+    for c in corners:
+        if out and out[-1].direction == c.direction and c.start_m <= out[-1].end_m:
+            prev = out[-1]
+            prev.end_m = max(prev.end_m, c.end_m)
+            prev.angle_deg += c.angle_deg
+            continue
+        out.append(c)
+    return out
+
+
+# -- corner files ------------------------------------------------------------------------
+
+def load_track_file(track: str, config: str = "", folder: Path | None = None) -> dict[str, Any] | None:
+    """The corner file for a track (matched on ``track`` and ``config`` as iRacing writes
+    them) from ``pitbox/data/tracks`` (or ``folder``); None when there is none."""
+    folder = folder or TRACKS_DIR
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            log.warning("%s: unreadable track file: %s", path, exc)
+            continue
+        for entry in doc if isinstance(doc, list) else [doc]:
+            if not isinstance(entry, dict):
+                continue
+            name = str(entry.get("track") or entry.get("track_name") or entry.get("TrackName") or "")
+            cfg = str(entry.get("config") or entry.get("track_config") or entry.get("TrackConfigName") or "")
+            if name == track and (cfg or "") == (config or ""):
+                return entry
+    return None
+
+
+def file_corners(entry: dict[str, Any], length_m: float) -> list[dict[str, Any]]:
+    """Corners of a track file as ``{"name", "start_m", "end_m"}`` (from their LapDistPct range)."""
+    out = []
+    for c in entry.get("corners") or []:
+        rng = c.get("pct") or c.get("range") or [c.get("start_pct"), c.get("end_pct")]
+        if rng is None or len(rng) != 2 or rng[0] is None or rng[1] is None:
+            continue
+        a, b = float(rng[0]) * length_m, float(rng[1]) * length_m
+        if b < a:
+            b += length_m
+        out.append({"name": str(c.get("name")), "start_m": a, "end_m": b, **{k: v for k, v in c.items()
+                                                                            if k not in ("name", "pct", "range")}})
+    return out
+
+
+def name_corners(corners: list[Corner], named: list[dict[str, Any]], length_m: float) -> None:
+    """Give each detected corner the name of the file corner whose range holds its apex."""
+    for c in corners:
+        for n in named:
+            for apex in (c.apex_m, c.apex_m + length_m):
+                if n["start_m"] <= apex <= n["end_m"]:
+                    c.name = n["name"]
+
+
+# -- segments ----------------------------------------------------------------------------
+
+def brake_points(trace: Trace, corners: list[Corner]) -> list[float | None]:
+    """Per corner: where braking for it starts on this lap [m] (None when it is taken flat)."""
+    out: list[float | None] = []
+    prev_end = corners[-1].end_m - trace.length_m if corners else 0.0
+    for c in corners:
+        w = _window(trace, max(prev_end, 0.0), c.apex_m)
+        out.append(_brake_on(w))
+        prev_end = c.end_m
+    return out
+
+
+def set_segments(corners: list[Corner], length_m: float, braking: list[list[float | None]]) -> None:
+    """Segment boundaries: ``SEGMENT_MARGIN_M`` before the earliest braking point seen for the
+    corner on any lap given (or before its turn-in when nobody brakes), never inside the
+    previous corner."""
+    n = len(corners)
+    starts = []
+    for i, c in enumerate(corners):
+        pts = [b[i] for b in braking if b[i] is not None]
+        first = min(pts) if pts else c.start_m
+        prev_end = corners[i - 1].end_m - (length_m if i == 0 else 0.0)
+        start = max(min(first, c.start_m) - SEGMENT_MARGIN_M, (prev_end + min(first, c.start_m)) / 2)
+        starts.append(start % length_m if start < 0 else start)
+    for i, c in enumerate(corners):
+        c.seg_start_m = starts[i]
+        nxt = starts[(i + 1) % n]
+        c.seg_end_m = nxt if nxt > starts[i] else nxt + length_m
+    if n == 1:
+        corners[0].seg_end_m = corners[0].seg_start_m + length_m
+
+
+def segments_from_file(corners: list[Corner], named: list[dict[str, Any]], length_m: float) -> bool:
+    """Use the file's corner ranges as segments when they tile the lap (the simulator's files
+    do: each corner's range runs to the next braking point); True when applied."""
+    if len(named) != len(corners) or not named:
+        return False
+    spans = sorted(named, key=lambda n: n["start_m"])
+    total = sum(n["end_m"] - n["start_m"] for n in spans)
+    if abs(total - length_m) > 0.01 * length_m:
+        return False
+    by_name = {n["name"]: n for n in spans}
+    if any(c.name not in by_name for c in corners):
+        return False
+    for c in corners:
+        c.seg_start_m, c.seg_end_m = by_name[c.name]["start_m"], by_name[c.name]["end_m"]
+    return True
+
+
+# -- per-lap metrics ---------------------------------------------------------------------
+
+@dataclass
+class Window:
+    """Grid points of one lap between two distances (may run past the line, wrapping onto
+    the lap's own start with time continued)."""
+
+    d: np.ndarray
+    t: np.ndarray
+    ch: dict[str, np.ndarray]
+
+
+def _window(trace: Trace, a: float, b: float) -> Window:
+    """Grid points covering ``[a, b]`` (one point beyond each end where there is one)."""
+    L = trace.length_m
+    d, t = trace.distance_m, trace.time_s
+    a = max(a, float(d[0]))
+    i = max(int(np.searchsorted(d, a, "left")) - 1, 0)
+    if b <= d[-1] + 1e-9 or not trace.complete:
+        j = min(int(np.searchsorted(d, b, "right")) + 1, len(d))
+        return Window(d[i:j], t[i:j], {k: v[i:j] for k, v in trace.channels.items()})
+    j = min(int(np.searchsorted(d, b - L, "right")) + 1, len(d))
+    lap_t = t[-1]
+    return Window(np.concatenate([d[i:-1], d[:j] + L]), np.concatenate([t[i:-1], t[:j] + lap_t]),
+                  {k: np.concatenate([v[i:-1], v[:j]]) for k, v in trace.channels.items()})
+
+
+def _cross_up(x: np.ndarray, d: np.ndarray, level: float, start: int = 0) -> float | None:
+    """First distance at or after index ``start`` where ``x`` rises through ``level`` (interpolated)."""
+    above = np.flatnonzero(x[start:] >= level)
+    if not len(above):
+        return None
+    i = start + int(above[0])
+    if i == 0 or x[i - 1] >= level:
+        return float(d[i])
+    f = (level - x[i - 1]) / (x[i] - x[i - 1])
+    return float(d[i - 1] + f * (d[i] - d[i - 1]))
+
+
+def _brake_on(w: Window) -> float | None:
+    if "Brake" not in w.ch or not len(w.d):
+        return None
+    brake = w.ch["Brake"]
+    on = np.flatnonzero(brake >= BRAKE_ON)
+    if not len(on):
+        return None
+    # the last braking event that starts before the apex (earlier ones belong to other corners)
+    starts = on[np.concatenate([[True], np.diff(on) > 1])]
+    return _cross_up(brake, w.d, BRAKE_ON, int(starts[-1]) - 1 if starts[-1] > 0 else 0)
+
+
+def _time_where(mask: np.ndarray, t: np.ndarray) -> float:
+    """Seconds spent on grid points where ``mask`` holds (each point owns the interval to the next)."""
+    if len(t) < 2:
+        return 0.0
+    dt = np.diff(t)
+    return float(np.sum(dt[mask[:-1]]))
+
+
+def _throttle_pickup(w: Window, release_i: int) -> float | None:
+    """Where the final throttle application starts: after brake release, the last point at
+    the throttle's trough before it passes 50 % (lifts and auto-blips while braking ignored)."""
+    if "Throttle" not in w.ch:
+        return None
+    thr = w.ch["Throttle"]
+    after = np.flatnonzero(thr[release_i:] >= 0.5)
+    if not len(after):
+        return None
+    k = release_i + int(after[0])
+    trough = float(np.min(thr[release_i : k + 1]))
+    low = np.flatnonzero(thr[release_i : k + 1] <= trough + 0.05)
+    j = release_i + int(low[-1])
+    return _cross_up(thr, w.d, trough + 0.05, j) if j < k else float(w.d[j])
+
+
+def lap_corner_metrics(trace: Trace, c: Corner) -> dict[str, Any]:
+    """Metrics of one corner on one lap (distances [m] from the start line, speeds [km/h],
+    times [s], pedals 0-1)."""
+    w = _window(trace, c.seg_start_m, c.seg_end_m)
+    m: dict[str, Any] = {"corner": c.name, "lap_index": trace.lap_index}
+    if len(w.d) < 3:
+        return m
+    L = trace.length_m
+    covered = w.d[0] <= c.seg_start_m + 1e-6 and w.d[-1] >= c.seg_end_m - 1e-6
+    m["segment_time_s"] = float(np.interp(c.seg_end_m, w.d, w.t) - np.interp(c.seg_start_m, w.d, w.t)) \
+        if covered else np.nan
+    speed = w.ch.get("Speed")
+    brake = w.ch.get("Brake")
+    apex_lo, apex_hi = _unwrapped_range(w.d, c, L)
+    bp = _brake_on(Window(w.d[:apex_hi], w.t[:apex_hi], {k: v[:apex_hi] for k, v in w.ch.items()}))
+    m["brake_point_m"] = bp
+    release_i = apex_lo
+    if bp is not None and brake is not None:
+        i0 = int(np.searchsorted(w.d, bp))
+        pk = i0 + int(np.argmax(brake[i0:apex_hi + 1])) if apex_hi >= i0 else i0
+        m["peak_brake"] = float(brake[pk])
+        off = np.flatnonzero(brake[pk:] < BRAKE_ON)
+        release_i = pk + int(off[0]) if len(off) else len(brake) - 1
+        m["brake_release_m"] = float(w.d[release_i])
+        m["trail_brake_m"] = float(w.d[release_i] - _u(c.start_m, w.d, L))
+        m["entry_speed_kmh"] = float(np.interp(bp, w.d, speed)) * 3.6 if speed is not None else None
+    else:
+        m["peak_brake"] = 0.0
+        m["brake_release_m"] = None
+        m["trail_brake_m"] = None
+        m["entry_speed_kmh"] = float(np.max(speed[: max(apex_lo, 1)])) * 3.6 if speed is not None else None
+    if speed is not None:
+        lo, hi = apex_lo, max(apex_hi, apex_lo + 1)
+        k = lo + int(np.argmin(speed[lo:hi]))
+        m["min_speed_kmh"] = float(speed[k]) * 3.6
+        m["min_speed_at_m"] = float(w.d[k])
+        m["exit_speed_kmh"] = float(np.interp(_u(c.end_m, w.d, L), w.d, speed)) * 3.6
+        release_i = min(release_i, k) if bp is None else release_i
+        m["apex_i"] = k
+    pickup = _throttle_pickup(w, min(release_i, len(w.d) - 1))
+    m["throttle_pickup_m"] = pickup
+    thr = w.ch.get("Throttle")
+    if thr is not None and brake is not None:
+        moving = speed > 5 if speed is not None else np.ones(len(w.d), bool)
+        m["coasting_s"] = _time_where((thr < PEDAL_OFF) & (brake < PEDAL_OFF) & moving, w.t)
+    m.update(_lockup(w, brake, speed))
+    start = bp if bp is not None else _u(c.start_m, w.d, L)
+    m["time_in_corner_s"] = float(np.interp(_u(c.end_m, w.d, L), w.d, w.t) - np.interp(start, w.d, w.t))
+    m.pop("apex_i", None)
+    return m
+
+
+def _u(x: float, d: np.ndarray, L: float) -> float:
+    """A corner distance on the window's (possibly wrapped) axis."""
+    return x + L if len(d) and x < d[0] - 1e-6 else x
+
+
+def _unwrapped_range(d: np.ndarray, c: Corner, L: float) -> tuple[int, int]:
+    lo = int(np.searchsorted(d, _u(c.start_m, d, L) - 20.0))
+    hi = int(np.searchsorted(d, _u(c.end_m, d, L) + 20.0))
+    return min(lo, len(d) - 1), min(max(hi, lo + 1), len(d))
+
+
+def _lockup(w: Window, brake: np.ndarray | None, speed: np.ndarray | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "BrakeABSactive" in w.ch:
+        out["abs_s"] = _time_where(w.ch["BrakeABSactive"].astype(bool), w.t)
+    if brake is None or speed is None:
+        return out
+    braking = (brake >= BRAKE_ON) & (speed > 5)
+    wheels = [w.ch[n] for n in WHEEL_SPEEDS if n in w.ch]
+    if len(wheels) == 4:
+        slowest = np.min(np.vstack(wheels), axis=0)
+        out["lockup_s"] = _time_where(braking & (slowest < (1 - LOCK_SLIP) * speed), w.t)
+        out["lockup_source"] = "wheel_speeds"
+    elif "LongAccel" in w.ch:
+        decel = -w.ch["LongAccel"].astype(np.float64)
+        hard = braking & (brake > 0.5)
+        peak = float(np.max(decel[hard])) if hard.any() else 0.0
+        sliding = hard & (decel < 0.6 * peak)
+        if "BrakeABSactive" in w.ch:
+            sliding |= w.ch["BrakeABSactive"].astype(bool)
+        out["lockup_s"] = _time_where(sliding, w.t)
+        out["lockup_source"] = "abs_decel"
+    return out
+
+
+def corner_table(traces: list[Trace], corners: list[Corner], ref: Trace | None = None) -> pd.DataFrame:
+    """One row per (lap, corner): the metrics of :func:`lap_corner_metrics`, and ``delta_s``
+    (segment time minus the reference's) when a reference is given."""
+    rows = [lap_corner_metrics(tr, c) for tr in traces for c in corners]
+    df = pd.DataFrame(rows)
+    if ref is not None and len(df):
+        ref_times = {c.name: lap_corner_metrics(ref, c).get("segment_time_s") for c in corners}
+        df["ref_segment_time_s"] = df.corner.map(ref_times)
+        df["delta_s"] = df.segment_time_s - df.ref_segment_time_s
+    return df
+
+
+def phase_bounds(ref: Trace, c: Corner) -> dict[str, tuple[float, float]]:
+    """Braking, entry, apex, exit of a corner as fixed distances from the reference lap:
+    braking from its brake point to turn-in, entry to the apex zone, apex ±10 % of the corner
+    around the reference's slowest point, exit to the end of the corner."""
+    m = lap_corner_metrics(ref, c)
+    apex = m.get("min_speed_at_m") or c.apex_m
+    L = ref.length_m
+    start, end = c.start_m, c.end_m if c.end_m >= c.start_m else c.end_m + L
+    apex = apex if apex >= start - 20 else apex + L
+    half = max(0.1 * (end - start), 5.0)
+    bp = m.get("brake_point_m")
+    bp = start if bp is None else min(bp, start)
+    a0, a1 = max(apex - half, start), min(apex + half, end)
+    return {"braking": (bp, start), "entry": (start, a0), "apex": (a0, a1), "exit": (a1, end)}
+
+
+def phase_times(trace: Trace, bounds: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Time [s] a lap spends in each phase (distances may run past the line)."""
+    out = {}
+    for name, (a, b) in bounds.items():
+        w = _window(trace, a, max(b, a))
+        out[f"{name}_s"] = float(np.interp(b, w.d, w.t) - np.interp(a, w.d, w.t)) if len(w.d) > 1 else np.nan
+    return out

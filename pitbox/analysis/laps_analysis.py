@@ -1,0 +1,128 @@
+"""One pass over a session: reference lap, corners, every complete lap on the distance
+grid, its delta to the reference and its per-corner metrics.
+
+>>> a = analyse(load_session("20150528"))
+>>> a.corners            # [Corner(T1 …), Corner(T2 …)]
+>>> a.table              # one row per (lap, corner): brake point, min speed, delta_s …
+>>> a.deltas[2]          # Delta of lap 2 against the reference
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pitbox.analysis import corners as C
+from pitbox.analysis.align import DEFAULT_STEP_M, Delta, Trace, compute_delta
+from pitbox.analysis.session import Lap, Session, load_session
+from pitbox.analysis.trackmap import has_gps, lap_xy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionAnalysis:
+    """Everything the coach, figures and reports use for one session."""
+
+    session: Session
+    reference: Lap
+    corners: list[C.Corner]
+    traces: dict[int, Trace]
+    deltas: dict[int, Delta]
+    table: pd.DataFrame  #: per (lap_index, corner): metrics, segment_time_s, delta_s, valid
+    corner_source: str  #: "gps", "yaw_rate" or "lat_accel"
+    segment_source: str  #: "track_file" or "braking_points"
+    track_file: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref_trace(self) -> Trace:
+        return self.reference.trace()
+
+    def valid_lap_indices(self) -> list[int]:
+        laps = self.session.valid_laps()
+        return [int(i) for i in laps.lap_index if int(i) in self.traces]
+
+    def corner_names(self) -> list[str]:
+        return [c.name for c in self.corners]
+
+    def corner(self, name: str) -> C.Corner:
+        for c in self.corners:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def corner_summary(self) -> pd.DataFrame:
+        """One row per corner: geometry, reference values and the spread over valid laps."""
+        t = self.table[self.table.valid]
+        rows = []
+        for c in self.corners:
+            ct = t[t.corner == c.name]
+            ref = self.table[(self.table.lap_index == self.reference.lap_index)
+                             & (self.table.session_id == self.reference.session.id) & (self.table.corner == c.name)]
+            rows.append({
+                "corner": c.name, "direction": c.direction, "start_m": c.start_m, "apex_m": c.apex_m,
+                "end_m": c.end_m, "angle_deg": c.angle_deg, "seg_start_m": c.seg_start_m, "seg_end_m": c.seg_end_m,
+                "ref_segment_time_s": float(ref.segment_time_s.iloc[0]) if len(ref) else np.nan,
+                "best_segment_time_s": float(ct.segment_time_s.min()) if len(ct) else np.nan,
+                "median_segment_time_s": float(ct.segment_time_s.median()) if len(ct) else np.nan,
+                "ref_min_speed_kmh": float(ref.min_speed_kmh.iloc[0]) if len(ref) and "min_speed_kmh" in ref else np.nan,
+                "ref_brake_point_m": float(ref.brake_point_m.iloc[0]) if len(ref) and ref.brake_point_m.notna().any() else np.nan,
+            })
+        return pd.DataFrame(rows)
+
+
+def _xy(session: Session, trace: Trace, data: str | os.PathLike[str] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if not has_gps(trace):
+        return None
+    g = lap_xy(session, trace, data=data)
+    return g.x_m.to_numpy(), g.y_m.to_numpy()
+
+
+def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None,
+                   step_m: float = DEFAULT_STEP_M) -> tuple[list[C.Corner], str, dict[str, Any] | None]:
+    """Corners of the reference lap, named from the track file when there is one."""
+    tr = ref.trace(step_m)
+    xy = _xy(ref.session, tr, data)
+    _, source = C.curvature(tr, xy)
+    corners = C.find_corners(tr, xy)
+    entry = C.load_track_file(ref.session.track, ref.session.track_config)
+    if entry is not None:
+        C.name_corners(corners, C.file_corners(entry, tr.length_m), tr.length_m)
+    return corners, source, entry
+
+
+def analyse(session: Session | str | os.PathLike[str], reference: object = None,
+            data: str | os.PathLike[str] | None = None, step_m: float = DEFAULT_STEP_M,
+            laps: list[int] | None = None) -> SessionAnalysis:
+    """Analyse every complete lap of a session (or ``laps``) against a reference lap
+    (default: the session's fastest valid lap; see :meth:`Session.reference`)."""
+    s = load_session(session, data)
+    ref = s.reference(reference)
+    corners, source, entry = detect_corners(ref, data, step_m)
+    complete = s.source.laps[s.source.laps.complete]
+    wanted = [int(i) for i in complete.lap_index] if laps is None else [int(i) for i in laps]
+    traces = {i: s.trace(i, step_m) for i in wanted}
+    ref_tr = ref.trace(step_m)
+    seg_source = "braking_points"
+    if corners:
+        named = C.file_corners(entry, ref_tr.length_m) if entry else []
+        if named and C.segments_from_file(corners, named, ref_tr.length_m):
+            seg_source = "track_file"
+        else:
+            valid = set(int(i) for i in s.valid_laps().lap_index)
+            braking = [C.brake_points(t, corners) for i, t in traces.items() if i in valid]
+            C.set_segments(corners, ref_tr.length_m, braking + [C.brake_points(ref_tr, corners)])
+    deltas = {i: compute_delta(t, ref_tr) for i, t in traces.items()}
+    table = C.corner_table(list(traces.values()), corners, ref_tr) if corners else pd.DataFrame()
+    if len(table):
+        info = s.source.laps.set_index("lap_index")
+        table.insert(0, "session_id", s.id)
+        table["lap"] = table.lap_index.map(info.lap)
+        table["valid"] = table.lap_index.map(info.valid).astype(bool)
+    return SessionAnalysis(s, ref, corners, traces, deltas, table, source, seg_source, entry)
