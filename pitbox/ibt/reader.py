@@ -295,23 +295,30 @@ class IbtFile(TelemetryFile):
     def _check_row_length(self, complete: int, records: int) -> None:
         """Rows short of the record count: make sure ``buf_len`` is right, not the count.
 
-        With a wrong row length every row after the first is read at the wrong place, so
-        ``SessionTime`` [s] sampled along the complete rows (all-zero rows skipped) must be
-        finite, not negative and never go back.
+        With a wrong row length the rows after the first are read at the wrong place (or,
+        for a multiple of the right length, every n-th row is read). So ``SessionTime`` [s],
+        sampled over the first rows and along the file (all-zero rows skipped), must be
+        finite, not negative, never go back, and step by about one tick.
         """
         v = self.channels.get("SessionTime")
         if v is None or v.count != 1 or v.type not in (VarType.FLOAT, VarType.DOUBLE) or complete < 2:
             return
-        picks = sorted({0, 1, 2 % complete, complete // 3, complete // 2, complete - 2, complete - 1})
+        head = min(complete, 17)
+        picks = sorted({*range(head), complete // 3, complete // 2, complete - 2, complete - 1})
         t = np.empty(len(picks))
         for k, row in enumerate(picks):
             self._f.seek(self._data_offset + row * self.header.buf_len + v.offset)
             t[k] = np.frombuffer(self._f.read(v.nbytes), v.dtype, count=1)[0]
+        first = t[:head][t[:head] != 0]
+        steps = np.diff(first)[np.diff(first) > 0] if len(first) > 1 else np.zeros(0)
         t = t[t != 0]
-        if not (np.isfinite(t).all() and (t >= 0).all() and (np.diff(t) >= 0).all()):
+        plausible = np.isfinite(t).all() and (t >= 0).all() and (np.diff(t) >= 0).all()
+        if plausible and len(steps) >= 3:
+            plausible = float(np.median(steps)) * self.tick_rate < 1.5
+        if not plausible:
             raise IbtFormatError(self.path, "header.buf_len",
-                                 f"a row length under which SessionTime never goes back (with it the file "
-                                 f"holds {complete} rows, its record count says {records})",
+                                 f"a row length under which SessionTime steps by one tick and never goes back "
+                                 f"(with it the file holds {complete} rows, its record count says {records})",
                                  self.header.buf_len)
 
 
