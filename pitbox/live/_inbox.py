@@ -1,0 +1,108 @@
+"""The hand-off from the recorder's tick loop to an event loop thread.
+
+``publish_*`` append one tuple to a bounded deque (atomic under the GIL) and, when no
+wake-up is pending, schedule one with ``call_soon_threadsafe``; the loop drains the deque
+in order. The tick loop never awaits, never takes a lock the loop holds and never touches
+the network: a call costs a few microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from pitbox.ibt import session_yaml
+from pitbox.live.protocol import LiveError
+
+log = logging.getLogger(__name__)
+
+FRAME, LAP, SESSION, SESSION_INFO = "frame", "lap", "session", "session_info"
+#: At most this many items wait for the loop (10 s of 60 Hz ticks with room for laps).
+INBOX_MAX = 4096
+
+
+class Inbox:
+    """Thread-safe, non-blocking publishing side; subclasses implement :meth:`_handle`."""
+
+    def __init__(self) -> None:
+        self._inbox: deque[tuple[Any, ...]] = deque(maxlen=INBOX_MAX)
+        self._wake_pending = False
+        self._inbox_loop: Any = None
+        self.frames_published = 0
+
+    def publish_frame(self, tick: int, session_time: float, values: Mapping[str, object]) -> None:
+        """Publish one sample: ``tick`` (iRacing tick count), ``session_time`` [s],
+        ``values`` (channel -> number, bool, numpy scalar or array). Never blocks.
+
+        ``values`` is handed over, not copied: pass a fresh dict each tick."""
+        self._inbox.append((FRAME, tick, session_time, values, time.perf_counter_ns()))
+        self.frames_published += 1
+        if not self._wake_pending:
+            self._wake()
+
+    def publish_lap(self, row: Mapping[str, object]) -> None:
+        """A completed lap: one lap-table row (JSON-able values; numpy scalars are fine)."""
+        self._inbox.append((LAP, row))
+        self._wake()
+
+    def publish_session(self, meta: Mapping[str, object]) -> None:
+        """A session change: ``meta`` describes the new session (track, car, session type …).
+        Laps and history restart."""
+        self._inbox.append((SESSION, meta))
+        self._wake()
+
+    def publish_session_info(self, info: Mapping[str, object] | str | bytes) -> None:
+        """The session YAML changed: a parsed dict (best), or the raw YAML text or bytes
+        (parsed, with iRacing's repairs, off the tick loop)."""
+        self._inbox.append((SESSION_INFO, info))
+        self._wake()
+
+    def _wake(self) -> None:
+        loop = self._inbox_loop
+        if loop is None or self._wake_pending:
+            return
+        self._wake_pending = True
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed: stopped; drop silently, the tick loop goes on
+            self._wake_pending = False
+
+    def _attach_loop(self, loop: Any) -> None:
+        self._inbox_loop = loop
+        if self._inbox:
+            self._wake()
+
+    def _detach_loop(self) -> None:
+        self._inbox_loop = None
+        self._wake_pending = False
+
+    def _drain(self) -> None:
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            item = inbox.popleft()
+            try:
+                self._handle(item)
+            except Exception:  # one bad item must not stop the stream
+                log.exception("dropping a published %s message", item[0])
+
+    def _handle(self, item: tuple[Any, ...]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def parse_session_info(info: Mapping[str, object] | str | bytes) -> Any:
+    """Session info as a dict: a dict passes through; YAML text or bytes is parsed with
+    iRacing's repairs (:func:`pitbox.ibt.session_yaml.parse`)."""
+    if isinstance(info, Mapping):
+        return info
+    if isinstance(info, str):
+        raw = info.encode("utf-8") if info.startswith(session_yaml.UTF8_SIGN.decode()) else \
+            info.encode("cp1252", errors="replace")
+    elif isinstance(info, (bytes, bytearray)):
+        raw = bytes(info)
+    else:
+        raise LiveError(f"session info: expected a dict, YAML text or bytes, got {type(info).__name__}")
+    return session_yaml.parse(raw, "<live session info>")

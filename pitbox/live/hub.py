@@ -1,0 +1,389 @@
+"""What the stream server and the relay share: listening (ws or wss) on an event loop in
+a background thread, the checks before the upgrade (``/healthz``, path, origin, token),
+and serving subscribers (subscribe, history, the per-client sender).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import socket
+import ssl
+import weakref
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from pitbox.live import auth, protocol
+from pitbox.live._loop import BackgroundLoop
+from pitbox.live.feed import Feed, Frame, Subscriber, decimate
+from pitbox.live.protocol import LiveError, ProtocolError, dumps, envelope
+
+log = logging.getLogger(__name__)
+
+HISTORY_CHUNK_FRAMES = 256
+HISTORY_CATCH_UP_PASSES = 3
+CLOSE_TOO_SLOW = 1013
+#: Kernel send buffer per client [bytes]. Loopback autotuning grows it to megabytes, which
+#: hides a stalled client for tens of seconds and holds that much memory per client; 128 KiB
+#: still carries 1.3 MB/s over a 100 ms link, far more than a telemetry stream needs.
+SEND_BUFFER_BYTES = 128 * 1024
+
+
+def server_ssl_context(certfile: str | Path | None, keyfile: str | Path | None) -> ssl.SSLContext | None:
+    """A TLS context for wss, or None for plain ws when no certificate is given."""
+    if certfile is None:
+        if keyfile is not None:
+            raise LiveError(f"keyfile {keyfile}: given without certfile; pass both to serve wss")
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(str(certfile), None if keyfile is None else str(keyfile))
+    except FileNotFoundError as exc:
+        raise LiveError(f"{exc.filename}: certificate or key file not found") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise LiveError(f"certfile {certfile} / keyfile {keyfile}: expected a PEM certificate and its "
+                        f"private key ({exc})") from None
+    return ctx
+
+
+def _offered_subprotocols(headers: Headers) -> list[str]:
+    return [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",") if p.strip()]
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+    return auth.SUBPROTOCOL if auth.SUBPROTOCOL in offered else None
+
+
+def _reject(connection: ServerConnection, status: int, reason: str) -> Response:
+    response = connection.respond(status, reason + "\n")
+    if status == http.HTTPStatus.UNAUTHORIZED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="pitbox"'
+    return response
+
+
+class Hub:
+    """Base of :class:`~pitbox.live.server.StreamServer` and :class:`~pitbox.live.relay.Relay`."""
+
+    server_name = "pitbox-hub"
+    #: URL path -> role a token must carry there.
+    paths: dict[str, str] = {"/": "subscriber", "/stream": "subscriber"}
+
+    def __init__(self, host: str = "127.0.0.1", port: int = protocol.DEFAULT_PORT, *,
+                 token_secret: str | None = None, certfile: str | Path | None = None,
+                 keyfile: str | Path | None = None, origins: Sequence[str] | None = None,
+                 max_message_bytes: int = 64 * 1024, max_clients: int = 1000, compression: bool = False,
+                 ping_interval_s: float | None = 20.0, send_buffer_bytes: int | None = SEND_BUFFER_BYTES):
+        self.host = host
+        self._requested_port = int(port)
+        self._secret = auth.resolve_secret(token_secret)
+        if self._secret is None and not auth.is_loopback(host):
+            raise LiveError(f"host {host!r}: serving beyond this computer needs a token secret "
+                            f"(--token-secret or {auth.ENV_SECRET}); bind to 127.0.0.1 to serve without one")
+        self._ssl = server_ssl_context(certfile, keyfile)
+        self._origins = auth.origin_policy(origins)
+        self.max_message_bytes = int(max_message_bytes)
+        self.max_clients = int(max_clients)
+        self._compression = "deflate" if compression else None
+        self._ping_interval = ping_interval_s
+        self._send_buffer = send_buffer_bytes
+        self._bg = BackgroundLoop(self.server_name)
+        self._server: Server | None = None
+        self.port: int | None = None
+        self._subs: set[Subscriber] = set()
+        self._claims: weakref.WeakKeyDictionary[ServerConnection, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def auth_required(self) -> bool:
+        return self._secret is not None
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` (``wss`` with a certificate); valid once started."""
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"{'wss' if self._ssl else 'ws'}://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None and self._bg.running
+
+    def start(self) -> Hub:
+        """Listen; returns once the socket is bound (``.port`` is then the real port)."""
+        self._bg.start()
+        try:
+            self._bg.run(self._open())
+        except OSError as exc:
+            self._bg.stop()
+            raise LiveError(f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}") from None
+        except BaseException:
+            self._bg.stop()
+            raise
+        self._started()
+        log.info("%s listening on %s", self.server_name, self.url)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection (code 1001) and the listening socket; join the thread."""
+        if self._server is not None and self._bg.running:
+            try:
+                self._bg.run(self._close(timeout), timeout + 1.0)
+            except LiveError:
+                log.warning("%s: connections did not close within %s s", self.server_name, timeout)
+        self._bg.stop()
+        self._server = None
+
+    def __enter__(self) -> Hub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _started(self) -> None:
+        """Hook run in the caller's thread once listening."""
+
+    async def _open(self) -> None:
+        self._server = await serve(
+            self._handler, self.host, self._requested_port, ssl=self._ssl,
+            process_request=self._process_request, select_subprotocol=_select_subprotocol,
+            compression=self._compression, max_size=self._max_size(), max_queue=16,
+            ping_interval=self._ping_interval, ping_timeout=self._ping_interval, close_timeout=1.0,
+            open_timeout=10.0, server_header=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _max_size(self) -> int:
+        return self.max_message_bytes
+
+    async def _close(self, timeout: float) -> None:
+        assert self._server is not None
+        self._server.close()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def clients(self) -> list[dict[str, Any]]:
+        """A snapshot of every subscriber: peer, channels, rate, sent, dropped, queued."""
+        async def snap() -> list[dict[str, Any]]:
+            return [s.stats() for s in self._subs]
+        return self._bg.run(snap()) if self.running else []
+
+    # -- before the upgrade ----------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        role = self.paths.get(path)
+        if role is None:
+            return _reject(connection, 404, f"no stream at {path}; try {' or '.join(self.paths)}")
+        try:
+            origin = request.headers.get("Origin")
+        except LookupError:
+            return _reject(connection, 403, "more than one Origin header")
+        if not self._origins.permits(origin):
+            return _reject(connection, 403, f"origin {origin} is not allowed (server option --origin)")
+        claims: dict[str, Any] = {"role": role}
+        if self._secret is not None:
+            try:
+                token = auth.token_from_request(request.path, _single(request.headers),
+                                                _offered_subprotocols(request.headers))
+                claims = auth.verify_token(self._secret, token, role)
+            except auth.AuthError as exc:
+                log.info("%s: refused %s: %s", self.server_name, _peer(connection), exc.reason)
+                return _reject(connection, exc.status, exc.reason)
+        if len(self._subs) >= self.max_clients:
+            return _reject(connection, 503, f"server full ({self.max_clients} clients)")
+        self._claims[connection] = claims
+        self._limit_send_buffer(connection)
+        return None
+
+    def _limit_send_buffer(self, connection: ServerConnection) -> None:
+        sock = connection.transport.get_extra_info("socket") if self._send_buffer else None
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
+            except OSError:  # pragma: no cover - platform refuses; the OS default stays
+                pass
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        claims = self._claims.pop(ws, None)
+        if claims is None:  # pragma: no cover - process_request always stores them
+            await ws.close(1011, "internal error")
+            return
+        try:
+            if claims["role"] == "publisher":
+                await self._serve_publisher(ws, claims)
+            else:
+                await self._serve_subscriber(ws, claims)
+        except ConnectionClosed:
+            pass
+
+    async def _serve_publisher(self, ws: ServerConnection, claims: dict[str, Any]) -> None:
+        await ws.close(1008, "this server takes no publishers")
+
+    # -- subscribers -----------------------------------------------------------------
+    def _hello(self, claims: dict[str, Any]) -> dict[str, Any]:
+        return envelope("hello", server=self.server_name, role=claims["role"], rates=list(protocol.RATES),
+                        max_message_bytes=self.max_message_bytes)
+
+    def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _known_channels(self, feeds: Iterable[Feed]) -> set[str] | None:
+        known: set[str] = set()
+        seen = False
+        for feed in feeds:
+            if feed.latest is not None:
+                seen = True
+                known.update(feed.latest.values)
+        return known if seen else None
+
+    async def _serve_subscriber(self, ws: ServerConnection, claims: dict[str, Any]) -> None:
+        sub = Subscriber(_peer(ws))
+        self._subs.add(sub)
+        sub.push("hello", dumps(self._hello(claims)))
+        sender = asyncio.create_task(self._sender(sub, ws))
+        try:
+            async for data in ws:
+                try:
+                    await self._on_client_message(sub, protocol.decode(data, self.max_message_bytes))
+                except ProtocolError as exc:
+                    sub.errors += 1
+                    sub.push("error", protocol.error(exc.code, str(exc)))
+        finally:
+            sender.cancel()
+            sub.detach_all()
+            self._subs.discard(sub)
+
+    async def _on_client_message(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "subscribe":
+            self._subscribe(sub, msg)
+        elif kind == "history":
+            since = msg.get("since_tick")
+            if not (since is None or type(since) is int or (
+                    isinstance(since, dict) and all(type(v) is int for v in since.values()))):
+                raise ProtocolError("bad_history", "field since_tick: expected an integer, an object of "
+                                    f"driver -> integer, or null; got {since!r}")
+            if not sub.subscribed:
+                raise ProtocolError("not_subscribed", "send subscribe before asking for history")
+            sub.push("history", since)
+        else:
+            raise ProtocolError("unknown_type", f"field type: expected subscribe or history, got {kind!r}")
+
+    def _subscribe(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        channels = protocol.check_names(msg.get("channels"), "channels")
+        rate = protocol.check_rate(msg.get("rate", 10))
+        drivers_field = msg.get("drivers")
+        drivers = None if drivers_field is None else protocol.check_names(drivers_field, "drivers")
+        sub.detach_all()
+        sub.channels, sub.rate, sub.period_s = channels, rate, 1.0 / rate
+        feeds = self._feeds_for(drivers)
+        sub.wanted = drivers
+        sub.subscribed = True
+        for feed in feeds:
+            sub.attach(feed)
+        known = self._known_channels(feeds)
+        unknown = [c for c in channels or () if known is not None and c not in known]
+        sub.push("subscribed", dumps(envelope(
+            "subscribed", channels=None if channels is None else list(channels), rate=rate,
+            drivers=None if drivers is None else list(drivers), unknown=unknown)))
+        for feed in feeds:
+            self._push_state(sub, feed)
+
+    def _push_state(self, sub: Subscriber, feed: Feed) -> None:
+        for data in feed.state_messages():
+            sub.push("state", data, feed)
+
+    async def _sender(self, sub: Subscriber, ws: ServerConnection) -> None:
+        """Sends what the subscriber has waiting; blocks only on this client's socket."""
+        try:
+            while True:
+                await sub.wake.wait()
+                sub.wake.clear()
+                while (item := sub.next_item()) is not None:
+                    if sub.overflow:
+                        await ws.close(CLOSE_TOO_SLOW, "client too slow: message queue full")
+                        return
+                    kind, feed, data = item
+                    if kind == "frame":
+                        if feed is not None and data.tick <= sub.floor.get(feed, -(1 << 62)):
+                            continue
+                        await ws.send(data.encoded(sub.channels), text=True)
+                        sub.sent += 1
+                    elif kind == "history":
+                        await self._send_history(sub, ws, data)
+                    else:
+                        await ws.send(data, text=True)
+        except ConnectionClosed:
+            pass
+
+    async def _send_history(self, sub: Subscriber, ws: ServerConnection,
+                            since_tick: int | dict[str, int] | None) -> None:
+        loop = asyncio.get_running_loop()
+        for feed in list(sub.feeds):
+            sub.drop_queued_laps(feed)
+            for row in list(feed.laps):
+                await ws.send(feed.message("lap", row=row, history=True), text=True)
+            floor = since_tick.get(feed.driver or "") if isinstance(since_tick, dict) else since_tick
+            for _ in range(HISTORY_CATCH_UP_PASSES):
+                frames = await self._history_frames(feed, sub.channels, sub.rate, floor)
+                if not frames:
+                    break
+                for i in range(0, len(frames), HISTORY_CHUNK_FRAMES):
+                    chunk = frames[i : i + HISTORY_CHUNK_FRAMES]
+                    data = await loop.run_in_executor(None, _history_chunk, chunk, sub.channels, feed.driver)
+                    await ws.send(data, text=True)
+                floor = frames[-1].tick
+                sub.floor[feed] = floor
+            await ws.send(feed.message("history", frames=[], done=True), text=True)
+
+    async def _history_frames(self, feed: Feed, channels: tuple[str, ...] | None, rate: int,
+                              since_tick: int | None) -> list[Frame]:
+        if feed.provider is None:
+            return feed.history_frames(channels, rate, since_tick)
+        provider = feed.provider
+
+        def fetch() -> list[Frame]:
+            rows = provider(None if channels is None else list(channels), rate, since_tick)
+            return decimate((Frame(int(tick), float(t), values, feed.driver) for tick, t, values in rows),
+                            rate, since_tick)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fetch)
+        except Exception:
+            log.exception("%s: history_provider failed", self.server_name)
+            return []
+
+
+def _history_chunk(frames: list[Frame], channels: tuple[str, ...] | None, driver: str | None) -> bytes:
+    msg = envelope("history", frames=[f.history_item(channels) for f in frames], done=False)
+    if driver is not None:
+        msg["driver"] = driver
+    return dumps(msg)
+
+
+def _single(headers: Headers) -> dict[str, str]:
+    """Headers as a plain dict; a header sent twice (e.g. two Authorization) is dropped."""
+    out: dict[str, str] = {}
+    for name in ("Authorization",):
+        values = headers.get_all(name)
+        if len(values) == 1:
+            out[name] = values[0]
+    return out
+
+
+def _peer(ws: ServerConnection) -> str:
+    try:
+        addr = ws.remote_address
+    except Exception:  # pragma: no cover - transport already gone
+        return "?"
+    return f"{addr[0]}:{addr[1]}" if addr else "?"

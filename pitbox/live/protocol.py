@@ -1,0 +1,175 @@
+"""The live stream's wire format: a versioned JSON envelope, I/O-free.
+
+Every message is one JSON object (a WebSocket text frame) with ``"v"`` (the protocol
+version, :data:`VERSION`) and ``"type"``. Server to client:
+
+* ``hello``: sent first on every connection (server name, role, rates, known channels,
+  current session, and on a relay the live drivers).
+* ``subscribed``: the answer to ``subscribe`` (channels, rate, drivers, unknown channels).
+* ``frame``: ``{"tick": int, "t": session_time_s, "values": {channel: value}}`` (plus
+  ``"driver"`` on a relay). Array channels are JSON lists; NaN and infinities are ``null``.
+* ``lap`` (``"row"``: one lap-table row), ``session`` (``"meta"``: a session change),
+  ``session_info`` (``"info"``: the parsed session YAML).
+* ``history``: ``{"frames": [{"tick", "t", "values"}...], "done": bool}`` chunks answering a
+  ``history`` request, oldest first; the last chunk has ``"done": true``.
+* ``drivers`` (relay): the driver list changed. ``error``: ``{"code", "message"}``.
+
+Client to server: ``subscribe`` (``channels``: list or null for all, ``rate``: 60, 30, 10
+or 1, ``drivers``: list or null for all on a relay) and ``history`` (``since_tick``: only
+frames after that tick). A relay publisher sends ``hello`` (``driver``), then ``frame``,
+``lap``, ``session`` and ``session_info`` messages in the same envelope.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pitbox.errors import PitboxError
+
+VERSION = 1
+#: Frame rates a client may ask for [Hz]; the recorder ticks at 60 Hz.
+RATES = (60, 30, 10, 1)
+TICK_RATE_HZ = 60
+DEFAULT_PORT = 8765
+MAX_CHANNELS = 4096
+MAX_NAME_LEN = 64
+_DRIVER_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class LiveError(PitboxError):
+    """The live stream, relay or client cannot do what was asked (bad setting, refused
+    connection, server not started). The message says which setting or address and what
+    was expected."""
+
+
+class ProtocolError(LiveError):
+    """A message that breaks the envelope; ``code`` is the ``error`` message's code."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def jsonable(value: Any) -> Any:
+    """A channel value as JSON-safe Python: numpy scalars and arrays to numbers and lists,
+    NaN and infinities to None, bytes to text."""
+    t = type(value)
+    if t is float:
+        return value if math.isfinite(value) else None
+    if t is int or t is bool or t is str or value is None:
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return np.where(np.isfinite(value), value.astype(object), None).tolist()
+        if value.dtype.kind == "S":
+            return [jsonable(v) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).split(b"\x00", 1)[0].decode("latin-1")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, int):
+        return int(value)
+    return str(value)
+
+
+def dumps(msg: Mapping[str, Any]) -> bytes:
+    """One message as compact UTF-8 JSON (``msg`` must already be JSON-safe)."""
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def envelope(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"v": VERSION, "type": kind, **fields}
+
+
+def error(code: str, message: str) -> bytes:
+    return dumps(envelope("error", code=code, message=message))
+
+
+def frame_message(tick: int, t: float, values: Mapping[str, Any], driver: str | None = None) -> dict[str, Any]:
+    msg = envelope("frame", tick=tick, t=t, values=values)
+    if driver is not None:
+        msg["driver"] = driver
+    return msg
+
+
+def select_values(values: Mapping[str, Any], channels: Sequence[str] | None, clean: bool) -> dict[str, Any]:
+    """The chosen channels of one frame (all when ``channels`` is None), JSON-safe.
+
+    ``clean`` says the values are already JSON-safe (they came from JSON)."""
+    if channels is None:
+        return dict(values) if clean else {k: jsonable(v) for k, v in values.items()}
+    if clean:
+        return {k: values[k] for k in channels if k in values}
+    return {k: jsonable(values[k]) for k in channels if k in values}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (send null)")
+
+
+def decode(data: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """A received text message as a checked envelope; raises :class:`ProtocolError`."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError("binary", "expected a text frame holding one JSON object, got a binary frame")
+    if len(data) > max_bytes:
+        raise ProtocolError("too_big", f"message of {len(data)} characters; at most {max_bytes} allowed")
+    try:
+        msg = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"message is not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_message", f"expected a JSON object, got {type(msg).__name__}")
+    if msg.get("v") != VERSION:
+        raise ProtocolError("bad_version", f"field v: expected {VERSION}, got {msg.get('v')!r}")
+    if not isinstance(msg.get("type"), str):
+        raise ProtocolError("bad_message", "field type: expected a string")
+    return msg
+
+
+def check_rate(value: Any) -> int:
+    if type(value) is not int or value not in RATES:
+        raise ProtocolError("bad_rate", f"field rate: expected one of {list(RATES)} Hz, got {value!r}")
+    return value
+
+
+def check_names(value: Any, field: str) -> tuple[str, ...] | None:
+    """A list of channel names (None or ``"*"`` means all)."""
+    if value is None or value == "*":
+        return None
+    if not isinstance(value, list) or len(value) > MAX_CHANNELS:
+        raise ProtocolError("bad_" + field, f"field {field}: expected a list of at most {MAX_CHANNELS} names or null")
+    for name in value:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LEN:
+            raise ProtocolError("bad_" + field, f"field {field}: expected names of 1..{MAX_NAME_LEN} characters, got {name!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def check_driver_id(value: Any) -> str:
+    if not isinstance(value, str) or not _DRIVER_ID.match(value):
+        raise ProtocolError("bad_driver", f"driver id: expected 1..64 of A-Z a-z 0-9 _ . -, got {value!r}")
+    return value
+
+
+def check_frame(msg: Mapping[str, Any]) -> tuple[int, float, dict[str, Any]]:
+    """A publisher's ``frame`` message as (tick, session_time_s, values)."""
+    tick, t, values = msg.get("tick"), msg.get("t"), msg.get("values")
+    if type(tick) is not int:
+        raise ProtocolError("bad_frame", f"field tick: expected an integer, got {tick!r}")
+    if type(t) not in (int, float):
+        raise ProtocolError("bad_frame", f"field t: expected the session time in seconds, got {t!r}")
+    if not isinstance(values, dict):
+        raise ProtocolError("bad_frame", "field values: expected an object of channel values")
+    return tick, float(t), values

@@ -1,0 +1,378 @@
+"""The recorder's live stream (issue 6): order, channels, rates, history, slow clients,
+bad messages, many clients. Frames are real rows of a Langley .ibt replayed faster than
+60 Hz, in lock step with one client (no sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pitbox.ibt import open_telemetry
+from pitbox.live import LiveError, StreamServer
+from pitbox.live.replay import ibt_frames
+from pitbox.live.testing import MessageLog, close_all, open_log, stalled_client
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+LANGLEY = REAL / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt"
+START, STOP = 1000, 1600  # 10 s of clean 60 Hz rows (no dropped tick), lap 183 -> 184 at row 1090
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list:
+    if not LANGLEY.exists():
+        pytest.skip(f"real data not found: {LANGLEY}")
+    return ibt_frames(LANGLEY, start=START, stop=STOP)
+
+
+@pytest.fixture(scope="module")
+def source() -> dict[str, np.ndarray]:
+    """The same rows read straight from the file: what every client must receive."""
+    if not LANGLEY.exists():
+        pytest.skip(f"real data not found: {LANGLEY}")
+    with open_telemetry(LANGLEY) as f:
+        return f.read(None, START, STOP)
+
+
+@pytest.fixture
+def server():
+    s = StreamServer(port=0).start()
+    yield s
+    s.stop()
+
+
+def run(coro, timeout: float = 45.0):
+    async def main():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            await close_all()
+    return asyncio.run(main())
+
+
+def wait_until(predicate, timeout: float = 10.0) -> None:
+    """Poll a condition that no event signals (the server's view of its clients)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def last_frame_is(tick: int):
+    def check(log: MessageLog) -> bool:
+        return bool(log.messages) and log.messages[-1].get("type") == "frame" and log.messages[-1]["tick"] == tick
+    return check
+
+
+async def publish_lockstep(server: StreamServer, frames, sync: MessageLog) -> list[int]:
+    """Publish each frame once ``sync`` (a 60 Hz client) has the previous one; returns
+    the publish time of each frame [perf_counter ns] by tick."""
+    sent = {}
+    for tick, t, values in frames:
+        sent[tick] = time.perf_counter_ns()
+        server.publish_frame(tick, t, values)
+        await sync.wait_for(last_frame_is(tick))
+    return sent
+
+
+def test_source_window_is_clean_60hz(source):
+    dt = np.diff(source["SessionTime"])
+    assert np.allclose(dt, 1 / 60, atol=1e-6), "the window must have no dropped tick for the exact tick grid below"
+
+
+def test_frames_arrive_in_order_with_chosen_channels_and_rate(server, rows, source):
+    choices = {60: ["Speed", "RPM", "Gear"], 30: ["Throttle", "Brake"], 10: ["LapDistPct", "Lap", "OnPitRoad"], 1: None}
+
+    async def scenario():
+        logs = {rate: await open_log(server.url, subscribe={"channels": ch, "rate": rate}) for rate, ch in choices.items()}
+        for log in logs.values():
+            await log.wait_for(lambda lg: lg.of("subscribed"))
+        await publish_lockstep(server, rows, logs[60])
+        for rate, log in logs.items():
+            last = START + (len(rows) - 1) // (60 // rate) * (60 // rate)
+            await log.wait_for(lambda lg, last=last: any(f["tick"] == last for f in lg.frames()))
+        return logs
+
+    logs = run(scenario())
+    for rate, channels in choices.items():
+        frames = logs[rate].frames()
+        ticks = [f["tick"] for f in frames]
+        assert ticks == list(range(START, STOP, 60 // rate)), f"rate {rate}: the 60 Hz tick grid thinned by {60 // rate}"
+        names = list(source) if channels is None else channels
+        for f in frames:
+            assert sorted(f["values"]) == sorted(names)
+            i = f["tick"] - START
+            assert f["t"] == float(source["SessionTime"][i])
+            for name in names:
+                expected = source[name][i]
+                assert f["values"][name] == (expected.item() if np.ndim(expected) == 0 else expected.tolist()), name
+        spacing = np.diff([f["t"] for f in frames])
+        assert np.allclose(spacing, 1 / rate, atol=1e-6)
+
+
+def test_rate_follows_session_time_across_dropped_ticks(server):
+    """Rows 300-420 hold two dropped ticks (SessionTime jumps 2/60): a 10 Hz client still
+    gets one frame per 0.1 s of session time, never two within 0.1 s - half a tick."""
+    frames = ibt_frames(LANGLEY, channels=["Speed"], start=300, stop=420) if LANGLEY.exists() else pytest.skip("no data")
+
+    async def scenario():
+        sync = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        slow = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 10})
+        await slow.wait_for(lambda lg: lg.of("subscribed"))
+        await publish_lockstep(server, frames, sync)
+        await sync.wait_for(lambda lg: len(lg.frames()) == len(frames))
+        return sync, slow
+
+    sync, slow = run(scenario())
+    t_all = [f["t"] for f in sync.frames()]
+    assert max(np.diff(t_all)) > 1.5 / 60, "the source window has a dropped tick"
+    spacing = np.diff([f["t"] for f in slow.frames()])
+    assert spacing.min() >= 0.1 - 0.5 / 60 - 1e-9 and spacing.max() <= 0.1 + 1 / 60 + 1e-9
+
+
+def test_joining_client_fetches_session_so_far(server, rows, source):
+    with open_telemetry(LANGLEY) as f:
+        yaml_raw, expected_info = f.session_info_raw, f.session_info
+    lap_row = {"lap": 183, "lap_time_s": 15.9, "valid": True}
+
+    async def scenario():
+        sync = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        await sync.wait_for(lambda lg: lg.of("subscribed"))
+        server.publish_session({"track": "langley", "session_num": 0})
+        server.publish_session_info(yaml_raw)  # raw YAML bytes: parsed off the tick loop
+        await sync.wait_for(lambda lg: lg.of("session_info"))
+        await publish_lockstep(server, rows[:300], sync)
+        server.publish_lap(lap_row)
+        await sync.wait_for(lambda lg: lg.of("lap"))
+        late = await open_log(server.url, subscribe={"channels": ["Speed", "Lap"], "rate": 10})
+        await late.send({"v": 1, "type": "history"})
+        await late.wait_for(lambda lg: any(m.get("done") for m in lg.of("history")))
+        await publish_lockstep(server, rows[300:330], sync)
+        await late.wait_for(lambda lg: lg.frames() and lg.frames()[-1]["tick"] >= START + 324)
+        return late
+
+    late = run(scenario())
+    kinds = [m["type"] for m in late.messages]
+    assert kinds[:4] == ["hello", "subscribed", "session", "session_info"]
+    assert late.of("session")[0]["meta"] == {"track": "langley", "session_num": 0}
+    assert late.of("session_info")[0]["info"]["WeekendInfo"]["TrackName"] == expected_info["WeekendInfo"]["TrackName"]
+    assert late.of("lap")[0]["row"] == lap_row and late.of("lap")[0]["history"] is True
+    history = [f for m in late.of("history") for f in m["frames"]]
+    assert [f["tick"] for f in history] == list(range(START, START + 300, 6)), "the default history keeps 10 Hz"
+    assert all(f["values"]["Speed"] == float(source["Speed"][f["tick"] - START]) for f in history)
+    live = [f["tick"] for f in late.frames()]
+    assert live and live[0] > history[-1]["tick"], "live frames follow the history without repeating it"
+    assert kinds.index("history") < kinds.index("frame")
+
+
+def test_history_provider_gives_full_rate_history(rows, source):
+    """The recorder supplies the session so far from its own store; here, the .ibt."""
+    calls = []
+
+    def provider(channels, rate, since_tick):
+        calls.append((channels, rate, since_tick))
+        return [r for r in rows[:120] if since_tick is None or r[0] > since_tick]
+
+    async def scenario(server):
+        log = await open_log(server.url, subscribe={"channels": ["Speed", "RPM"], "rate": 60})
+        await log.send({"v": 1, "type": "history", "since_tick": START + 59})
+        await log.wait_for(lambda lg: any(m.get("done") for m in lg.of("history")))
+        return log
+
+    with StreamServer(port=0, history_provider=provider) as server:
+        log = run(scenario(server))
+    history = [f for m in log.of("history") for f in m["frames"]]
+    assert [f["tick"] for f in history] == list(range(START + 60, START + 120))
+    assert all(f["values"]["RPM"] == float(source["RPM"][f["tick"] - START]) for f in history)
+    assert calls[0] == (["Speed", "RPM"], 60, START + 59)
+
+
+def test_stalled_client_changes_neither_others_latency_nor_publish_cost(server, rows):
+    """Ticks come at 120 Hz (twice iRacing's rate, as a recorder's tick loop would call),
+    each once the live client has the previous one, so nothing is lost by design."""
+    period_s = 1 / 120
+
+    async def phase(frames, sync):
+        cost_ns, latency_ns = [], []
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        for tick, t, values in frames:
+            due += period_s
+            await asyncio.sleep(max(0.0, due - loop.time()))  # the tick loop's pace
+            t0 = time.perf_counter_ns()
+            server.publish_frame(tick, t, values)
+            cost_ns.append(time.perf_counter_ns() - t0)
+            await sync.wait_for(last_frame_is(tick))
+            latency_ns.append(sync.arrival_ns[-1] - t0)
+        return np.array(cost_ns), np.array(latency_ns)
+
+    async def scenario():
+        sync = await open_log(server.url, subscribe={"channels": ["Speed", "RPM", "Throttle"], "rate": 60})
+        await sync.wait_for(lambda lg: lg.of("subscribed"))
+        await phase(rows[:30], sync)  # warm-up
+        cost_a, lat_a = await phase(rows[30:180], sync)
+        stalled = await stalled_client(server.url, channels=None, rate=60)
+        i = 180
+        while not any(c["dropped"] > 0 for c in server.clients()):
+            await phase(rows[i : i + 10], sync)
+            i += 10
+            assert i < 400, "the stalled client never filled its socket"
+        cost_b, lat_b = await phase(rows[i : i + 150], sync)
+        stats = server.clients()
+        stalled.transport.abort()
+        return sync, (cost_a, lat_a), (cost_b, lat_b), stats, i + 150
+
+    sync, (cost_a, lat_a), (cost_b, lat_b), stats, n = run(scenario())
+    assert [f["tick"] for f in sync.frames()] == list(range(START, START + n)), "the live client lost nothing"
+    stalled = max(stats, key=lambda c: c["dropped"])
+    assert stalled["channels"] is None and stalled["sent"] < n - 100, "the stalled client really stalled"
+    assert min(c["dropped"] for c in stats) == 0
+    p50_a, p50_b = np.median(lat_a), np.median(lat_b)
+    assert p50_b < 3 * p50_a + 2e6, f"latency p50 {p50_a / 1e3:.0f} us -> {p50_b / 1e3:.0f} us with a stalled client"
+    assert np.percentile(lat_b, 99) < 50e6
+    assert np.median(cost_b) < 3 * np.median(cost_a) + 20_000, "publish_frame got slower"
+    assert np.median(cost_b) < 50_000, f"publish_frame median {np.median(cost_b) / 1e3:.1f} us"
+
+
+def test_fifty_clients_at_once(server, rows):
+    async def scenario():
+        logs = await asyncio.gather(*(open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+                                      for _ in range(50)))
+        for log in logs:
+            await log.wait_for(lambda lg: lg.of("subscribed"))
+        for tick, t, values in rows[:60]:
+            server.publish_frame(tick, t, values)
+            for log in logs:
+                await log.wait_for(last_frame_is(tick))
+        await asyncio.gather(*(log.close() for log in logs))
+        return logs
+
+    logs = run(scenario())
+    wait_until(lambda: not server.clients())
+    for log in logs:
+        assert [f["tick"] for f in log.frames()] == list(range(START, START + 60))
+
+
+def test_malformed_messages_get_errors_and_the_stream_goes_on(server, rows):
+    bad = [
+        ("not json", "bad_json"),
+        (b"\x00\x01binary", "binary"),
+        ('{"v": 2, "type": "subscribe"}', "bad_version"),
+        ('[1, 2]', "bad_message"),
+        ('{"v": 1, "type": "dance"}', "unknown_type"),
+        ('{"v": 1, "type": "history"}', "not_subscribed"),
+        ('{"v": 1, "type": "subscribe", "rate": 7}', "bad_rate"),
+        ('{"v": 1, "type": "subscribe", "channels": "Speed", "rate": 10}', "bad_channels"),
+        ('{"v": 1, "type": "subscribe", "channels": [1, 2], "rate": 10}', "bad_channels"),
+        ('{"v": 1, "type": "subscribe", "channels": ["Speed"], "rate": NaN}', "bad_json"),
+        ('{"v": 1, "type": "history", "since_tick": "x"}', "bad_history"),
+    ]
+
+    async def scenario():
+        log = await open_log(server.url)
+        for i, (payload, _) in enumerate(bad):
+            await log.send(payload)
+            await log.wait_for(lambda lg, i=i: len(lg.of("error")) > i)
+        await log.send({"v": 1, "type": "subscribe", "channels": ["Speed", "NoSuchChannel"], "rate": 60})
+        await log.wait_for(lambda lg: lg.of("subscribed"))
+        tick, t, values = rows[0]
+        server.publish_frame(tick, t, values)
+        await log.wait_for(last_frame_is(tick))
+        return log
+
+    log = run(scenario())
+    assert [e["code"] for e in log.of("error")] == [code for _, code in bad]
+    assert log.frames()[0]["values"] == {"Speed": float(rows[0][2]["Speed"])}
+
+
+def test_unknown_channels_are_reported(server, rows):
+    async def scenario():
+        sync = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        await sync.wait_for(lambda lg: lg.of("subscribed"))
+        await publish_lockstep(server, rows[:1], sync)
+        log = await open_log(server.url, subscribe={"channels": ["Speed", "NoSuchChannel"], "rate": 60})
+        await log.wait_for(lambda lg: lg.of("subscribed"))
+        return log
+
+    log = run(scenario())
+    assert log.of("subscribed")[0]["unknown"] == ["NoSuchChannel"]
+    assert "Speed" in log.of("hello")[0]["channels"]
+
+
+def test_oversized_message_closes_only_that_connection(rows):
+    async def scenario(server):
+        big = await open_log(server.url)
+        other = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        await other.wait_for(lambda lg: lg.of("subscribed"))
+        await big.send('{"v": 1, "type": "subscribe", "channels": ["' + "x" * 5000 + '"]}')
+        await big.wait_for(lambda lg: lg.closed is not None)
+        tick, t, values = rows[0]
+        server.publish_frame(tick, t, values)
+        await other.wait_for(last_frame_is(tick))
+        return big
+
+    with StreamServer(port=0, max_message_bytes=4096) as server:
+        big = run(scenario(server))
+    assert big.ws.close_code == 1009, "message too big"
+
+
+def test_session_change_restarts_laps_and_history(server, rows):
+    async def scenario():
+        sync = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        await sync.wait_for(lambda lg: lg.of("subscribed"))
+        server.publish_session({"session": 1})
+        await publish_lockstep(server, rows[:60], sync)
+        server.publish_lap({"lap": 1})
+        server.publish_session({"session": 2})
+        await publish_lockstep(server, rows[60:90], sync)
+        late = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 10})
+        await late.send({"v": 1, "type": "history"})
+        await late.wait_for(lambda lg: any(m.get("done") for m in lg.of("history")))
+        return sync, late
+
+    sync, late = run(scenario())
+    kinds = [(m["type"], m.get("tick")) for m in sync.messages if m["type"] in ("frame", "lap", "session")]
+    i_lap, i_session = kinds.index(("lap", None)), [k for k, _ in kinds].index("session", 2)
+    assert kinds[i_lap - 1] == ("frame", START + 59) and i_session == i_lap + 1, "order kept: frames, lap, session"
+    assert late.of("session")[0]["meta"] == {"session": 2} and not late.of("lap")
+    history = [f["tick"] for m in late.of("history") for f in m["frames"]]
+    assert history == list(range(START + 60, START + 90, 6)), "history of the new session only"
+
+
+def test_healthz_and_unknown_path(server):
+    host, port = "127.0.0.1", server.port
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn.request("GET", "/healthz")
+    resp = conn.getresponse()
+    assert (resp.status, resp.read()) == (200, b"ok\n")
+    conn.close()
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn.request("GET", "/nothing-here")
+    assert conn.getresponse().status == 404
+    conn.close()
+
+
+def test_publish_never_raises_or_waits_when_not_running(rows):
+    server = StreamServer(port=0)
+    tick, t, values = rows[0]
+    costs = []
+    for _ in range(100):
+        t0 = time.perf_counter_ns()
+        server.publish_frame(tick, t, values)
+        costs.append(time.perf_counter_ns() - t0)
+    server.start()
+    server.stop()
+    server.publish_frame(tick, t, values)
+    server.publish_lap({"lap": 1})
+    assert statistics.median(costs) < 20_000
+
+
+def test_port_in_use_is_a_clear_error(server):
+    with pytest.raises(LiveError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+        StreamServer(port=server.port).start()
