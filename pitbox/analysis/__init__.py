@@ -1,0 +1,91 @@
+"""Lap analysis and coaching.
+
+>>> import pitbox.analysis as pa
+>>> s = pa.load_session("20150528-185046", data="data")
+>>> s.laps.pitbox.pick_fastest()                     # fastest valid lap (a lap-table row)
+>>> s.lap(2).delta_to(s.reference()).summary()        # delta with closure and alignment error
+>>> a = pa.analyse(s)                                 # corners and per-corner metrics of every lap
+>>> r = pa.coach(a); r.tips                           # at most two tips per lap, by time cost
+>>> pa.build_report(s, out="report.html")             # one self-contained HTML file
+
+See docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pitbox.analysis import accessor as _accessor  # noqa: F401  (registers DataFrame.pitbox)
+from pitbox.analysis.align import Delta, Trace, compute_delta
+from pitbox.analysis.best import consistency, progress, theoretical_best
+from pitbox.analysis.coach import CoachResult, coach, follow_up_sessions
+from pitbox.analysis.compare import compare_laps
+from pitbox.analysis.context import (
+    best_sectors,
+    car_setup,
+    conditions,
+    fuel_per_lap,
+    sector_times,
+    setup_diff,
+)
+from pitbox.analysis.corners import Corner, find_corners
+from pitbox.analysis.errors import (
+    AnalysisError,
+    BadReference,
+    NoValidLap,
+    ReferenceLapNotFound,
+    TrackMismatch,
+)
+from pitbox.analysis.explain import explain_corners
+from pitbox.analysis.export import export_csv, export_motec
+from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
+from pitbox.analysis.report import build_report
+from pitbox.analysis.session import Lap, Session, load_session, resolve_lap
+from pitbox.analysis.trackmap import TrackModel, find_track_model, lap_xy, learn_track_model
+
+
+def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | None = None,
+                 report: str | os.PathLike[str] | None = None, n_tips: int = 5) -> str:
+    """Text for ``make demo``: the session's top tips and the path of its HTML report.
+
+    ``session_id`` defaults to the newest session with a valid lap; the report goes to
+    ``report`` (default ``<data>/_reports/<session id>.html``, ignored by the store).
+    """
+    from pitbox.config import data_dir
+    from pitbox.store import Store
+
+    root = data_dir(data)
+    if session_id is None:
+        cat = Store(root).sessions()
+        cat = cat[cat.valid_laps.fillna(0) > 0]
+        if cat.empty:
+            raise NoValidLap(f"{root}: no session with a valid lap to coach")
+        session_id = str(cat.sort_values("start").id.iloc[-1])
+    s = load_session(session_id, root)
+    a = analyse(s, data=root)
+    r = coach(a)
+    out = Path(report) if report is not None else root / "_reports" / f"{s.id}.html"
+    build_report(s, out=out, data=root, analysis=a, result=r)
+    lines = [f"Coaching {s.id}: {s.track} / {s.car} / {s.driver}, reference {a.reference.label} "
+             f"({a.reference.time_s:.3f} s), {len(a.corners)} corners"]
+    top = r.top(n_tips)
+    if top.empty:
+        lines.append("  no tips: every lap was within the driver's own spread")
+    for _, t in top.iterrows():
+        lines.append(f"  lap {t.lap} [{t.lap_index}] {t.corner}: {t.change}  ({t.fault}, -{t.time_loss_s:.3f} s)")
+    tb = theoretical_best(a)
+    if tb["time_s"] is not None:
+        lines.append(f"  theoretical best {tb['time_s']:.3f} s ({'continuous' if tb['continuous'] else 'not continuous'})")
+    lines.append(f"HTML report: {out.resolve()}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "AnalysisError", "BadReference", "CoachResult", "Corner", "Delta", "Lap", "NoValidLap", "ReferenceLapNotFound",
+    "Session", "SessionAnalysis", "Trace", "TrackMismatch", "TrackModel", "analyse", "best_sectors", "build_report",
+    "car_setup", "coach", "compare_laps", "compute_delta", "conditions", "consistency", "demo_summary",
+    "explain_corners", "export_csv", "export_motec", "find_corners", "find_track_model", "follow_up_sessions",
+    "fuel_per_lap", "lap_xy", "learn_track_model", "load_session", "progress", "resolve_lap", "sector_times",
+    "setup_diff", "theoretical_best",
+]
