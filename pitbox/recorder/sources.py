@@ -1,0 +1,421 @@
+"""Where the recorder's ticks come from: iRacing through pyirsdk, or a replayed session.
+
+A source has one small contract (:class:`Source`), so that the recorder's tick loop is the
+same for the live sim, an emulator's memory map and a replay:
+
+* :meth:`Source.connect` blocks until the sim is there (or the stop event is set, or the
+  optional monotonic deadline passed) and returns the row :class:`Layout`; else ``None``.
+* :meth:`Source.poll` returns ``(tick_count, row_bytes)`` for a new tick, or ``None`` when
+  there is none yet; it raises :class:`SourceGone` when the sim went away (header status
+  0, no tick for ``timeout_s``, the tick count going back, or a new variable layout).
+* :meth:`Source.session_info` returns ``(session_info_update, yaml_bytes)`` when the YAML
+  changed since the last call.
+* :meth:`Source.idle` waits a little between polls; :meth:`Source.disconnect` lets go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pitbox.errors import IbtFormatError, PitboxError
+from pitbox.ibt.layout import (
+    HEADER_SIZE,
+    VarHeader,
+    VarType,
+    layout_variables,
+    row_dtype,
+)
+from pitbox.ibt.reader import check_header, open_telemetry, parse_header, parse_var_headers
+
+log = logging.getLogger(__name__)
+
+#: Header fields 0..9 (ver, status, tick_rate, session_info_update, session_info_len,
+#: session_info_offset, num_vars, var_header_offset, num_buf, buf_len), 2 pad, then per
+#: buffer (tick_count, buf_offset, pad, pad).
+_HEADER = struct.Struct("<28i")
+_STATUS, _SI_UPDATE, _SI_LEN, _SI_OFF, _NUM_BUF = 1, 3, 4, 5, 8
+_LAYOUT_FIELDS = slice(6, 10)  # num_vars, var_header_offset, num_buf, buf_len
+_TICKS = slice(12, 28, 4)
+
+
+class SourceGone(PitboxError):
+    """The sim went away (or a replay ended); the recorder closes the session or waits."""
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final  #: the source will not come back (end of a replay)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The row layout of a connection: every variable at its offset in a ``buf_len`` row."""
+
+    variables: tuple[VarHeader, ...]
+    buf_len: int
+    tick_rate: int
+    source_name: str
+    source_kind: str  #: "live" (pyirsdk) or "replay"
+
+    @property
+    def dtype(self) -> np.dtype:
+        return row_dtype(list(self.variables), self.buf_len)
+
+    def same_rows(self, other: Layout | None) -> bool:
+        return other is not None and self.variables == other.variables and self.buf_len == other.buf_len
+
+
+class Source(Protocol):
+    name: str
+
+    def connect(self, stop: threading.Event, until: float | None = None) -> Layout | None: ...
+
+    def poll(self) -> tuple[int, bytes] | None: ...
+
+    def session_info(self) -> tuple[int, bytes] | None: ...
+
+    def idle(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """pyirsdk prints when the sim is not running; the library never prints."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+class IrsdkSource:
+    """iRacing's live memory through unmodified pyirsdk.
+
+    ``test_file=None`` opens Windows' shared memory (``Local\\IRSDKMemMapFileName``) and waits
+    on iRacing's data-valid event (inside ``freeze_var_buffer_latest``); a ``test_file`` (an
+    emulator's memory map, any OS) is polled every ``poll_s`` seconds (default 0.25 ms,
+    4 kHz) for a change in the newest buffer's ``tick_count``.
+
+    Each new tick: ``freeze_var_buffer_latest()`` copies the newest row, then the tick counts
+    are read again: the copy is kept only when its buffer still holds the same tick and
+    the sim has not finished the tick after next (which would have been written into it),
+    so a row torn by the sim rewriting it is never returned (it is counted as dropped).
+    """
+
+    def __init__(self, test_file: str | os.PathLike[str] | None = None, *, timeout_s: float = 2.0,
+                 poll_s: float = 0.00025, connect_poll_s: float = 0.5):
+        self.test_file = Path(test_file) if test_file is not None else None
+        self.name = str(self.test_file) if self.test_file else "iRacing"
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.connect_poll_s = connect_poll_s
+        self.ir: Any = None
+        self._mm: Any = None
+        self._layout_key: tuple[int, ...] = ()
+        self._last_tick: int | None = None
+        self._last_seen = 0.0
+        self._si_update: int | None = None
+        self.mapped = threading.Event()  #: set while pyirsdk has the memory mapped
+        self.torn = 0  #: rows discarded because the sim rewrote them while they were copied
+
+    # -- connection ----------------------------------------------------------------------
+    def _startup(self) -> bool:
+        import irsdk
+
+        ir = irsdk.IRSDK()
+        try:
+            with _quiet():
+                ok = ir.startup(test_file=str(self.test_file)) if self.test_file else ir.startup()
+        except (OSError, ValueError, AttributeError) as exc:  # no file yet, empty file, not Windows
+            log.debug("pyirsdk startup failed: %s", exc)
+            ok = False
+        if not ok:
+            _shutdown(ir)
+            return False
+        self.ir, self._mm = ir, ir._shared_mem
+        self.mapped.set()
+        return True
+
+    def connect(self, stop: threading.Event, until: float | None = None) -> Layout | None:
+        """Wait for the sim (until ``stop`` is set or the monotonic time ``until``).
+
+        pyirsdk maps the memory once it exists; while the header status is 0 the mapping is
+        kept and the status polled every ``poll_s`` (so the first tick is not missed).
+        """
+        while not stop.is_set():
+            if self.ir is not None or self._startup():
+                if _HEADER.unpack_from(self._mm, 0)[_STATUS] == 1:
+                    layout = self._read_layout()
+                    if layout is not None:
+                        return layout
+                    self.disconnect()
+                wait = self.poll_s if self.ir is not None else self.connect_poll_s
+            else:
+                wait = self.connect_poll_s
+            if until is not None:
+                wait = min(wait, until - time.monotonic())
+                if wait <= 0:
+                    return None
+            if wait == self.poll_s:
+                time.sleep(wait)
+            else:
+                stop.wait(wait)
+        return None
+
+    def _read_layout(self) -> Layout | None:
+        """The layout when the header says connected and is sane, else None (try again)."""
+        mm = self._mm
+        head = _HEADER.unpack_from(mm, 0)
+        if head[_STATUS] != 1:
+            return None
+        try:
+            h = parse_header(mm[:HEADER_SIZE], self.name)
+            check_header(h, len(mm), self.name, live=True)
+            end = max(h.var_header_offset + h.num_vars * 144, h.session_info_offset + h.session_info_len)
+            variables = parse_var_headers(mm[:end], h, self.name)
+        except IbtFormatError as exc:
+            log.info("memory map not ready: %s", exc)
+            return None
+        self._layout_key = head[_LAYOUT_FIELDS]
+        self._last_tick = None  # the newest tick is the first one recorded
+        self._last_seen = time.monotonic()
+        self._si_update = None
+        self.num_buf = h.num_buf
+        log.info("connected to %s: %d channels, %d-byte rows", self.name, len(variables), h.buf_len)
+        return Layout(tuple(variables), h.buf_len, h.tick_rate, "iRacing live" if self.test_file is None
+                      else self.test_file.name, "live")
+
+    def disconnect(self) -> None:
+        if self.ir is not None:
+            self.mapped.clear()
+            self._mm = None
+            _shutdown(self.ir)
+            self.ir = None
+
+    # -- ticks ---------------------------------------------------------------------------
+    def _header(self) -> tuple[int, ...]:
+        head = _HEADER.unpack_from(self._mm, 0)
+        if head[_LAYOUT_FIELDS] != self._layout_key:
+            raise SourceGone("a new variable layout (the sim restarted)")
+        return head
+
+    def poll(self) -> tuple[int, bytes] | None:
+        if self.test_file is None:
+            return self._poll_event()
+        head = self._header()
+        ticks = head[_TICKS][: self.num_buf]
+        k = max(range(self.num_buf), key=ticks.__getitem__)
+        t = ticks[k]
+        last = self._last_tick
+        if head[_STATUS] != 1 and (last is None or t <= last):  # the last ticks before status 0 are kept
+            raise SourceGone("header status 0 (the sim stopped)")
+        if last is not None and t <= last:
+            if t < last:
+                raise SourceGone(f"tick count went back from {last} to {t} (the sim restarted)")
+            if time.monotonic() - self._last_seen > self.timeout_s:
+                raise SourceGone(f"no tick for {self.timeout_s:g} s")
+            return None
+        ir = self.ir
+        ir.freeze_var_buffer_latest()
+        buf = ir._var_buffer_latest
+        row = buf.get_memory()
+        after = _HEADER.unpack_from(self._mm, 0)[_TICKS][: self.num_buf]
+        if buf is not ir._header.var_buf[k] or after[k] != t or max(after) >= t + self.num_buf - 1:
+            self.torn += buf is ir._header.var_buf[k]
+            return None  # a newer tick arrived meanwhile (or the row was rewritten): poll again
+        self._last_tick = t
+        self._last_seen = time.monotonic()
+        return t, row
+
+    def _poll_event(self) -> tuple[int, bytes] | None:  # pragma: no cover - Windows shared memory only
+        ir = self.ir
+        ir.freeze_var_buffer_latest()  # waits up to 32 ms on iRacing's data-valid event
+        head = self._header()
+        if head[_STATUS] != 1:
+            raise SourceGone("header status 0 (the sim stopped)")
+        buf = ir._var_buffer_latest
+        t = buf.tick_count
+        last = self._last_tick
+        if last is not None and t <= last:
+            if t < last:
+                raise SourceGone(f"tick count went back from {last} to {t} (the sim restarted)")
+            if time.monotonic() - self._last_seen > self.timeout_s:
+                raise SourceGone(f"no tick for {self.timeout_s:g} s")
+            return None
+        if t != max(head[_TICKS][: self.num_buf]):
+            return None
+        self._last_tick = t
+        self._last_seen = time.monotonic()
+        return t, buf.get_memory()
+
+    def session_info(self) -> tuple[int, bytes] | None:
+        mm = self._mm
+        head = _HEADER.unpack_from(mm, 0)
+        upd = head[_SI_UPDATE]
+        if upd == self._si_update:
+            return None
+        off, n = head[_SI_OFF], head[_SI_LEN]
+        raw = mm[off : off + n]
+        if _HEADER.unpack_from(mm, 0)[_SI_UPDATE] != upd:
+            return None  # rewritten while copied: take it next tick
+        self._si_update = upd
+        return upd, raw.split(b"\x00", 1)[0]
+
+    def idle(self) -> None:
+        if self.test_file is not None:
+            time.sleep(self.poll_s)
+
+
+def _shutdown(ir: Any) -> None:
+    try:
+        ir.shutdown()
+    except (OSError, BufferError, ValueError) as exc:
+        log.debug("pyirsdk shutdown: %s", exc)
+
+
+# -- replay -------------------------------------------------------------------------------
+
+def parquet_variables(schema: pa.Schema) -> tuple[list[VarHeader], int]:
+    """Variables of a stored session, laid out again into a row (offsets are not stored)."""
+    types = {t.name.lower(): t for t in VarType}
+    specs = []
+    for f in schema:
+        md = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        vtype = types.get(md.get("irsdk_type", ""))
+        if vtype is None:
+            raise IbtFormatError(None, f"column {f.name}", "a PitBox session column (irsdk_type in its metadata)",
+                                 str(f.type))
+        count = f.type.list_size if pa.types.is_fixed_size_list(f.type) else 1
+        specs.append((f.name, vtype, count, md.get("unit", ""), md.get("desc", "")))
+    return layout_variables(specs)
+
+
+class ReplaySource:
+    """Rows of a recorded session (``.ibt``, live dump or stored Parquet session), fed to the
+    recorder as if the sim produced them, at ``speed`` × real time (0: as fast as possible).
+
+    The tick count follows the file's ``SessionTick`` (so its dropped ticks stay dropped)
+    and goes up by one where it has none or where it restarts. The YAML comes first; the
+    updates a stored live session kept are replayed at their rows.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], speed: float = 1.0, chunk_rows: int = 4096):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.speed = float(speed)
+        self.chunk_rows = chunk_rows
+        self._done = False
+        self._rows: Iterator[tuple[int, bytes, float]] | None = None
+        self._pending_yaml: list[tuple[int, bytes]] = []
+        self._yaml_rows: list[tuple[int, int, bytes]] = []
+        self._row_index = 0
+        self._t0_wall = 0.0
+        self._t0_sim: float | None = None
+
+    def connect(self, stop: threading.Event, until: float | None = None) -> Layout | None:
+        if self._done or stop.is_set():
+            return None
+        if self.path.suffix.lower() == ".parquet":
+            layout, self._rows, yamls = self._open_parquet()
+        else:
+            layout, self._rows, yamls = self._open_telemetry()
+        self._yaml_rows = yamls
+        self._t0_wall = time.perf_counter()
+        return layout
+
+    def _open_telemetry(self) -> tuple[Layout, Iterator[tuple[int, bytes, float]], list[tuple[int, int, bytes]]]:
+        tf = open_telemetry(self.path)
+        layout = Layout(tuple(tf.variables), tf.header.buf_len, tf.tick_rate, self.path.name, "replay")
+        raw_yaml = tf.session_info_raw
+
+        def chunks() -> Iterator[tuple[np.ndarray, bytes]]:
+            with tf:
+                for a in range(0, tf.n_rows, self.chunk_rows):
+                    rows = tf.read_rows(a, a + self.chunk_rows)
+                    yield rows, rows.tobytes()
+
+        return layout, self._ticks(chunks(), layout.buf_len), [(0, 1, raw_yaml)]
+
+    def _open_parquet(self) -> tuple[Layout, Iterator[tuple[int, bytes, float]], list[tuple[int, int, bytes]]]:
+        import json
+
+        from pitbox.ibt.writer import encode_session_info
+        from pitbox.recorder.history import yaml_history
+        from pitbox.store import META_KEY
+
+        pf = pq.ParquetFile(self.path)
+        variables, buf_len = parquet_variables(pf.schema_arrow)
+        meta = json.loads((pf.schema_arrow.metadata or {}).get(META_KEY, b"{}"))
+        layout = Layout(tuple(variables), buf_len, int(meta.get("tick_rate", 60)), self.path.name, "replay")
+        hist = yaml_history(meta)
+        rows_at = [0] + [int(u.get("row", 0)) for u in meta.get("yaml_updates") or []]
+        yamls = [(r, i + 1, encode_session_info(text)) for i, (r, (_, text)) in enumerate(zip(rows_at, hist, strict=True))]
+        dtype = row_dtype(variables, buf_len)
+
+        def chunks() -> Iterator[tuple[np.ndarray, bytes]]:
+            for batch in pf.iter_batches(batch_size=self.chunk_rows):
+                rows = np.zeros(batch.num_rows, dtype)
+                for v in variables:
+                    col = batch.column(v.name)
+                    vals = col.flatten().to_numpy(zero_copy_only=False) if v.count > 1 else col.to_numpy(zero_copy_only=False)
+                    rows[v.name] = vals.reshape(rows[v.name].shape)
+                yield rows, rows.tobytes()
+
+        return layout, self._ticks(chunks(), buf_len), yamls
+
+    @staticmethod
+    def _ticks(chunks: Iterator[tuple[np.ndarray, bytes]], buf_len: int) -> Iterator[tuple[int, bytes, float]]:
+        tick = 0
+        prev: int | None = None
+        for rows, raw in chunks:
+            names = rows.dtype.names or ()
+            st = rows["SessionTick"].astype(np.int64) if "SessionTick" in names else None
+            t = rows["SessionTime"].astype(np.float64) if "SessionTime" in names else None
+            for i in range(len(rows)):
+                if st is not None and prev is not None and st[i] > prev:
+                    tick += int(st[i] - prev)
+                else:
+                    tick += 1
+                prev = int(st[i]) if st is not None else None
+                yield tick, raw[i * buf_len : (i + 1) * buf_len], float(t[i]) if t is not None else i / 60.0
+
+    def poll(self) -> tuple[int, bytes] | None:
+        assert self._rows is not None
+        try:
+            tick, row, t = next(self._rows)
+        except StopIteration:
+            self._done = True
+            raise SourceGone(f"end of {self.name}", final=True) from None
+        if self._yaml_rows and self._yaml_rows[0][0] <= self._row_index:
+            _, upd, raw = self._yaml_rows.pop(0)
+            self._pending_yaml.append((upd, raw))
+        self._row_index += 1
+        if self.speed > 0:
+            if self._t0_sim is None:
+                self._t0_sim = t
+            due = self._t0_wall + (t - self._t0_sim) / self.speed
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        return tick, row
+
+    def session_info(self) -> tuple[int, bytes] | None:
+        return self._pending_yaml.pop(0) if self._pending_yaml else None
+
+    def idle(self) -> None:
+        return None
+
+    def disconnect(self) -> None:
+        self._rows = None
