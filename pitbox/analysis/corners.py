@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from pitbox.analysis.align import Trace
 from pitbox.analysis.channels import WHEEL_SPEEDS
@@ -35,12 +33,12 @@ MIN_CURVATURE = 1 / 1000  #: 1/m: a radius under 1 km
 MIN_PROMINENCE = 0.4
 EDGE_FRACTION = 0.5
 MIN_ANGLE_DEG = 15.0
-SMOOTH_M = 10.0
+SMOOTH_GPS_M = 3.0  #: σ of the smoothing of a GPS path's curvature
+SMOOTH_M = 10.0  #: σ for curvature from yaw rate or lateral acceleration (driver corrections)
 BRAKE_ON = 0.05  #: brake fraction that counts as braking
 PEDAL_OFF = 0.05  #: pedal fraction under which a pedal is released (coasting)
 LOCK_SLIP = 0.20  #: wheel slower than the car by this fraction while braking = locked
 SEGMENT_MARGIN_M = 30.0  #: a segment starts this far before the earliest braking point
-TRACKS_DIR = Path(__file__).resolve().parents[1] / "data" / "tracks"
 
 
 @dataclass
@@ -76,9 +74,10 @@ def curvature(trace: Trace, xy: tuple[np.ndarray, np.ndarray] | None = None) -> 
     wrap = trace.complete
     ch = trace.channels
     if xy is not None and np.all(np.isfinite(xy[0])):
-        x, y = _smooth(xy[0], sig / 2, wrap), _smooth(xy[1], sig / 2, wrap)
+        g = SMOOTH_GPS_M / step
+        x, y = _smooth(xy[0], g, wrap), _smooth(xy[1], g, wrap)
         heading = np.unwrap(np.arctan2(np.gradient(y), np.gradient(x)))
-        return _smooth(np.gradient(heading) / step, sig, wrap), "gps"
+        return _smooth(np.gradient(heading) / step, g, wrap), "gps"
     speed = np.maximum(ch["Speed"].astype(np.float64), 3.0) if "Speed" in ch else None
     if speed is not None and "YawRate" in ch:
         return _smooth(ch["YawRate"] / speed, sig, wrap), "yaw_rate"
@@ -97,6 +96,29 @@ def _edges(k: np.ndarray, peak: int, level: float, lo: int, hi: int) -> tuple[in
     return a, b
 
 
+def _crossing(k: np.ndarray, d: np.ndarray, level: float, i: int, step: int, stop: int) -> float:
+    """Distance where ``k`` falls below ``level`` walking from index ``i`` by ``step`` (±1),
+    never past index ``stop`` (the valley towards the neighbouring corner)."""
+    j = i
+    while j != stop and 0 <= j + step < len(k) and k[j + step] >= level:
+        j += step
+    if j == stop or not 0 <= j + step < len(k):
+        return float(d[j])
+    k0, k1 = k[j], k[j + step]
+    f = (k0 - level) / (k0 - k1) if k0 != k1 else 0.0
+    return float(d[j] + f * (d[j + step] - d[j]))
+
+
+def _ramp_end(k: np.ndarray, d: np.ndarray, peak: int, height: float, step: int, stop: int) -> float:
+    """Where the curvature ramp on one side of a peak extrapolates to zero: through its 25 %
+    and 75 % crossings (exact for a linear-curvature transition, ~1.4 σ early for a step)."""
+    s25 = _crossing(k, d, 0.25 * height, peak, step, stop)
+    s75 = _crossing(k, d, 0.75 * height, peak, step, stop)
+    edge = s25 - (s75 - s25) / 2
+    bound = float(d[stop])
+    return max(edge, bound) if step < 0 else min(edge, bound)
+
+
 def find_corners(trace: Trace, xy: tuple[np.ndarray, np.ndarray] | None = None) -> list[Corner]:
     """Corners of a lap from its curvature, numbered T1, T2 … in lap order."""
     from scipy.signal import find_peaks
@@ -108,12 +130,17 @@ def find_corners(trace: Trace, xy: tuple[np.ndarray, np.ndarray] | None = None) 
     for sign in (1.0, -1.0):
         k = np.clip(sign * kappa, 0.0, None)
         peaks, props = find_peaks(k, height=MIN_CURVATURE, prominence=0.0, distance=max(int(20 / step), 1))
-        for p, prom in zip(peaks, props["prominences"], strict=True):
-            if prom < MIN_PROMINENCE * k[p]:
-                continue
-            a, b = _edges(k, int(p), EDGE_FRACTION * k[p], 0, len(k))
-            angle = float(np.degrees(np.sum(k[a : b + 1]) * step))
-            corners.append(Corner(0, "", "left" if sign > 0 else "right", float(d[a]), float(d[p]), float(d[b]), angle))
+        keep = [int(p) for p, prom in zip(peaks, props["prominences"], strict=True) if prom >= MIN_PROMINENCE * k[p]]
+        if not keep:
+            continue
+        valleys = [p0 + int(np.argmin(k[p0:p1 + 1])) for p0, p1 in zip(keep[:-1], keep[1:], strict=True)]
+        lefts, rights = [0, *valleys], [*valleys, len(k) - 1]
+        for p, lo, hi in zip(keep, lefts, rights, strict=True):
+            start = _ramp_end(k, d, p, float(k[p]), -1, lo)
+            end = _ramp_end(k, d, p, float(k[p]), 1, hi)
+            i0, i1 = np.searchsorted(d, start), np.searchsorted(d, end, "right")
+            angle = float(np.degrees(np.sum(k[i0:i1]) * step))
+            corners.append(Corner(0, "", "left" if sign > 0 else "right", start, float(d[p]), end, angle))
     corners = _merge_overlaps(sorted(corners, key=lambda c: c.apex_m))
     corners = [c for c in corners if c.angle_deg >= MIN_ANGLE_DEG]
     for i, c in enumerate(corners):
@@ -125,7 +152,7 @@ def _merge_overlaps(corners: list[Corner]) -> list[Corner]:
     """Same-direction corners whose ranges overlap become one (the sharper apex kept)."""
     out: list[Corner] = []
     for c in corners:
-        if out and out[-1].direction == c.direction and c.start_m <= out[-1].end_m:
+        if out and out[-1].direction == c.direction and c.start_m < out[-1].end_m - 1.0:
             prev = out[-1]
             prev.end_m = max(prev.end_m, c.end_m)
             prev.angle_deg += c.angle_deg
@@ -136,50 +163,66 @@ def _merge_overlaps(corners: list[Corner]) -> list[Corner]:
 
 # -- corner files ------------------------------------------------------------------------
 
-def load_track_file(track: str, config: str = "", folder: Path | None = None) -> dict[str, Any] | None:
-    """The corner file for a track (matched on ``track`` and ``config`` as iRacing writes
-    them) from ``pitbox/data/tracks`` (or ``folder``); None when there is none."""
-    folder = folder or TRACKS_DIR
-    if not folder.is_dir():
+def load_track_file(track: str, config: str = "") -> dict[str, Any] | None:
+    """The corner file of a track as iRacing names it (``WeekendInfo.TrackName`` and
+    ``TrackConfigName``), in the shared format of ``pitbox/data/tracks/*.corners.yaml``
+    (read by :func:`pitbox.sim.tracks.load_corner_file`); None when there is none."""
+    try:
+        from pitbox.sim.tracks import load_corner_file
+    except ImportError:  # pragma: no cover - the simulator package ships with PitBox
         return None
-    for path in sorted(folder.glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            log.warning("%s: unreadable track file: %s", path, exc)
-            continue
-        for entry in doc if isinstance(doc, list) else [doc]:
-            if not isinstance(entry, dict):
-                continue
-            name = str(entry.get("track") or entry.get("track_name") or entry.get("TrackName") or "")
-            cfg = str(entry.get("config") or entry.get("track_config") or entry.get("TrackConfigName") or "")
-            if name == track and (cfg or "") == (config or ""):
-                return entry
-    return None
+    cf = load_corner_file(track, config or "")
+    if cf is None:
+        return None
+    return {"track_name": cf.track_name, "track_config": cf.track_config, "source": cf.source,
+            "covers_lap": cf.covers_lap, "path": str(cf.path) if cf.path else None,
+            "corners": [{"name": c.name, "start_pct": c.start_pct, "end_pct": c.end_pct,
+                         "apex_pct": c.apex_pct, "brake_pct": c.brake_pct} for c in cf.corners]}
 
 
 def file_corners(entry: dict[str, Any], length_m: float) -> list[dict[str, Any]]:
-    """Corners of a track file as ``{"name", "start_m", "end_m"}`` (from their LapDistPct range)."""
+    """Corners of a corner file in metres: ``name``, ``start_m``, ``end_m`` (> length when the
+    range wraps over the line), ``apex_m`` and ``brake_m`` (None when not given)."""
     out = []
     for c in entry.get("corners") or []:
-        rng = c.get("pct") or c.get("range") or [c.get("start_pct"), c.get("end_pct")]
-        if rng is None or len(rng) != 2 or rng[0] is None or rng[1] is None:
-            continue
-        a, b = float(rng[0]) * length_m, float(rng[1]) * length_m
-        if b < a:
+        a, b = float(c["start_pct"]) * length_m, float(c["end_pct"]) * length_m
+        if b <= a:
             b += length_m
-        out.append({"name": str(c.get("name")), "start_m": a, "end_m": b, **{k: v for k, v in c.items()
-                                                                            if k not in ("name", "pct", "range")}})
+        apex = c.get("apex_pct")
+        brake = c.get("brake_pct")
+        out.append({"name": str(c["name"]), "start_m": a, "end_m": b,
+                    "apex_m": None if apex is None else float(apex) * length_m,
+                    "brake_m": None if brake is None else float(brake) * length_m})
     return out
 
 
-def name_corners(corners: list[Corner], named: list[dict[str, Any]], length_m: float) -> None:
-    """Give each detected corner the name of the file corner whose range holds its apex."""
-    for c in corners:
-        for n in named:
-            for apex in (c.apex_m, c.apex_m + length_m):
-                if n["start_m"] <= apex <= n["end_m"]:
-                    c.name = n["name"]
+def _inside(x: float, n: dict[str, Any], length_m: float) -> bool:
+    return any(n["start_m"] <= v < n["end_m"] for v in (x, x + length_m))
+
+
+def name_corners(corners: list[Corner], named: list[dict[str, Any]], length_m: float) -> list[Corner]:
+    """Corners named from a file: each file corner takes the detected corners whose apex lies
+    in its range (merged into one when several: a chicane, a double apex); detected corners
+    outside every range keep a number (``X1``, ``X2`` …). Returns the new list in lap order."""
+    out: list[Corner] = []
+    used: set[int] = set()
+    for n in named:
+        hits = [i for i, c in enumerate(corners) if i not in used and _inside(c.apex_m, n, length_m)]
+        if not hits:
+            log.info("corner %s of the track file: no corner detected in its range", n["name"])
+            continue
+        used.update(hits)
+        group = [corners[i] for i in hits]
+        main = max(group, key=lambda c: c.angle_deg)
+        out.append(Corner(0, n["name"], main.direction, min(c.start_m for c in group), main.apex_m,
+                          max(c.end_m for c in group), sum(c.angle_deg for c in group)))
+    extra = [c for i, c in enumerate(corners) if i not in used]
+    for k, c in enumerate(extra):
+        c.name = f"X{k + 1}"
+    out = sorted(out + extra, key=lambda c: c.apex_m)
+    for i, c in enumerate(out):
+        c.number = i + 1
+    return out
 
 
 # -- segments ----------------------------------------------------------------------------
@@ -218,7 +261,7 @@ def set_segments(corners: list[Corner], length_m: float, braking: list[list[floa
 def segments_from_file(corners: list[Corner], named: list[dict[str, Any]], length_m: float) -> bool:
     """Use the file's corner ranges as segments when they tile the lap (the simulator's files
     do: each corner's range runs to the next braking point); True when applied."""
-    if len(named) != len(corners) or not named:
+    if not named or {n["name"] for n in named} != {c.name for c in corners}:
         return False
     spans = sorted(named, key=lambda n: n["start_m"])
     total = sum(n["end_m"] - n["start_m"] for n in spans)

@@ -93,7 +93,7 @@ def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None,
     corners = C.find_corners(tr, xy)
     entry = C.load_track_file(ref.session.track, ref.session.track_config)
     if entry is not None:
-        C.name_corners(corners, C.file_corners(entry, tr.length_m), tr.length_m)
+        corners = C.name_corners(corners, C.file_corners(entry, tr.length_m), tr.length_m)
     return corners, source, entry
 
 
