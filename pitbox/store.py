@@ -330,10 +330,15 @@ class Store:
         return sorted(p for p in self.root.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in p.relative_to(self.root).parts))
 
     def _load_cache(self) -> dict[str, Any]:
+        """The cached catalogue: ``{relative path: {"stamp": [size, mtime_ns], "row": {...}}}``;
+        whatever else the file holds (damaged, hand-edited) is dropped and rebuilt."""
         try:
-            return json.loads((self.root / CATALOGUE_NAME).read_text(encoding="utf-8"))
+            cache = json.loads((self.root / CATALOGUE_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        if not isinstance(cache, dict):
+            return {}
+        return {k: v for k, v in cache.items() if isinstance(v, dict) and isinstance(v.get("row"), dict)}
 
     def refresh(self) -> pd.DataFrame:
         """Rebuild the catalogue from the file footers (reusing entries whose file is unchanged)."""
@@ -344,7 +349,7 @@ class Store:
             st = p.stat()
             stamp = [st.st_size, st.st_mtime_ns]
             hit = cache.get(rel)
-            if hit and hit.get("stamp") == stamp:
+            if hit is not None and hit.get("stamp") == stamp:
                 entries[rel] = hit
                 continue
             try:
