@@ -152,6 +152,7 @@ def export_motec(lap: Lap, out: str | os.PathLike[str]) -> Path:
         f.write(",".join(_q(u) for u in unit_row) + "\n")
         f.write("\n\n")
         data = np.column_stack(cols)
+        fmts = ["{:.6f}", "{:.4f}"] + ["{:.7g}"] * (len(cols) - 2)  # time to the µs, distance to 0.1 mm
         for row in data:
-            f.write(",".join(_q(f"{v:.6g}") for v in row) + "\n")
+            f.write(",".join(_q(fmt.format(v)) for fmt, v in zip(fmts, row, strict=True)) + "\n")
     return out
