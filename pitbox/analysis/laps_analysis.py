@@ -19,6 +19,7 @@ import pandas as pd
 
 from pitbox.analysis import corners as C
 from pitbox.analysis.align import DEFAULT_STEP_M, Delta, Trace, compute_delta
+from pitbox.analysis.channels import TRACE_CHANNELS
 from pitbox.analysis.session import Lap, Session, load_session
 from pitbox.analysis.trackmap import has_gps, lap_xy
 
@@ -103,6 +104,7 @@ def analyse(session: Session | str | os.PathLike[str], reference: object = None,
     """Analyse every complete lap of a session (or ``laps``) against a reference lap
     (default: the session's fastest valid lap; see :meth:`Session.reference`)."""
     s = load_session(session, data)
+    s.source.preload(["SessionTime", "Lap", "LapDistPct", *TRACE_CHANNELS])
     ref = s.reference(reference)
     corners, source, entry = detect_corners(ref, data, step_m)
     complete = s.source.laps[s.source.laps.complete]

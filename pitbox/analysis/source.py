@@ -66,6 +66,10 @@ class Source:
         if missing:
             raise PitboxError(f"{self.path}: no channel {missing[0]!r} in session {self.id}")
         todo = [n for n in dict.fromkeys(names) if n not in self._cache]
+        if rows is not None and todo:  # a slice of channels not read yet: read only those rows
+            a, b = max(rows[0], 0), min(rows[1], self.n_rows)
+            part = {n: as_scalar(v, n) for n, v in self._read_rows(todo, a, b).items()}
+            return {n: part[n] if n in part else self._cache[n][a:b] for n in names}
         if todo:
             for name, values in self._read(todo).items():
                 self._cache[name] = as_scalar(values, name)
@@ -74,8 +78,15 @@ class Source:
         a, b = max(rows[0], 0), min(rows[1], self.n_rows)
         return {n: self._cache[n][a:b] for n in names}
 
+    def preload(self, names: Sequence[str]) -> None:
+        """Read whole channels into the cache (many laps of one session then cost one read)."""
+        self.columns([n for n in names if n in self.units])
+
     def _read(self, names: list[str]) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _read_rows(self, names: list[str], a: int, b: int) -> dict[str, np.ndarray]:
+        return {n: v[a:b] for n, v in self._read(names).items()}
 
 
 def _kind(type_name: str) -> str:
@@ -111,6 +122,15 @@ class StoreSource(Source):
 
     def _read(self, names: list[str]) -> dict[str, np.ndarray]:
         table = self._pf.read(columns=names)
+        return {n: _arrow_to_numpy(table.column(n)) for n in names}
+
+    def _read_rows(self, names: list[str], a: int, b: int) -> dict[str, np.ndarray]:
+        md = self._pf.metadata
+        starts = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+        g0 = max(int(np.searchsorted(starts, a, "right")) - 1, 0)
+        g1 = min(int(np.searchsorted(starts, b, "left")), md.num_row_groups)
+        table = self._pf.read_row_groups(list(range(g0, max(g1, g0 + 1))), columns=names)
+        table = table.slice(a - int(starts[g0]), b - a)
         return {n: _arrow_to_numpy(table.column(n)) for n in names}
 
 
@@ -164,13 +184,16 @@ class IbtSource(Source):
             self.laps = laps
 
     def _read(self, names: list[str]) -> dict[str, np.ndarray]:
+        return self._read_rows(names, 0, self.n_rows)
+
+    def _read_rows(self, names: list[str], a: int, b: int) -> dict[str, np.ndarray]:
         from pitbox.ibt.reader import open_telemetry
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncatedWarning)
             tf = open_telemetry(self.path)
         with tf:
-            return tf.read(names, *self._rows)
+            return tf.read(names, self._rows[0] + a, self._rows[0] + b)
 
 
 def open_source(session: str | os.PathLike[str], data: str | os.PathLike[str] | None = None,
