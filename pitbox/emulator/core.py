@@ -245,7 +245,10 @@ class Emulator:
 
     def step(self) -> TickRecord | EmulatorEvent | None:
         """Execute actions without waiting until one tick is published (returns its record),
-        the sim goes offline (returns that event), or the sources end (returns None)."""
+        the sim goes offline (returns that event), or the sources end (returns None).
+
+        No clock: stalls are not applied and gaps take no time (out-of-car ticks are still
+        published one per call)."""
         self.open()
         assert self._actions is not None
         for action in self._actions:
