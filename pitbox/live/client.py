@@ -136,8 +136,14 @@ class LiveClient:
         if self._ws is not None:
             await self._ws.send(self._subscribe_message(), text=True)
 
-    def _subscribe_message(self) -> bytes:
-        return dumps(envelope("subscribe", channels=self.channels, rate=self.rate, drivers=self.drivers))
+    def _subscribe_message(self, with_history: bool = False) -> bytes:
+        msg = envelope("subscribe", channels=self.channels, rate=self.rate, drivers=self.drivers)
+        if with_history:
+            since: Any = self.last_tick.get(None)
+            if since is None and self.last_tick:
+                since = {d: t for d, t in self.last_tick.items() if d is not None}
+            msg.update(history=True, since_tick=since)
+        return dumps(msg)
 
     async def __anext__(self) -> dict[str, Any]:
         while True:
@@ -195,12 +201,7 @@ class LiveClient:
 
     async def _start(self, ws: ClientConnection) -> None:
         self.connects += 1
-        await ws.send(self._subscribe_message(), text=True)
-        if self.history:
-            since: Any = self.last_tick.get(None)
-            if since is None and self.last_tick:
-                since = {d: t for d, t in self.last_tick.items() if d is not None}
-            await ws.send(dumps(envelope("history", since_tick=since)), text=True)
+        await ws.send(self._subscribe_message(with_history=self.history), text=True)
         self._ws = ws
 
 

@@ -35,7 +35,7 @@ class Frame:
     Encoded messages are cached per channel selection, so clients that chose the same
     channels share one encoding."""
 
-    __slots__ = ("tick", "t", "values", "driver", "clean", "published_ns", "_cache")
+    __slots__ = ("tick", "t", "values", "driver", "clean", "published_ns", "rates", "_cache")
 
     def __init__(self, tick: int, t: float, values: Mapping[str, Any], driver: str | None = None,
                  clean: bool = False, published_ns: int = 0):
@@ -45,6 +45,7 @@ class Frame:
         self.driver = driver
         self.clean = clean
         self.published_ns = published_ns
+        self.rates = ALL_RATES  #: bit mask of the rate grids this frame is on (set by its feed)
         self._cache: dict[tuple[str, ...] | None, bytes] = {}
 
     def encoded(self, channels: tuple[str, ...] | None) -> bytes:
@@ -58,6 +59,31 @@ class Frame:
         return {"tick": self.tick, "t": self.t, "values": select_values(self.values, channels, self.clean)}
 
 
+#: One bit per rate: a frame is on the 10 Hz grid when ``frame.rates & RATE_BIT[10]``.
+RATE_BIT = {rate: 1 << i for i, rate in enumerate(protocol.RATES)}
+ALL_RATES = sum(RATE_BIT.values())
+
+
+class RateGrid:
+    """Marks which rates each frame of one feed belongs to. Every client at 10 Hz gets
+    the same frames (one shared encoding), the history holds the same frames, and a
+    client reconnecting continues on the grid it left."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float | None] = dict.fromkeys(protocol.RATES)
+
+    def mark(self, frame: Frame) -> None:
+        mask = 0
+        for rate, last in self._last.items():
+            if keep(last, frame.t, 1.0 / rate):
+                self._last[rate] = frame.t
+                mask |= RATE_BIT[rate]
+        frame.rates = mask
+
+    def reset(self) -> None:
+        self._last = dict.fromkeys(protocol.RATES)
+
+
 def keep(last_t: float | None, t: float, period_s: float) -> bool:
     """Rate decimation: keep a frame at session time ``t`` after one kept at ``last_t``.
     A session time that goes backwards (new session, replay restart) is always kept."""
@@ -65,7 +91,8 @@ def keep(last_t: float | None, t: float, period_s: float) -> bool:
 
 
 def decimate(frames: Iterable[Frame], rate: int, since_tick: int | None = None) -> list[Frame]:
-    """The frames a client at ``rate`` Hz would have received, after ``since_tick``."""
+    """The frames a client at ``rate`` Hz would have received, after ``since_tick``
+    (frames from a history provider, which carry no grid marks)."""
     out: list[Frame] = []
     last: float | None = None
     period = 1.0 / rate
@@ -88,24 +115,26 @@ class MemoryHistory:
         if rate not in protocol.RATES:
             raise protocol.LiveError(f"history_rate: expected one of {list(protocol.RATES)} Hz, got {rate!r}")
         self.rate = rate
-        self._period = 1.0 / self.rate
-        self._frames: deque[Frame] = deque(maxlen=max(1, int(seconds * self.rate)))
-        self._last_t: float | None = None
+        self._mask = sum(bit for r, bit in RATE_BIT.items() if r <= rate)
+        per_second = sum(r for r in protocol.RATES if r <= rate)
+        self._frames: deque[Frame] = deque(maxlen=max(1, int(seconds * per_second)))
 
     def add(self, frame: Frame) -> None:
-        if keep(self._last_t, frame.t, self._period):
+        """Keep a frame marked by the feed's :class:`RateGrid` when it is on this rate's
+        grid or a lower one's."""
+        if frame.rates & self._mask:
             self._frames.append(frame)
-            self._last_t = frame.t
 
     def clear(self) -> None:
         self._frames.clear()
-        self._last_t = None
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def frames(self, rate: int, since_tick: int | None = None) -> list[Frame]:
-        return decimate(self._frames, rate, since_tick)
+        """Frames on the grid of ``rate`` (or of this history's rate, if lower)."""
+        bit = RATE_BIT[min(rate, self.rate)]
+        return [f for f in self._frames if f.rates & bit and (since_tick is None or f.tick > since_tick)]
 
 
 class Feed:
@@ -123,6 +152,7 @@ class Feed:
         self.latest: Frame | None = None
         self.subscribers: set[Subscriber] = set()
         self.frames_in = 0
+        self.grid = RateGrid()
 
     @property
     def channels(self) -> list[str]:
@@ -131,6 +161,7 @@ class Feed:
     def add_frame(self, frame: Frame) -> None:
         self.latest = frame
         self.frames_in += 1
+        self.grid.mark(frame)
         if self.history is not None:
             self.history.add(frame)
         for sub in self.subscribers:
@@ -155,6 +186,7 @@ class Feed:
         self.laps.clear()
         self._lap_keys.clear()
         self.latest = None
+        self.grid.reset()
         if self.history is not None:
             self.history.clear()
         for sub in self.subscribers:
@@ -201,11 +233,12 @@ class Subscriber:
         self.channels: tuple[str, ...] | None = None
         self.rate = 10
         self.period_s = 0.1
+        self.rate_bit = RATE_BIT[10]
         self.wanted: tuple[str, ...] | None = None  #: drivers chosen on a relay (None: all)
         self.subscribed = False
         self.feeds: set[Feed] = set()
         self.slots: dict[Feed, Frame] = {}
-        self.last_t: dict[Feed, float] = {}
+        self.sent_t: dict[Feed, float] = {}  #: session time of the last frame sent (live or history)
         self.floor: dict[Feed, int] = {}
         self.queue: deque[tuple[str, Feed | None, Any]] = deque()
         self.max_queue = max_queue
@@ -217,10 +250,8 @@ class Subscriber:
 
     def offer(self, feed: Feed, frame: Frame) -> None:
         """A new frame of ``feed``: keep it if the rate allows, replacing an unsent one."""
-        last = self.last_t.get(feed)
-        if not keep(last, frame.t, self.period_s):
+        if not frame.rates & self.rate_bit:
             return
-        self.last_t[feed] = frame.t
         if feed in self.slots:
             self.dropped += 1
         self.slots[feed] = frame
@@ -237,7 +268,26 @@ class Subscriber:
 
     def new_session(self, feed: Feed) -> None:
         self.floor.pop(feed, None)
-        self.last_t.pop(feed, None)
+        self.sent_t.pop(feed, None)
+
+    def take_frame(self, feed: Feed | None, frame: Frame) -> bool:
+        """Whether a frame about to go out is still wanted: newer than the history sent
+        and on this client's rate since the last frame sent."""
+        if feed is None:
+            return True
+        if frame.tick <= self.floor.get(feed, -(1 << 62)) or not keep(self.sent_t.get(feed), frame.t, self.period_s):
+            return False
+        self.sent_t[feed] = frame.t
+        return True
+
+    def history_sent(self, feed: Feed, frame: Frame) -> None:
+        """The history up to ``frame`` went out: live frames continue after it, on the
+        same rate grid."""
+        self.floor[feed] = frame.tick
+        self.sent_t[feed] = frame.t
+        slot = self.slots.get(feed)
+        if slot is not None and not keep(frame.t, slot.t, self.period_s):
+            del self.slots[feed]
 
     def attach(self, feed: Feed) -> None:
         self.feeds.add(feed)
@@ -248,7 +298,7 @@ class Subscriber:
             feed.subscribers.discard(self)
         self.feeds.clear()
         self.slots.clear()
-        self.last_t.clear()
+        self.sent_t.clear()
         self.floor.clear()
 
     def next_item(self) -> tuple[str, Feed | None, Any] | None:

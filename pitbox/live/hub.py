@@ -23,7 +23,7 @@ from websockets.http11 import Request, Response
 
 from pitbox.live import auth, protocol
 from pitbox.live._loop import BackgroundLoop
-from pitbox.live.feed import Feed, Frame, Subscriber, decimate
+from pitbox.live.feed import RATE_BIT, Feed, Frame, Subscriber, decimate
 from pitbox.live.protocol import LiveError, ProtocolError, dumps, envelope
 
 log = logging.getLogger(__name__)
@@ -268,11 +268,7 @@ class Hub:
         if kind == "subscribe":
             self._subscribe(sub, msg)
         elif kind == "history":
-            since = msg.get("since_tick")
-            if not (since is None or type(since) is int or (
-                    isinstance(since, dict) and all(type(v) is int for v in since.values()))):
-                raise ProtocolError("bad_history", "field since_tick: expected an integer, an object of "
-                                    f"driver -> integer, or null; got {since!r}")
+            since = _since_tick(msg)
             if not sub.subscribed:
                 raise ProtocolError("not_subscribed", "send subscribe before asking for history")
             sub.push("history", since)
@@ -282,10 +278,14 @@ class Hub:
     def _subscribe(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         channels = protocol.check_names(msg.get("channels"), "channels")
         rate = protocol.check_rate(msg.get("rate", 10))
+        history = msg.get("history", False)
+        if type(history) is not bool:
+            raise ProtocolError("bad_history", f"field history: expected true or false, got {history!r}")
+        since = _since_tick(msg)
         drivers_field = msg.get("drivers")
         drivers = None if drivers_field is None else protocol.check_names(drivers_field, "drivers")
         sub.detach_all()
-        sub.channels, sub.rate, sub.period_s = channels, rate, 1.0 / rate
+        sub.channels, sub.rate, sub.period_s, sub.rate_bit = channels, rate, 1.0 / rate, RATE_BIT[rate]
         feeds = self._feeds_for(drivers)
         sub.wanted = drivers
         sub.subscribed = True
@@ -298,6 +298,8 @@ class Hub:
             drivers=None if drivers is None else list(drivers), unknown=unknown)))
         for feed in feeds:
             self._push_state(sub, feed)
+        if history:
+            sub.push("history", since)
 
     def _push_state(self, sub: Subscriber, feed: Feed) -> None:
         for data in feed.state_messages():
@@ -315,7 +317,7 @@ class Hub:
                         return
                     kind, feed, data = item
                     if kind == "frame":
-                        if feed is not None and data.tick <= sub.floor.get(feed, -(1 << 62)):
+                        if not sub.take_frame(feed, data):
                             continue
                         await ws.send(data.encoded(sub.channels), text=True)
                         sub.sent += 1
@@ -343,7 +345,7 @@ class Hub:
                     data = await loop.run_in_executor(None, _history_chunk, chunk, sub.channels, feed.driver)
                     await ws.send(data, text=True)
                 floor = frames[-1].tick
-                sub.floor[feed] = floor
+                sub.history_sent(feed, frames[-1])
             await ws.send(feed.message("history", frames=[], done=True), text=True)
 
     async def _history_frames(self, feed: Feed, channels: tuple[str, ...] | None, rate: int,
@@ -362,6 +364,14 @@ class Hub:
         except Exception:
             log.exception("%s: history_provider failed", self.server_name)
             return []
+
+
+def _since_tick(msg: dict[str, Any]) -> int | dict[str, int] | None:
+    since = msg.get("since_tick")
+    if since is None or type(since) is int or (isinstance(since, dict) and all(type(v) is int for v in since.values())):
+        return since
+    raise ProtocolError("bad_history", "field since_tick: expected an integer, an object of driver -> integer, "
+                        f"or null; got {since!r}")
 
 
 def _history_chunk(frames: list[Frame], channels: tuple[str, ...] | None, driver: str | None) -> bytes:
