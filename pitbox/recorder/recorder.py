@@ -128,11 +128,17 @@ class Recorder:
         self._names: tuple[str, ...] = ()
         self._dtype: np.dtype | None = None
         self._has: dict[str, bool] = {}
+        self._held_info: tuple[int, bytes] | None = None
 
     # -- public ----------------------------------------------------------------------
     def stop(self) -> None:
         """Ask :meth:`run` to close the open session and return (thread-safe)."""
         self._stop.set()
+
+    @property
+    def session_open(self) -> bool:
+        """True while a session is being recorded (readable from any thread)."""
+        return self._session is not None
 
     @property
     def stored(self) -> list[Path]:
@@ -253,9 +259,14 @@ class Recorder:
         key = (int(rec["SessionUniqueID"]) if has["SessionUniqueID"] else 0,
                int(rec["SessionNum"]) if has["SessionNum"] else 0)
         on_track = bool(rec["IsOnTrack"]) if has["IsOnTrack"] else True
+        s = self._session
+        if s is not None and tick == s.last_tick and key == s.key:
+            self._held_info = info or self._held_info  # the newest tick again, after reconnecting
+            return
+        if info is None and self._held_info is not None:
+            info, self._held_info = self._held_info, None
         if info is not None:
             self._yaml = info
-        s = self._session
         if s is not None:
             reason = None
             if key != s.key:

@@ -108,10 +108,11 @@ class IrsdkSource:
     emulator's memory map, any OS) is polled every ``poll_s`` seconds (default 0.25 ms,
     4 kHz) for a change in the newest buffer's ``tick_count``.
 
-    Each new tick: ``freeze_var_buffer_latest()`` copies the newest row, then the tick counts
-    are read again: the copy is kept only when its buffer still holds the same tick and
-    the sim has not finished the tick after next (which would have been written into it),
-    so a row torn by the sim rewriting it is never returned (it is counted as dropped).
+    Each new tick: ``freeze_var_buffer_latest()`` copies the newest row (and when the loop
+    was late by a tick, the one before it is copied from its buffer too: it is still
+    intact), then the tick counts are read again: a copy is kept only when its buffer still
+    holds the same tick and the sim has not finished the tick that would be written into it
+    next, so a row torn by the sim rewriting it is never returned (it counts as dropped).
     """
 
     def __init__(self, test_file: str | os.PathLike[str] | None = None, *, timeout_s: float = 2.0,
@@ -128,6 +129,7 @@ class IrsdkSource:
         self._last_seen = 0.0
         self._si_update: int | None = None
         self.mapped = threading.Event()  #: set while pyirsdk has the memory mapped
+        self._pending: list[tuple[int, bytes]] = []
         self.torn = 0  #: rows discarded because the sim rewrote them while they were copied
 
     # -- connection ----------------------------------------------------------------------
@@ -212,32 +214,53 @@ class IrsdkSource:
         return head
 
     def poll(self) -> tuple[int, bytes] | None:
+        if self._pending:
+            return self._pending.pop(0)
         if self.test_file is None:
             return self._poll_event()
         head = self._header()
-        ticks = head[_TICKS][: self.num_buf]
-        k = max(range(self.num_buf), key=ticks.__getitem__)
-        t = ticks[k]
+        nb = self.num_buf
+        ticks = head[_TICKS][:nb]
+        order = sorted(range(nb), key=ticks.__getitem__)
+        newest = ticks[order[-1]]
         last = self._last_tick
-        if head[_STATUS] != 1 and (last is None or t <= last):  # the last ticks before status 0 are kept
+        if head[_STATUS] != 1 and (last is None or newest <= last):  # the last ticks before status 0 are kept
             raise SourceGone("header status 0 (the sim stopped)")
-        if last is not None and t <= last:
-            if t < last:
-                raise SourceGone(f"tick count went back from {last} to {t} (the sim restarted)")
+        if last is not None and newest <= last:
+            if newest < last:
+                raise SourceGone(f"tick count went back from {last} to {newest} (the sim restarted)")
             if time.monotonic() - self._last_seen > self.timeout_s:
                 raise SourceGone(f"no tick for {self.timeout_s:g} s")
             return None
-        ir = self.ir
-        ir.freeze_var_buffer_latest()
-        buf = ir._var_buffer_latest
-        row = buf.get_memory()
-        after = _HEADER.unpack_from(self._mm, 0)[_TICKS][: self.num_buf]
-        if buf is not ir._header.var_buf[k] or after[k] != t or max(after) >= t + self.num_buf - 1:
-            self.torn += buf is ir._header.var_buf[k]
-            return None  # a newer tick arrived meanwhile (or the row was rewritten): poll again
-        self._last_tick = t
+        floor = newest - 1 if last is None else last
+        copies = [(ticks[k], k, self._copy(k, k == order[-1])) for k in order if ticks[k] > floor and ticks[k] > 0]
+        after = _HEADER.unpack_from(self._mm, 0)[_TICKS][:nb]
+        top = max(after)
+        for t, k, row in copies:
+            # kept when the slot still holds that tick and the sim has not finished the tick that
+            # would be written into it next (so the copy cannot be torn)
+            if row is not None and after[k] == t and top < t + nb - 1:
+                self._pending.append((t, row))
+            else:
+                self.torn += 1
+        self._last_tick = newest
         self._last_seen = time.monotonic()
-        return t, row
+        return self._pending.pop(0) if self._pending else None
+
+    def _copy(self, k: int, newest: bool) -> bytes | None:
+        """Row bytes of buffer ``k``: through ``freeze_var_buffer_latest()`` for the newest one;
+        an older one still unread (the loop was late by a tick) through that buffer's own
+        ``freeze()``."""
+        ir = self.ir
+        buf = ir._header.var_buf[k]
+        if newest:
+            ir.freeze_var_buffer_latest()
+            if ir._var_buffer_latest is buf:
+                return buf.get_memory()
+        buf.freeze()
+        row = buf.get_memory()
+        buf.unfreeze()
+        return row
 
     def _poll_event(self) -> tuple[int, bytes] | None:  # pragma: no cover - Windows shared memory only
         ir = self.ir

@@ -1,0 +1,281 @@
+"""Commands ``pitbox record``, ``pitbox watch`` and ``pitbox recover``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pitbox.config import data_dir, telemetry_dir
+from pitbox.errors import ConfigError, PitboxError
+
+log = logging.getLogger(__name__)
+
+_STOP_SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, s)]
+
+
+def register(subparsers: Any) -> None:
+    _register_record(subparsers)
+    _register_watch(subparsers)
+    _register_recover(subparsers)
+
+
+# -- record --------------------------------------------------------------------------
+
+def _register_record(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "record", help="record iRacing live (or replay a recorded session) into the store",
+        description="Record every tick of every channel live through pyirsdk into crash-safe Parquet "
+                    "sessions: waits for the sim, records while it runs, survives it restarting. "
+                    "'replay FILE' plays an .ibt or a stored session through the same recorder. "
+                    "Ctrl-C stops and finishes the open session.")
+    p.add_argument("source", nargs="?", default="iracing", choices=["iracing", "replay"],
+                   help="iracing (default): the live sim; replay: FILE")
+    p.add_argument("file", nargs="?", type=Path, help="with replay: an .ibt, live dump or stored .parquet session")
+    p.add_argument("--data", default=None, help="store folder (default: $PITBOX_DATA or ./data)")
+    p.add_argument("--irsdk-file", type=Path, metavar="PATH",
+                   help="read this memory-map file (an emulator's, any OS) instead of iRacing's shared memory")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="replay speed: 1 = real time (default); 0 or inf = as fast as possible")
+    p.add_argument("--via-emulator", action="store_true",
+                   help="replay through the iRacing emulator (a temporary memory map read by pyirsdk) "
+                        "instead of feeding rows directly; .ibt sources only")
+    p.add_argument("--flush-s", type=float, default=0.5, metavar="S",
+                   help="rows reach the disk at least this often (default 0.5 s)")
+    p.add_argument("--timeout-s", type=float, default=2.0, metavar="S",
+                   help="the sim is gone when no tick arrives for S seconds (default 2)")
+    p.add_argument("--resume-s", type=float, default=10.0, metavar="S",
+                   help="a paused sim that comes back within S seconds continues the same session (default 10)")
+    p.add_argument("--no-fsync", action="store_true", help="do not fsync segments (faster; a power cut may lose more)")
+    p.add_argument("--no-recover", action="store_true", help="do not recover interrupted recordings at start")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--until-gone", action="store_true", help="stop the first time the sim goes away")
+    p.add_argument("--watch", nargs="?", const="", default=None, metavar="FOLDER",
+                   help="also import finished .ibt files from FOLDER (default iRacing's telemetry folder)")
+    g = p.add_argument_group("live stream (pitbox.live)")
+    g.add_argument("--stream", action="store_true", help="serve the live stream over WebSockets")
+    g.add_argument("--host", default="127.0.0.1", help="stream address (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=None, help="stream port (default 8765; 0 picks one)")
+    g.add_argument("--token-secret", default=None, help="HS256 secret for stream tokens (default $PITBOX_TOKEN_SECRET)")
+    g.add_argument("--certfile", default=None, help="PEM certificate: serve wss")
+    g.add_argument("--keyfile", default=None, help="PEM key of --certfile")
+    g.add_argument("--publish", default=None, metavar="URL", help="also publish to a team relay at URL")
+    g.add_argument("--token", default=None, help="publisher token for --publish")
+    p.set_defaults(func=cmd_record)
+
+
+class _Publishers:
+    """Fans the recorder's publish calls out to the stream server and the relay publisher."""
+
+    def __init__(self, targets: list[Any]):
+        self.targets = targets
+
+    def publish_frame(self, tick: int, session_time: float, values: Any) -> None:
+        for t in self.targets:
+            t.publish_frame(tick, session_time, values)
+
+    def publish_lap(self, row: Any) -> None:
+        for t in self.targets:
+            t.publish_lap(row)
+
+    def publish_session(self, meta: Any) -> None:
+        for t in self.targets:
+            t.publish_session(meta)
+
+    def publish_session_info(self, info: Any) -> None:
+        for t in self.targets:
+            t.publish_session_info(info)
+
+    def stop(self) -> None:
+        for t in self.targets:
+            t.stop()
+
+
+def _publishers(args: argparse.Namespace) -> _Publishers | None:
+    if not args.stream and not args.publish:
+        return None
+    try:
+        from pitbox.live import RelayPublisher, StreamServer
+    except ImportError as exc:  # pragma: no cover - pitbox.live ships with pitbox
+        raise ConfigError(f"--stream/--publish need pitbox.live: {exc}") from None
+    targets: list[Any] = []
+    if args.stream:
+        from pitbox.live.protocol import DEFAULT_PORT
+
+        server = StreamServer(args.host, DEFAULT_PORT if args.port is None else args.port, args.token_secret,
+                              args.certfile, args.keyfile).start()
+        print(f"streaming on {server.url}", flush=True)
+        targets.append(server)
+    if args.publish:
+        targets.append(RelayPublisher(args.publish, token=args.token).start())
+        print(f"publishing to {args.publish}", flush=True)
+    return _Publishers(targets)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT / SIGTERM (SIGBREAK on Windows) call ``stop`` while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for name in _STOP_SIGNALS:
+        sig = getattr(signal, name)
+        previous[sig] = signal.signal(sig, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_session(path: Path) -> None:
+    from pitbox.store import read_meta
+
+    try:
+        m = read_meta(path)
+    except PitboxError:
+        print(f"stored {path}", flush=True)
+        return
+    print(f"stored {m['id']}: {m['track']} / {m['car']} / {m['session_type'] or '?'}: {m['samples']} ticks, "
+          f"{m.get('dropped_ticks', 0)} dropped, {m['laps']} laps -> {path}", flush=True)
+
+
+def _source(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any]:
+    """The recorder's source, and the emulator feeding it (``--via-emulator``) or None."""
+    from pitbox.recorder.sources import IrsdkSource, ReplaySource
+
+    if args.source == "iracing":
+        if args.file is not None:
+            raise ConfigError("record: FILE goes with 'replay' only (use --irsdk-file for a memory-map file)")
+        return IrsdkSource(args.irsdk_file, timeout_s=args.timeout_s), None
+    if args.file is None:
+        raise ConfigError("record replay: give the FILE to replay")
+    if not args.file.is_file():
+        raise ConfigError(f"record replay: {args.file}: no such file")
+    fast = args.speed <= 0 or math.isinf(args.speed)
+    if not args.via_emulator:
+        return ReplaySource(args.file, speed=0 if fast else args.speed), None
+    if args.file.suffix.lower() == ".parquet":
+        raise ConfigError("record replay --via-emulator: the emulator plays .ibt files; replay a .parquet directly")
+    from pitbox.emulator import Emulator
+
+    memmap = tmp / "irsdk-memmap.bin"
+    emu = Emulator([args.file], memmap, speed=math.inf if fast else args.speed, keep_ground_truth=False).open()
+    return IrsdkSource(memmap, timeout_s=args.timeout_s), emu
+
+
+def _start_when_mapped(src: Any, emu: Any, stop: threading.Event) -> None:
+    """Start the emulator once pyirsdk has its memory mapped (so no tick is missed)."""
+    while not stop.is_set():
+        if src.mapped.wait(0.05):
+            emu.start()
+            return
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from pitbox.recorder.recorder import Recorder
+    from pitbox.recorder.watch import Watcher
+
+    data = data_dir(args.data)
+    pubs = _publishers(args)
+    stop_threads = threading.Event()
+    switch = sys.getswitchinterval()
+    with tempfile.TemporaryDirectory(prefix="pitbox-replay-") as tmp:
+        src, emu = _source(args, Path(tmp))
+        rec = Recorder(src, data, flush_s=args.flush_s, fsync=not args.no_fsync, publisher=pubs,
+                       on_session=_print_session, resume_s=args.resume_s, recover_first=not args.no_recover)
+        if args.watch is not None:
+            folder = telemetry_dir(args.watch or None)
+            w = Watcher(folder, data, on_result=lambda r: print(f"{r.status:9} {r.source}", flush=True))
+            threading.Thread(target=w.run, args=(stop_threads,), name="pitbox-watch", daemon=True).start()
+            print(f"watching {folder} for finished .ibt files", flush=True)
+        if emu is not None:
+            sys.setswitchinterval(0.0005)  # the emulator shares this interpreter: hand it over quickly
+            threading.Thread(target=_start_when_mapped, args=(src, emu, stop_threads), daemon=True).start()
+        what = args.file if args.source == "replay" else (args.irsdk_file or "iRacing")
+        print(f"recording {what} into {data}; Ctrl-C stops", flush=True)
+        t0 = time.monotonic()
+        try:
+            with stop_on_signals(rec.stop):
+                stored = rec.run(duration_s=args.duration, until_gone=args.until_gone or emu is not None)
+        finally:
+            stop_threads.set()
+            sys.setswitchinterval(switch)
+            if emu is not None:
+                emu.stop()
+            if pubs is not None:
+                pubs.stop()
+    s = rec.stats
+    print(f"{len(stored)} session(s) stored, {s.ticks} ticks recorded, {s.dropped} dropped, "
+          f"in {time.monotonic() - t0:.1f} s", flush=True)
+    return 0
+
+
+# -- watch ---------------------------------------------------------------------------
+
+def _register_watch(subparsers: Any) -> None:
+    p = subparsers.add_parser("watch", help="import each new .ibt from iRacing's telemetry folder once finished",
+                              description="Watch FOLDER (default: $PITBOX_TELEMETRY or ~/Documents/iRacing/telemetry) "
+                                          "and import each .ibt once iRacing has finished writing it; link it with "
+                                          "a live recording of the same stint. Ctrl-C stops.")
+    p.add_argument("folder", nargs="?", default=None, help="folder to watch")
+    p.add_argument("--data", default=None, help="store folder (default: $PITBOX_DATA or ./data)")
+    p.add_argument("--stable-s", type=float, default=5.0, metavar="S",
+                   help="a file is finished when its size has not changed for S seconds (default 5)")
+    p.add_argument("--poll-s", type=float, default=1.0, metavar="S", help="look every S seconds (default 1)")
+    p.add_argument("--once", action="store_true", help="one pass (files stable for --stable-s already), then exit")
+    p.set_defaults(func=cmd_watch)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from pitbox.recorder.watch import Watcher
+
+    folder = telemetry_dir(args.folder)
+    data = data_dir(args.data)
+    if not folder.is_dir():
+        raise ConfigError(f"watch: {folder}: no such folder (give FOLDER or set PITBOX_TELEMETRY)")
+    data.mkdir(parents=True, exist_ok=True)
+    w = Watcher(folder, data, stable_s=args.stable_s, poll_s=args.poll_s,
+                on_result=lambda r: print(f"{r.status:9} {r.error or r.source}"
+                                          + (f" ({', '.join(r.sessions)})" if r.sessions else ""), flush=True))
+    if args.once:
+        w.scan()
+        if args.stable_s > 0:
+            time.sleep(args.stable_s)
+            w.scan()
+        return 1 if any(r.status == "failed" for r in w.results) else 0
+    print(f"watching {folder} -> {data}; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    with stop_on_signals(stop.set):
+        w.run(stop)
+    return 0
+
+
+# -- recover -------------------------------------------------------------------------
+
+def _register_recover(subparsers: Any) -> None:
+    p = subparsers.add_parser("recover", help="turn interrupted recordings into proper sessions",
+                              description="Finish every recording a stopped or killed recorder left in "
+                                          "<data>/.recording (a running recorder's are left alone).")
+    p.add_argument("--data", default=None, help="store folder (default: $PITBOX_DATA or ./data)")
+    p.set_defaults(func=cmd_recover)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from pitbox.recorder.finalize import pending_recordings, recover
+
+    data = data_dir(args.data)
+    pending = pending_recordings(data)
+    stored = recover(data, on_session=_print_session)
+    print(f"{len(stored)} session(s) recovered from {len(pending)} interrupted recording(s) in {data}")
+    return 0
