@@ -256,14 +256,15 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
         if tf.n_rows == 0:
             raise IbtFormatError(src, "rows", "at least one complete row", "0 rows")
         small = _lap_inputs(tf)
-        sha = hashing.result()
         t = small["SessionTime"]
         result = ImportResult(src, "present", truncated=tf.truncated)
         ranges = _session_ranges(small.get("SessionNum"), tf.n_rows)
         if len(ranges) > MAX_SESSIONS_PER_FILE:
             raise IbtFormatError(src, "channel SessionNum", f"at most {MAX_SESSIONS_PER_FILE} runs of one session number",
                                  f"{len(ranges)} runs")
-        for a, b, num in ranges:
+        tables = [lap_table({k: v[a:b] for k, v in small.items()}, tf.tick_rate) for a, b, _ in ranges]
+        sha = hashing.result()  # the lap tables were built while the hash finished
+        for (a, b, num), laps in zip(ranges, tables, strict=True):
             base = session_meta(tf, info, num)
             start = _start_time(tf, t, a)
             sid = f"{start:%Y%m%d-%H%M%S}-{sha[:8]}-{num}"
@@ -271,7 +272,6 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
             result.sessions.append(sid)
             if dest.exists():
                 continue
-            laps = lap_table({k: v[a:b] for k, v in small.items()}, tf.tick_rate)
             complete = laps[laps.valid]
             meta = {
                 "schema_version": SCHEMA_VERSION, "id": sid, **base,
