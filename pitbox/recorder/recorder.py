@@ -196,6 +196,8 @@ class Recorder:
                     break
                 try:
                     self._loop()
+                    if self._writer.error is not None or self._finalizer.error is not None:
+                        break  # the store cannot be written: stop (run() raises the error)
                 except SourceGone as gone:
                     self._gone(gone)
                     if gone.final or until_gone:

@@ -130,6 +130,7 @@ class IrsdkSource:
         self._si_update: int | None = None
         self.mapped = threading.Event()  #: set while pyirsdk has the memory mapped
         self._pending: list[tuple[int, bytes]] = []
+        self._layout_cache: tuple[tuple[int, ...], bytes, list[VarHeader], int, int, int] | None = None
         self.torn = 0  #: rows discarded because the sim rewrote them while they were copied
 
     # -- connection ----------------------------------------------------------------------
@@ -163,6 +164,8 @@ class IrsdkSource:
                     if layout is not None:
                         return layout
                     self.disconnect()
+                else:
+                    self._parse_layout()
                 wait = self.poll_s if self.ir is not None else self.connect_poll_s
             else:
                 wait = self.connect_poll_s
@@ -176,12 +179,22 @@ class IrsdkSource:
                 stop.wait(wait)
         return None
 
-    def _read_layout(self) -> Layout | None:
-        """The layout when the header says connected and is sane, else None (try again)."""
+    def _parse_layout(self) -> tuple[tuple[int, ...], bytes, list[VarHeader], int, int, int] | None:
+        """Header and variable headers of the map as they are now (None while not sane).
+
+        Parsed while the sim still shows status 0 too and cached, so that when it goes to
+        1 only a byte comparison stands between the first tick and the recorder.
+        """
         mm = self._mm
         head = _HEADER.unpack_from(mm, 0)
-        if head[_STATUS] != 1:
+        key = head[_LAYOUT_FIELDS]
+        num_vars, vho = key[0], key[1]
+        if head[0] < 1 or num_vars <= 0 or vho <= 0 or vho + num_vars * 144 > len(mm):
             return None
+        raw = mm[vho : vho + num_vars * 144]
+        cached = self._layout_cache
+        if cached is not None and cached[0] == key and cached[1] == raw:
+            return cached
         try:
             h = parse_header(mm[:HEADER_SIZE], self.name)
             check_header(h, len(mm), self.name, live=True)
@@ -190,13 +203,22 @@ class IrsdkSource:
         except IbtFormatError as exc:
             log.info("memory map not ready: %s", exc)
             return None
-        self._layout_key = head[_LAYOUT_FIELDS]
+        self._layout_cache = (key, raw, variables, h.buf_len, h.tick_rate, h.num_buf)
+        return self._layout_cache
+
+    def _read_layout(self) -> Layout | None:
+        """The layout when the header says connected and is sane, else None (try again)."""
+        parsed = self._parse_layout()
+        if parsed is None:
+            return None
+        key, _, variables, buf_len, tick_rate, num_buf = parsed
+        self._layout_key = key
         self._last_tick = None  # the newest tick is the first one recorded
         self._last_seen = time.monotonic()
         self._si_update = None
-        self.num_buf = h.num_buf
-        log.info("connected to %s: %d channels, %d-byte rows", self.name, len(variables), h.buf_len)
-        return Layout(tuple(variables), h.buf_len, h.tick_rate, "iRacing live" if self.test_file is None
+        self.num_buf = num_buf
+        log.info("connected to %s: %d channels, %d-byte rows", self.name, len(variables), buf_len)
+        return Layout(tuple(variables), buf_len, tick_rate, "iRacing live" if self.test_file is None
                       else self.test_file.name, "live")
 
     def disconnect(self) -> None:

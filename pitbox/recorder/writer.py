@@ -141,13 +141,15 @@ class SegmentWriter(threading.Thread):
             self._folders.pop(sid).release()
 
     def _fail(self, sid: str, exc: StoreError) -> None:
+        folder = self._folders.pop(sid, None)
+        if folder is not None:
+            folder.release()  # what is written stays for 'pitbox recover'
+            exc = StoreError(f"{exc}; the recording stopped; what was written before stays in {folder.path} "
+                             f"and 'pitbox recover' turns it into a session")
         log.error("%s", exc)
         if self.error is None:
             self.error = exc
         self._broken.add(sid)
-        folder = self._folders.pop(sid, None)
-        if folder is not None:
-            folder.release()  # what is written stays for 'pitbox recover'
 
     def _do_open(self, sid: str, meta: dict[str, Any], dtype: np.dtype) -> None:
         folder = RecordingFolder(self.data, sid, self.fsync)
