@@ -376,3 +376,26 @@ def test_publish_never_raises_or_waits_when_not_running(rows):
 def test_port_in_use_is_a_clear_error(server):
     with pytest.raises(LiveError, match=f"cannot listen on 127.0.0.1:{server.port}"):
         StreamServer(port=server.port).start()
+
+
+def test_first_frame_after_a_quiet_spell_wakes_the_stream(rows):
+    """The hand-off polls while frames flow and sleeps when they stop; the first publish
+    after a pause must wake it (no lost wake-up), and a lap alone must get through too."""
+    async def scenario(server):
+        log = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        await log.wait_for(lambda lg: lg.of("subscribed"))
+        for k in range(3):
+            await asyncio.to_thread(wait_until, lambda: server._waker_idle)
+            tick, t, values = rows[k]
+            server.publish_frame(tick, t, values)
+            await log.wait_for(last_frame_is(tick))
+        await asyncio.to_thread(wait_until, lambda: server._waker_idle)
+        server.publish_lap({"lap": 9})
+        await log.wait_for(lambda lg: lg.of("lap"))
+        return log
+
+    server = StreamServer(port=0)
+    server.linger_s = 0.01
+    with server:
+        log = run(scenario(server))
+    assert [f["tick"] for f in log.frames()] == [START, START + 1, START + 2]

@@ -1,0 +1,276 @@
+"""Live stream benchmark: sample-to-client latency at 60 Hz on loopback, PitBox's
+:class:`~pitbox.live.StreamServer` against a naive broadcast, in the same run.
+
+The publisher plays real rows of a Langley ``.ibt`` (143 channels) at 60 Hz real time,
+calling ``publish_frame`` as the recorder's tick loop does. Clients run in separate
+worker processes (so they do not share the server's GIL) and subscribe to 10 channels at
+60 Hz; the stalled client subscribes to every channel and never reads. Latency is the
+time from the ``publish_frame`` call to the client having parsed the frame
+(``time.perf_counter_ns`` is one system-wide monotonic clock on Linux and Windows).
+
+Peer, ``naive``: the same websockets library, same envelope, same per-socket send
+buffer, but one task that encodes for each client and awaits each client's ``send`` in
+turn, the way a broadcast loop is usually first written.
+
+Goal (brief): p99 under 10 ms with 20 clients; a stalled client changes nobody else's
+latency. Run: ``.venv/bin/python bench/stream_bench.py [--seconds 3] [--workers 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from pitbox.live import StreamServer
+from pitbox.live._loop import BackgroundLoop
+from pitbox.live.hub import SEND_BUFFER_BYTES
+from pitbox.live.protocol import envelope, jsonable
+from pitbox.live.replay import ibt_frames
+from pitbox.live.testing import stalled_client
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT.parent / "shared" / "data" / "real" / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt"
+CHANNELS = ["Speed", "RPM", "Gear", "Throttle", "Brake", "SteeringWheelAngle", "Lap", "LapDistPct",
+            "LapCurrentLapTime", "LapDeltaToBestLap"]
+WARMUP_S = 0.5
+GRACE_S = 0.5
+
+
+class NaiveBroadcast:
+    """The peer: one broadcast task awaiting each client's send in turn."""
+
+    def __init__(self) -> None:
+        self._bg = BackgroundLoop("naive-broadcast")
+        self.clients: dict[ServerConnection, list[str] | None] = {}
+        self.port = 0
+        self._queue: asyncio.Queue[Any] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> NaiveBroadcast:
+        self._bg.start()
+        self._bg.run(self._open())
+        return self
+
+    async def _open(self) -> None:
+        self._queue = asyncio.Queue()
+        self._server = await serve(self._handler, "127.0.0.1", 0, compression=None, process_request=self._sndbuf)
+        self.port = self._server.sockets[0].getsockname()[1]
+        asyncio.ensure_future(self._broadcast())
+
+    def _sndbuf(self, connection: ServerConnection, request: Any) -> None:
+        connection.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        await ws.send(json.dumps(envelope("hello", server="naive")))
+        try:
+            async for data in ws:
+                msg = json.loads(data)
+                if msg.get("type") == "subscribe":
+                    self.clients[ws] = msg.get("channels")
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.pop(ws, None)
+
+    def publish_frame(self, tick: int, session_time: float, values: dict[str, Any]) -> None:
+        assert self._bg.loop is not None and self._queue is not None
+        self._bg.loop.call_soon_threadsafe(self._queue.put_nowait, (tick, session_time, values))
+
+    async def _broadcast(self) -> None:
+        assert self._queue is not None
+        while True:
+            tick, t, values = await self._queue.get()
+            for ws, channels in list(self.clients.items()):
+                names = values if channels is None else channels
+                msg = envelope("frame", tick=tick, t=t, values={k: jsonable(values[k]) for k in names if k in values})
+                try:
+                    await ws.send(json.dumps(msg))
+                except ConnectionClosed:
+                    self.clients.pop(ws, None)
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self._server.close()
+        try:
+            self._bg.run(close(), 5)
+        finally:
+            self._bg.stop(2)
+
+
+# -- client worker processes ---------------------------------------------------------------
+def worker_main(conn: Any) -> None:
+    while True:
+        cmd = conn.recv()
+        if cmd[0] == "quit":
+            return
+        _, url, n_clients, stalled = cmd
+        conn.send(asyncio.run(_run_clients(conn, url, n_clients, stalled)))
+
+
+async def _run_clients(conn: Any, url: str, n_clients: int, stalled: bool) -> list[list[tuple[int, int]]]:
+    logs: list[list[tuple[int, int]]] = [[] for _ in range(n_clients)]
+    sockets = []
+    for _ in range(n_clients):
+        ws = await connect(url, proxy=None, compression=None, max_size=None)
+        await ws.recv()
+        await ws.send(json.dumps(envelope("subscribe", channels=CHANNELS, rate=60)))
+        sockets.append(ws)
+    stalled_ws = await stalled_client(url, channels=None, rate=60) if stalled else None
+
+    async def read(i: int, ws: Any) -> None:
+        log = logs[i]
+        try:
+            async for data in ws:
+                msg = json.loads(data)
+                if msg["type"] == "frame":
+                    log.append((msg["tick"], time.perf_counter_ns()))
+        except ConnectionClosed:
+            pass
+
+    tasks = [asyncio.ensure_future(read(i, ws)) for i, ws in enumerate(sockets)]
+    await asyncio.sleep(0.2)  # let the subscribe messages land before the publisher starts
+    conn.send("ready")
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+    for t in tasks:
+        t.cancel()
+    for ws in sockets:
+        ws.transport.abort()
+    if stalled_ws is not None:
+        stalled_ws.transport.abort()
+    return logs
+
+
+# -- one scenario ---------------------------------------------------------------------------
+def run_scenario(impl: str, n_clients: int, stalled: bool, frames: list, pipes: list, seconds: float) -> dict[str, Any]:
+    server: Any = StreamServer(port=0).start() if impl == "pitbox" else NaiveBroadcast().start()
+    try:
+        shares = [n_clients // len(pipes) + (i < n_clients % len(pipes)) for i in range(len(pipes))]
+        active = [(p, n) for p, n in zip(pipes, shares, strict=True) if n > 0]
+        for i, (p, n) in enumerate(active):
+            p.send(("run", server.url, n, stalled and i == 0))
+        for p, _ in active:
+            assert p.recv() == "ready"
+        published, cost, cpu = _publish(server, frames, seconds)
+        time.sleep(GRACE_S)
+        for p, _ in active:
+            p.send("stop")
+        logs = [log for p, _ in active for log in p.recv()]
+    finally:
+        server.stop()
+    return _summarise(impl, n_clients, stalled, published, cost, cpu, logs)
+
+
+def _publish(server: Any, frames: list, seconds: float) -> tuple[dict[int, int], np.ndarray, np.ndarray]:
+    published: dict[int, int] = {}
+    cost, cpu = [], []
+    n = int(seconds * 60)
+    due = time.perf_counter()
+    for tick in range(n):
+        _, _, values = frames[tick % len(frames)]
+        due += 1 / 60
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        c0 = time.thread_time_ns()
+        t0 = time.perf_counter_ns()
+        server.publish_frame(tick, tick / 60, values)
+        cost.append(time.perf_counter_ns() - t0)
+        cpu.append(time.thread_time_ns() - c0)
+        published[tick] = t0
+    return published, np.array(cost), np.array(cpu)
+
+
+def _summarise(impl: str, n_clients: int, stalled: bool, published: dict[int, int], cost: np.ndarray,
+               cpu: np.ndarray, logs: list) -> dict[str, Any]:
+    counted = {t for t in published if t >= WARMUP_S * 60}
+    latencies, delivered = [], []
+    for log in logs:
+        got = [(t, ns) for t, ns in log if t in counted]
+        delivered.append(len(got) / len(counted))
+        latencies.extend(ns - published[t] for t, ns in got)
+    lat = np.array(latencies, dtype=float) / 1e6
+    pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: float("nan"))
+    return {"impl": impl, "clients": n_clients, "stalled": stalled, "p50_ms": pct(50), "p99_ms": pct(99),
+            "max_ms": float(lat.max()) if len(lat) else float("nan"), "delivered": float(np.mean(delivered)),
+            "publish_p50_us": float(np.median(cost)) / 1e3, "publish_p99_us": float(np.percentile(cost, 99)) / 1e3,
+            "publish_cpu_p50_us": float(np.median(cpu)) / 1e3}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{'server':8} {'clients':>7} {'stalled':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'delivered':>9} {'publish p50 us':>14} {'publish p99 us':>14} {'publish cpu p50 us':>18}")
+    for r in rows:
+        print(f"{r['impl']:8} {r['clients']:>7} {'+1' if r['stalled'] else '-':>7} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+              f"{r['max_ms']:8.2f} {r['delivered']:9.1%} {r['publish_p50_us']:14.1f} {r['publish_p99_us']:14.1f} "
+              f"{r['publish_cpu_p50_us']:18.1f}")
+    print("\nratio naive / pitbox (above 1: pitbox is faster)")
+    print(f"{'clients':>7} {'stalled':>7} {'p50':>8} {'p99':>8} {'delivered':>9}")
+    by = {(r["impl"], r["clients"], r["stalled"]): r for r in rows}
+    for (impl, n, stalled), r in by.items():
+        peer = by.get(("naive", n, stalled))
+        if impl != "pitbox" or peer is None:
+            continue
+        print(f"{n:>7} {'+1' if stalled else '-':>7} {peer['p50_ms'] / r['p50_ms']:8.2f} "
+              f"{peer['p99_ms'] / r['p99_ms']:8.2f} {peer['delivered'] / r['delivered']:9.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="publishing time per scenario (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 20, 100])
+    parser.add_argument("--stalled-with", type=int, nargs="*", default=[20, 100],
+                        help="client counts also run with one stalled client (default 20 100)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    args = parser.parse_args(argv)
+    if not SOURCE.exists():
+        print(f"stream_bench: source file not found: {SOURCE}", file=sys.stderr)
+        return 2
+    frames = ibt_frames(SOURCE, start=1000, stop=2200)
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    for _ in range(args.workers):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=worker_main, args=(child,), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    scenarios = [(n, False) for n in args.clients] + [(n, True) for n in args.stalled_with]
+    rows = []
+    try:
+        for n, stalled in scenarios:
+            for impl in ("pitbox", "naive"):
+                row = run_scenario(impl, n, stalled, frames, pipes, args.seconds)
+                rows.append(row)
+                print(f"{impl:7} {n:4} clients{' + 1 stalled' if stalled else '':12}: p50 {row['p50_ms']:.2f} ms, "
+                      f"p99 {row['p99_ms']:.2f} ms, delivered {row['delivered']:.1%}", flush=True)
+    finally:
+        for p in pipes:
+            p.send(("quit",))
+        for proc in procs:
+            proc.join(5)
+    print_table(rows)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "publisher"
+    sys.exit(main())
