@@ -259,3 +259,28 @@ def test_relay_killed_and_restarted_mid_session(drivers):
     for d in drivers:
         new = [t for t in seen[d] if t > before[d]]
         assert new == sorted(new) and len(set(new)) == len(new), "resumed stream in order"
+
+
+def test_record_options_open_a_stream_and_a_relay_publisher():
+    """What `pitbox record --stream --publish URL --token T` gets from pitbox.live.cli."""
+    import argparse
+
+    from pitbox.live import StreamServer
+    from pitbox.live.cli import add_stream_options, open_publishers
+
+    parser = argparse.ArgumentParser()
+    add_stream_options(parser)
+    assert open_publishers(parser.parse_args([])) == []
+    with Relay(port=0, token_secret=SECRET) as relay:
+        args = parser.parse_args(["--stream", "--stream-port", "0", "--publish", relay.url,
+                                  "--token", create_token(SECRET, "publisher", subject="carol"),
+                                  "--publish-channel", "Speed", "--publish-rate", "10"])
+        outputs = open_publishers(args, driver_info={"name": "Carol"})
+        try:
+            server, pub = outputs
+            assert isinstance(server, StreamServer) and server.port > 0
+            assert pub.wait_connected(10) and pub.driver_id == "carol"
+            wait_until(lambda: [d["name"] for d in relay.drivers()] == ["Carol"])
+        finally:
+            for out in outputs:
+                out.stop()

@@ -399,3 +399,25 @@ def test_first_frame_after_a_quiet_spell_wakes_the_stream(rows):
     with server:
         log = run(scenario(server))
     assert [f["tick"] for f in log.frames()] == [START, START + 1, START + 2]
+
+
+def test_a_decoded_row_can_be_published_as_is(server, source):
+    """The recorder may hand over the structured row it decoded (no dict per tick); the
+    channels a client asks for are converted off the tick loop."""
+    with open_telemetry(LANGLEY) as f:
+        raw = f.read_rows(START, START + 3).copy()
+
+    async def scenario():
+        log = await open_log(server.url, subscribe={"channels": ["Speed", "Gear", "NoSuchChannel"], "rate": 60})
+        await log.wait_for(lambda lg: lg.of("subscribed"))
+        for i, row in enumerate(raw):
+            server.publish_frame(START + i, float(row["SessionTime"]), row)
+            await log.wait_for(last_frame_is(START + i))
+        every = await open_log(server.url, subscribe={"channels": None, "rate": 60})
+        await every.wait_for(lambda lg: lg.of("subscribed"))
+        return log, every
+
+    log, every = run(scenario())
+    for i, f in enumerate(log.frames()):
+        assert f["values"] == {"Speed": float(source["Speed"][i]), "Gear": int(source["Gear"][i])}
+    assert every.of("hello")[0]["channels"] == list(source)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+import numpy as np
+
 from pitbox.live.auth import AuthError, create_token, new_secret, verify_token
 from pitbox.live.client import LiveClient, LiveFeed
 from pitbox.live.feed import HistoryProvider, MemoryHistory
@@ -25,7 +27,7 @@ class Publisher(Protocol):
     """What the recorder calls each tick and on events; :class:`StreamServer` and
     :class:`RelayPublisher` both are one. None of these calls blocks."""
 
-    def publish_frame(self, tick: int, session_time: float, values: Mapping[str, object]) -> None: ...
+    def publish_frame(self, tick: int, session_time: float, values: Mapping[str, object] | np.void) -> None: ...
 
     def publish_lap(self, row: Mapping[str, object]) -> None: ...
 

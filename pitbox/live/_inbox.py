@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pitbox.ibt import session_yaml
 from pitbox.live.protocol import LiveError
 
@@ -49,11 +51,14 @@ class Inbox:
         self.linger_s = 0.25
         self.frames_published = 0
 
-    def publish_frame(self, tick: int, session_time: float, values: Mapping[str, object]) -> None:
+    def publish_frame(self, tick: int, session_time: float, values: Mapping[str, object] | np.void) -> None:
         """Publish one sample: ``tick`` (iRacing tick count), ``session_time`` [s],
-        ``values`` (channel -> number, bool, numpy scalar or array). Never blocks.
+        ``values``: channel -> number, bool, numpy scalar or array; or the decoded row
+        itself (a numpy structured scalar of the reader's row dtype), whose channels are
+        then converted off the tick loop and only when a client asks for them. Never blocks.
 
-        ``values`` is handed over, not copied: pass a fresh dict each tick."""
+        ``values`` is handed over, not copied: pass a fresh dict, or a row that owns its
+        bytes (not a view of memory that the next tick overwrites)."""
         self._inbox.append((FRAME, tick, session_time, values, time.perf_counter_ns()))
         self.frames_published += 1
         if self._waker_idle:

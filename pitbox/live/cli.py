@@ -1,4 +1,6 @@
-"""Commands ``pitbox relay``, ``pitbox token create|secret`` and ``pitbox listen``."""
+"""Commands ``pitbox relay``, ``pitbox token create|secret`` and ``pitbox listen``; and
+:func:`add_stream_options` / :func:`open_publishers`, which give ``pitbox record`` its
+``--stream`` and ``--publish`` options in two lines."""
 
 from __future__ import annotations
 
@@ -78,6 +80,49 @@ def _create_token(args: argparse.Namespace) -> int:
 def _new_secret(args: argparse.Namespace) -> int:
     print(auth.new_secret())
     return 0
+
+
+def add_stream_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--stream`` (serve this recorder's live stream) and ``--publish URL`` (send it to
+    a relay) with their options, for ``pitbox record``."""
+    g = parser.add_argument_group("live stream")
+    g.add_argument("--stream", action="store_true", help="serve the live stream (WebSocket, default 127.0.0.1:8765)")
+    g.add_argument("--stream-host", default="127.0.0.1", help="address of the stream (other than loopback needs a secret)")
+    g.add_argument("--stream-port", type=int, default=protocol.DEFAULT_PORT, help="port of the stream (default 8765)")
+    g.add_argument("--token-secret", default=None, help=f"HS256 secret for stream tokens (default ${auth.ENV_SECRET})")
+    g.add_argument("--certfile", default=None, help="PEM certificate: serve the stream as wss")
+    g.add_argument("--keyfile", default=None, help="PEM private key of --certfile")
+    g.add_argument("--origin", action="append", default=None, metavar="ORIGIN", help="browser origin allowed (repeat)")
+    g.add_argument("--publish", default=None, metavar="URL", help="also publish to a relay (ws://host:port or wss://)")
+    g.add_argument("--token", default=os.environ.get("PITBOX_TOKEN"), help="publisher token for --publish")
+    g.add_argument("--driver-id", default=None, help="driver id on the relay (default: the token's subject)")
+    g.add_argument("--publish-rate", type=int, default=60, choices=protocol.RATES, help="frames per second sent upstream")
+    g.add_argument("--publish-channel", action="append", default=None, help="channel sent upstream (repeat; default all)")
+    g.add_argument("--relay-cafile", default=None, help="certificate to trust for a wss relay (a self-made one)")
+
+
+def open_publishers(args: argparse.Namespace, *, history_provider: Any = None,
+                    driver_info: dict[str, Any] | None = None) -> list[Any]:
+    """Start what :func:`add_stream_options` asked for; returns started
+    :class:`~pitbox.live.Publisher` objects (empty when neither option was given). Call
+    their ``publish_*`` from the tick loop and ``stop()`` at exit."""
+    from pitbox.live.relay import RelayPublisher
+    from pitbox.live.server import StreamServer
+
+    out: list[Any] = []
+    try:
+        if args.stream:
+            out.append(StreamServer(args.stream_host, args.stream_port, args.token_secret, args.certfile,
+                                    args.keyfile, args.origin, history_provider=history_provider).start())
+        if args.publish:
+            out.append(RelayPublisher(args.publish, token=args.token, driver_id=args.driver_id, driver_info=driver_info,
+                                      channels=args.publish_channel, rate=args.publish_rate,
+                                      ssl=args.relay_cafile).start())
+    except BaseException:
+        for p in out:
+            p.stop()
+        raise
+    return out
 
 
 def _register_listen(subparsers: Any) -> None:

@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pitbox.live import protocol
-from pitbox.live.protocol import TICK_RATE_HZ, dumps, envelope, frame_message, jsonable, select_values
+from pitbox.live.protocol import (
+    TICK_RATE_HZ,
+    channel_names,
+    dumps,
+    envelope,
+    frame_message,
+    jsonable,
+    select_values,
+)
 
 #: Half a 60 Hz tick [s]: rate decimation keeps a frame when at least ``1/rate - HALF_TICK_S``
 #: seconds of session time passed since the last kept one.
@@ -156,7 +164,7 @@ class Feed:
 
     @property
     def channels(self) -> list[str]:
-        return list(self.latest.values) if self.latest is not None else []
+        return channel_names(self.latest.values) if self.latest is not None else []
 
     def add_frame(self, frame: Frame) -> None:
         self.latest = frame

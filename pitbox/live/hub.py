@@ -243,7 +243,7 @@ class Hub:
         for feed in feeds:
             if feed.latest is not None:
                 seen = True
-                known.update(feed.latest.values)
+                known.update(protocol.channel_names(feed.latest.values))
         return known if seen else None
 
     async def _serve_subscriber(self, ws: ServerConnection, claims: dict[str, Any]) -> None:

@@ -105,10 +105,23 @@ def frame_message(tick: int, t: float, values: Mapping[str, Any], driver: str | 
     return msg
 
 
-def select_values(values: Mapping[str, Any], channels: Sequence[str] | None, clean: bool) -> dict[str, Any]:
+def channel_names(values: Any) -> list[str]:
+    """The channels of a frame's values: a dict's keys, or a numpy structured row's fields."""
+    if isinstance(values, np.void):
+        return list(values.dtype.names or ())
+    return list(values)
+
+
+def select_values(values: Any, channels: Sequence[str] | None, clean: bool) -> dict[str, Any]:
     """The chosen channels of one frame (all when ``channels`` is None), JSON-safe.
 
-    ``clean`` says the values are already JSON-safe (they came from JSON)."""
+    ``values`` is a dict (channel -> value) or a numpy structured row (``np.void``, the
+    reader's row dtype), whose channels are then converted only when asked for. ``clean``
+    says the values are already JSON-safe (they came from JSON)."""
+    if isinstance(values, np.void):
+        fields = values.dtype.fields or {}
+        names = list(fields) if channels is None else [k for k in channels if k in fields]
+        return {k: jsonable(values[k]) for k in names}
     if channels is None:
         return dict(values) if clean else {k: jsonable(v) for k, v in values.items()}
     if clean:
