@@ -43,7 +43,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         for r in results:
             tail = f" ({', '.join(r.sessions)})" if r.sessions else ""
             trunc = " [truncated]" if r.truncated else ""
-            print(f"{r.status:9} {r.error}" if r.error else f"{r.status:9} {r.source}{tail}{trunc}")
+            if r.error:
+                print(f"{r.status:9} {r.error}", file=sys.stderr)
+            else:
+                print(f"{r.status:9} {r.source}{tail}{trunc}")
         counts = {s: sum(r.status == s for r in results) for s in ("imported", "present", "failed")}
         print(f"{counts['imported']} imported, {counts['present']} already present, {counts['failed']} failed -> {data}")
     if not results:

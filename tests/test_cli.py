@@ -76,9 +76,10 @@ def test_failed_file_listed_while_others_import(tmp_path: Path, capsys: pytest.C
     shutil.copy(need(INVALID_IBT), src / "broken.ibt")  # a copy in tmp, never in the project
     shutil.copy(need(LANGLEY), src / "good.ibt")
     code = main(["import", str(src), "--data", str(tmp_path / "d")])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert code == 1
-    assert "failed" in out and "broken.ibt" in out and "header.ver" in out
+    assert "failed" in err and "broken.ibt" in err and "header.ver" in err
     assert "imported" in out and len(list((tmp_path / "d").rglob("*.parquet"))) == 1
 
 

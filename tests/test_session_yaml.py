@@ -119,3 +119,12 @@ def test_unrepairable_yaml_names_file_and_section(practice: Path, tmp_path: Path
 
 def test_dates_stay_strings_as_in_pyirsdk() -> None:
     assert sy.parse(b"---\nWeekendInfo:\n Date: 2015-05-28\n\n")["WeekendInfo"]["Date"] == "2015-05-28"
+
+
+def test_yaml_alias_bomb_refused_quickly() -> None:
+    """Nested aliases would expand to 10^8 items; iRacing never writes aliases."""
+    bomb = "---\nWeekendInfo:\n a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    bomb += "".join(f" {chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(7))
+    with pytest.raises(IbtFormatError) as info:
+        sy.parse(bomb.encode() + b"\n")
+    assert "alias" in str(info.value)

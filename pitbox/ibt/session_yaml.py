@@ -98,6 +98,13 @@ def repair_section(key: str, src: str, utf8: bool) -> str:
 
 
 def _load(src: str) -> Any:
+    """Load one section; aliases are refused (iRacing never writes them, and nested ones can
+    expand to billions of items: a "billion laughs" file)."""
+    for event in yaml.parse(src, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            mark = event.start_mark
+            raise yaml.YAMLError(f"an alias (*{event.anchor}) at line {mark.line + 1 if mark else '?'}: "
+                                 "iRacing's YAML has none")
     return yaml.load(src, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
