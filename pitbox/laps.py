@@ -67,20 +67,17 @@ def _iracing_time(t: np.ndarray, llt: np.ndarray | None, cross_row: int, stop_ro
 
 def _segments(blank: np.ndarray, lap: np.ndarray) -> list[tuple[int, int, bool]]:
     """(start, stop, ended_by_reset) runs of non-blank rows; a lap-number drop also splits."""
-    out: list[tuple[int, int, bool]] = []
     n = len(blank)
-    i = 0
-    while i < n:
-        if blank[i]:
-            i += 1
-            continue
-        j = i + 1
-        while j < n and not blank[j] and lap[j] >= lap[j - 1]:
-            j += 1
-        reset = j < n  # stopped by a blank row or by the lap number going back
-        out.append((i, j, reset))
-        i = j
-    return out
+    if n == 0:
+        return []
+    prev_blank = np.concatenate([[True], blank[:-1]])
+    lap_drop = np.concatenate([[False], lap[1:] < lap[:-1]])
+    starts_mask = ~blank & (prev_blank | lap_drop)
+    starts = np.flatnonzero(starts_mask)
+    enders = np.flatnonzero(blank | starts_mask)
+    stops = enders[np.minimum(np.searchsorted(enders, starts, side="right"), len(enders) - 1)]
+    stops = np.where(stops > starts, stops, n)
+    return [(int(a), int(b), bool(b < n)) for a, b in zip(starts, stops, strict=True)]
 
 
 def dropped_ticks(t: np.ndarray, tick: np.ndarray | None, tick_rate: float) -> np.ndarray:
