@@ -484,15 +484,18 @@ def test_yaml_of_the_wrong_shape_imports_as_unknown(amg_raw: bytes, tmp_path: Pa
     assert (meta["track"], meta["car"], meta["driver"]) == ("unknown", "unknown", "unknown")
 
 
-def test_yaml_alias_bomb_imports_quickly(amg_raw: bytes, tmp_path: Path, store: Path) -> None:
-    """Nested aliases expand to 10**8 items if anyone turns them into text; the import must not."""
+def test_yaml_alias_bomb_refused_quickly(amg_raw: bytes, tmp_path: Path, store: Path) -> None:
+    """Nested aliases expand to 10**8 items if anyone turns them into text: refused at once
+    (iRacing never writes aliases), by the import and by ``pitbox info``."""
     bomb = [b" L0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"]
     for k in range(1, 9):
         bomb.append(f" L{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 10)}]\n".encode())
     bomb.append(b" TrackName: *l8\n")
     yaml = yaml_of(amg_raw).replace(b" TrackName: spielberg gp\n", b"".join(bomb), 1)
-    result = import_file(write(tmp_path, with_yaml(amg_raw, yaml)), store)
-    assert result.status == "imported"
+    path = write(tmp_path, with_yaml(amg_raw, yaml))
+    with pytest.raises(IbtFormatError, match="alias"):
+        import_file(path, store)
+    assert main(["info", str(path)]) == 2
 
 
 # -- fuzzing ---------------------------------------------------------------------------
