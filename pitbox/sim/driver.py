@@ -157,3 +157,30 @@ def plan_corner_file(track: Track, plans: list[CornerPlan], grid: LapGrid) -> Co
     n = grid.n
     corners = [CornerRange(p.name, p.seg_start / n, p.seg_end / n, p.apex / n, p.brake / n) for p in plans]
     return CornerFile(track.name, track.config, corners, source="simulated", covers_lap=True)
+
+
+def computed_corner_file(track: Track, car: Car | None = None, driver: DriverSpec | None = None) -> CornerFile:
+    """The corner file a simulated track should ship, computed from the driver's profile."""
+    grid = LapGrid.of(track)
+    return plan_corner_file(track, corner_plan(track, car or Car(), driver or DriverSpec(), grid), grid)
+
+
+CORNER_FILE_HEADER = """PitBox corner file: corner names by LapDistPct range, keyed by WeekendInfo.TrackName and
+TrackConfigName exactly as iRacing writes them. start_pct..end_pct is the corner's segment
+(end < start wraps over the line); apex_pct and brake_pct are optional.
+Simulated tracks (source: simulated) cover the whole lap: each segment starts corner_lead_m
+before the corner's brake point and ends where the next one starts. Regenerate with
+  python -c "from pitbox.sim.driver import write_shipped_corner_files; write_shipped_corner_files()"
+"""
+
+
+def write_shipped_corner_files() -> list[str]:
+    """Regenerate ``<track>.corners.yaml`` for every shipped simulated track (a maintainer's tool)."""
+    from pitbox.sim.tracks import TRACKS_DIR, list_tracks, load_track, write_corner_file
+
+    written = []
+    for name in list_tracks():
+        track = load_track(name)
+        write_corner_file(TRACKS_DIR / f"{name}.corners.yaml", computed_corner_file(track), CORNER_FILE_HEADER)
+        written.append(name)
+    return written

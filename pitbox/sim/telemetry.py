@@ -309,17 +309,33 @@ def _drivetrain(lay: SessionLayout, tk: Ticks, v: np.ndarray, throttle: np.ndarr
     """Gear, RPM and clutch: neutral in the stall, a clutch launch out of the box."""
     car = lay.car
     nt = len(v)
-    gear = car.gear_for_speed(v).astype(np.int32)
+    gear = _hold_gears(car, v)
     gear = np.where(tk.moving, gear, 0)
     rpm = car.rpm_in_gear(v, np.maximum(gear, 1))
     launch = np.clip(tk.tau_s / 1.2, 0.0, 1.0)
     stop = np.clip(v / 4.0, 0.0, 1.0)
     end_phase = tk.tau_s > tk.tau_s[tk.moving][-1] - 5.0 if tk.moving.any() else np.zeros(nt, bool)
     clutch = np.where(tk.moving, np.where(end_phase, stop, launch), 0.0)
-    slip_rpm = car.idle_rpm + (car.launch_rpm - car.idle_rpm) * throttle
-    rpm = np.where(clutch < 1.0, np.maximum(rpm * clutch + slip_rpm * (1 - clutch), car.idle_rpm), rpm)
+    slip_rpm = car.idle_rpm + (car.launch_rpm - car.idle_rpm) * np.clip(throttle * 2, 0, 1)
+    rpm = np.where(clutch < 1.0, np.maximum(rpm, slip_rpm * (1 - clutch) + car.idle_rpm * clutch), rpm)
     rpm = np.where(tk.moving, rpm, car.idle_rpm + rng.normal(0, 3.0, nt))
     return gear, np.clip(rpm, 0, car.redline_rpm), clutch
+
+
+def _hold_gears(car, v: np.ndarray, margin_ms: float = 2.0) -> np.ndarray:
+    """The driver's gear with hysteresis: up as soon as the next gear pulls harder, down only
+    when the lower gear would still pull harder ``margin_ms`` faster (no hunting)."""
+    up = car.gear_for_speed(v).astype(np.int32).tolist()
+    down = car.gear_for_speed(v + margin_ms).astype(np.int32).tolist()
+    out = np.empty(len(v), dtype=np.int32)
+    cur = up[0]
+    for i in range(len(v)):
+        if up[i] > cur:
+            cur = up[i]
+        elif down[i] < cur:
+            cur = down[i]
+        out[i] = cur
+    return out
 
 
 def _wheels(lay: SessionLayout, tk: Ticks, v: np.ndarray, k_eff: np.ndarray, brake: np.ndarray,
