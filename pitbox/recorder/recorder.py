@@ -22,9 +22,11 @@ Session boundaries (a new session file starts):
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from pitbox.errors import StoreError
+from pitbox.ibt.layout import VarHeader, VarType
 from pitbox.recorder.finalize import recover
 from pitbox.recorder.segments import variables_to_json
 from pitbox.recorder.sources import Layout, Source, SourceGone
@@ -68,6 +71,19 @@ class RowValues(Mapping):
 
     def __contains__(self, name: object) -> bool:
         return name in self._rec.dtype.fields  # type: ignore[operator]
+
+
+_STRUCT_CODES = {VarType.CHAR: "c", VarType.BOOL: "?", VarType.INT: "i", VarType.BITFIELD: "I",
+                 VarType.FLOAT: "f", VarType.DOUBLE: "d"}
+
+
+def _field_reader(v: VarHeader | None, default: Any) -> Callable[[bytes], Any]:
+    """Reads one scalar channel from a row at its offset (the loop's few session keys; the
+    rows themselves are decoded with the layout's structured dtype when stored)."""
+    if v is None or v.count != 1:
+        return lambda row: default
+    unpack, offset = struct.Struct("<" + _STRUCT_CODES[v.type]).unpack_from, v.offset
+    return lambda row: unpack(row, offset)[0]
 
 
 @dataclass
@@ -127,7 +143,7 @@ class Recorder:
         self._yaml: tuple[int, bytes] | None = None
         self._names: tuple[str, ...] = ()
         self._dtype: np.dtype | None = None
-        self._has: dict[str, bool] = {}
+        self._uid = self._num = self._on_track = self._time = _field_reader(None, 0)
         self._held_info: tuple[int, bytes] | None = None
 
     # -- public ----------------------------------------------------------------------
@@ -154,6 +170,11 @@ class Recorder:
         """
         self._check_store()
         prewarm()
+        # A full garbage collection of a process with pandas, pyarrow… loaded takes ~40 ms,
+        # during which no thread runs: long enough to lose a tick. Objects that exist now are
+        # moved out of the collector's way while recording (gc.freeze, undone at the end).
+        gc.collect()
+        gc.freeze()
         if self.recover_first:
             recover(self.data, on_session=self.on_session)
         self._finalizer.start()
@@ -168,6 +189,7 @@ class Recorder:
             self._finalizer.stop()
             self._finalizer.join()
             self.source.disconnect()
+            gc.unfreeze()
         error = self._writer.error or self._finalizer.error
         if error is not None:
             raise error
@@ -231,7 +253,11 @@ class Recorder:
         self._layout = layout
         self._dtype = layout.dtype
         self._names = tuple(v.name for v in layout.variables)
-        self._has = {n: n in self._names for n in ("SessionNum", "SessionUniqueID", "IsOnTrack", "SessionTime")}
+        chans = {v.name: v for v in layout.variables}
+        self._uid = _field_reader(chans.get("SessionUniqueID"), 0)
+        self._num = _field_reader(chans.get("SessionNum"), 0)
+        self._on_track = _field_reader(chans.get("IsOnTrack"), True)
+        self._time = _field_reader(chans.get("SessionTime"), 0.0)
         self._yaml = None
 
     def _loop(self) -> None:
@@ -256,11 +282,8 @@ class Recorder:
                 return
 
     def _tick(self, tick: int, row: bytes, info: tuple[int, bytes] | None) -> None:
-        rec = np.frombuffer(row, self._dtype, count=1)[0]
-        has = self._has
-        key = (int(rec["SessionUniqueID"]) if has["SessionUniqueID"] else 0,
-               int(rec["SessionNum"]) if has["SessionNum"] else 0)
-        on_track = bool(rec["IsOnTrack"]) if has["IsOnTrack"] else True
+        key = (self._uid(row), self._num(row))
+        on_track = bool(self._on_track(row))
         s = self._session
         if s is not None and tick == s.last_tick and key == s.key:
             self._held_info = info or self._held_info  # the newest tick again, after reconnecting
@@ -302,8 +325,8 @@ class Recorder:
         if time.monotonic() - s.batch_start >= self.flush_s:
             self._flush(s)
         if self.publisher is not None:
-            t = float(rec["SessionTime"]) if has["SessionTime"] else tick / 60.0
-            self.publisher.publish_frame(tick, t, RowValues(rec, self._names))
+            rec = np.frombuffer(row, self._dtype, count=1)[0]
+            self.publisher.publish_frame(tick, self._time(row), RowValues(rec, self._names))
 
     # -- sessions --------------------------------------------------------------------
     def _begin(self, tick: int, key: tuple[int, int], on_track: bool) -> _Session:
