@@ -134,3 +134,24 @@ def test_live_recording_and_ibt_of_the_same_stint_become_one_session(tmp_path: P
     assert got.shape == (390, 64)
     np.testing.assert_array_equal(got, expect)  # every .ibt row found its live tick
     assert Path(sessions.path[0]).name.startswith(meta["id"])
+
+
+def test_launchers_record_and_watch(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    folder, data = tmp_path / "telemetry", tmp_path / "data"
+    folder.mkdir()
+    env = {**os.environ, "PITBOX_TELEMETRY": str(folder), "PITBOX_DATA": str(data)}
+    out = subprocess.run([sys.executable, str(root / "recorders" / "record_iracing.py"), "replay", str(need(W13)),
+                          "--speed", "0", "--no-fsync"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"watching {folder}" in out.stdout and "1 session(s) stored, 390 ticks recorded, 0 dropped" in out.stdout
+    shutil.copy(W13, folder / "stint.ibt")
+    out = subprocess.run([sys.executable, str(root / "recorders" / "watch_telemetry.py"), "--once", "--stable-s", "0"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "imported" in out.stdout and "stint.ibt" in out.stdout
+    assert len(Store(data).sessions()) == 1  # the replay and the .ibt are one stint
