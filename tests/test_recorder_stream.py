@@ -75,3 +75,37 @@ def test_record_cli_replays_a_file_with_the_stream_on(tmp_path: Path, capsys) ->
     out = capsys.readouterr().out
     assert "streaming on ws://127.0.0.1:" in out
     assert "1 session(s) stored, 390 ticks recorded, 0 dropped" in out
+
+
+class Collector:
+    """The publisher interface (duck-typed, as pitbox.live's StreamServer has it), recording calls."""
+
+    def __init__(self) -> None:
+        self.frames, self.laps, self.sessions, self.infos = 0, [], [], []
+
+    def publish_frame(self, tick, session_time, values) -> None:
+        self.frames += 1
+
+    def publish_lap(self, row) -> None:
+        self.laps.append(dict(row))
+
+    def publish_session(self, meta) -> None:
+        self.sessions.append(dict(meta))
+
+    def publish_session_info(self, info) -> None:
+        self.infos.append(info)
+
+
+def test_completed_laps_are_published_with_iracings_lap_time(tmp_path: Path) -> None:
+    from pitbox.recorder import Recorder, ReplaySource
+
+    from conftest import LANGLEY
+
+    pub = Collector()
+    (path,) = Recorder(ReplaySource(need(LANGLEY), speed=0), tmp_path / "d", fsync=False, flush_s=0.0,
+                       publisher=pub).run()
+    assert pub.frames == read_meta(path)["samples"] == 5476
+    assert [s["track"] for s in pub.sessions] == ["langley"] and len(pub.infos) == 1
+    assert [lap["lap"] for lap in pub.laps] == [184, 185]  # the file's two full laps, as it numbers them
+    for lap in pub.laps:  # each within 2 ms of iRacing's own LapLastLapTime
+        assert lap["complete"] and abs(lap["time_s"] - lap["iracing_time_s"]) < 0.002
