@@ -102,8 +102,7 @@ def test_completed_laps_are_published_with_iracings_lap_time(tmp_path: Path) -> 
     from conftest import LANGLEY
 
     pub = Collector()
-    (path,) = Recorder(ReplaySource(need(LANGLEY), speed=0), tmp_path / "d", fsync=False, flush_s=0.0,
-                       publisher=pub).run()
+    (path,) = Recorder(ReplaySource(need(LANGLEY), speed=0), tmp_path / "d", fsync=False, publisher=pub).run()
     assert pub.frames == read_meta(path)["samples"] == 5476
     assert [s["track"] for s in pub.sessions] == ["langley"] and len(pub.infos) == 1
     assert [lap["lap"] for lap in pub.laps] == [184, 185]  # the file's two full laps, as it numbers them

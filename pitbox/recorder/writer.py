@@ -80,6 +80,12 @@ class _LapWatch:
         now = float(rows["SessionTime"][-1])
         if self.pending_since is None or now - self.pending_since < LLT_WINDOW_S + 0.5:
             return []
+        return self.completed()
+
+    def completed(self) -> list[dict[str, Any]]:
+        """Complete laps not yet published (all of them at the session's end)."""
+        if not self.ok or not self.cols["Lap"]:
+            return []
         self.pending_since = None
         table = lap_table({n: np.concatenate(v) for n, v in self.cols.items()}, self.tick_rate)
         done = table[table.complete]
@@ -187,7 +193,10 @@ class SegmentWriter(threading.Thread):
 
     def _do_close(self, sid: str, info: dict[str, Any]) -> None:
         folder = self._folders.pop(sid)
-        self._laps.pop(sid, None)
+        laps = self._laps.pop(sid, None)
+        if self.publisher is not None and laps is not None:
+            for row in laps.completed():
+                _call(self.publisher, "publish_lap", row)
         self._layout.pop(sid, None)
         try:
             folder.close(info)
