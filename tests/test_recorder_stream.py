@@ -71,7 +71,7 @@ def test_record_cli_replays_a_file_with_the_stream_on(tmp_path: Path, capsys) ->
     from pitbox.cli import main
 
     assert main(["record", "replay", str(need(W13)), "--speed", "0", "--data", str(tmp_path / "d"),
-                 "--stream", "--port", "0", "--no-fsync"]) == 0
+                 "--stream", "--stream-port", "0", "--no-fsync"]) == 0
     out = capsys.readouterr().out
     assert "streaming on ws://127.0.0.1:" in out
     assert "1 session(s) stored, 390 ticks recorded, 0 dropped" in out

@@ -61,15 +61,9 @@ def _register_record(subparsers: Any) -> None:
     p.add_argument("--until-gone", action="store_true", help="stop the first time the sim goes away")
     p.add_argument("--watch", nargs="?", const="", default=None, metavar="FOLDER",
                    help="also import finished .ibt files from FOLDER (default iRacing's telemetry folder)")
-    g = p.add_argument_group("live stream (pitbox.live)")
-    g.add_argument("--stream", action="store_true", help="serve the live stream over WebSockets")
-    g.add_argument("--host", default="127.0.0.1", help="stream address (default 127.0.0.1)")
-    g.add_argument("--port", type=int, default=None, help="stream port (default 8765; 0 picks one)")
-    g.add_argument("--token-secret", default=None, help="HS256 secret for stream tokens (default $PITBOX_TOKEN_SECRET)")
-    g.add_argument("--certfile", default=None, help="PEM certificate: serve wss")
-    g.add_argument("--keyfile", default=None, help="PEM key of --certfile")
-    g.add_argument("--publish", default=None, metavar="URL", help="also publish to a team relay at URL")
-    g.add_argument("--token", default=None, help="publisher token for --publish")
+    from pitbox.live.cli import add_stream_options
+
+    add_stream_options(p)  # --stream --stream-host --stream-port --token-secret ... --publish URL --token
     p.set_defaults(func=cmd_record)
 
 
@@ -101,24 +95,12 @@ class _Publishers:
 
 
 def _publishers(args: argparse.Namespace) -> _Publishers | None:
-    if not args.stream and not args.publish:
-        return None
-    try:
-        from pitbox.live import RelayPublisher, StreamServer
-    except ImportError as exc:  # pragma: no cover - pitbox.live ships with pitbox
-        raise ConfigError(f"--stream/--publish need pitbox.live: {exc}") from None
-    targets: list[Any] = []
-    if args.stream:
-        from pitbox.live.protocol import DEFAULT_PORT
+    from pitbox.live.cli import open_publishers
 
-        server = StreamServer(args.host, DEFAULT_PORT if args.port is None else args.port, args.token_secret,
-                              args.certfile, args.keyfile).start()
-        print(f"streaming on {server.url}", flush=True)
-        targets.append(server)
-    if args.publish:
-        targets.append(RelayPublisher(args.publish, token=args.token).start())
-        print(f"publishing to {args.publish}", flush=True)
-    return _Publishers(targets)
+    targets = open_publishers(args)
+    for t in targets:
+        print(f"streaming on {t.url}" if hasattr(t, "clients") else f"publishing to {args.publish}", flush=True)
+    return _Publishers(targets) if targets else None
 
 
 @contextlib.contextmanager

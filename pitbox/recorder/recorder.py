@@ -1,11 +1,12 @@
 """The live recorder's tick loop.
 
 One thread runs :meth:`Recorder.run`: wait for the sim, then per tick: the source's frozen
-row bytes (``freeze_var_buffer_latest()``), one ``np.frombuffer`` with the layout's
-structured dtype for the few values the loop looks at (session keys, ``IsOnTrack``,
-``SessionTime``), the row appended to the open session's batch, and every ``flush_s``
-seconds the batch handed to the segment writer thread. Nothing in the loop waits on the
-disk or the network.
+row bytes (``freeze_var_buffer_latest()``), the three values the loop looks at
+(``SessionUniqueID``, ``SessionNum``, ``IsOnTrack``) read at their offsets, the row appended
+to the open session's batch, and every ``flush_s`` seconds the batch handed to the segment
+writer thread. Rows are stored raw and decoded with the layout's one structured dtype
+(never one lookup per channel); with a publisher, one ``np.frombuffer`` gives the frame's
+values. Nothing in the loop waits on the disk or the network.
 
 Session boundaries (a new session file starts):
 
@@ -29,7 +30,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,32 +46,6 @@ from pitbox.recorder.sources import Layout, Source, SourceGone
 from pitbox.recorder.writer import Finalizer, SegmentWriter, prewarm
 
 log = logging.getLogger(__name__)
-
-
-class RowValues(Mapping):
-    """One tick's channel values, decoded lazily from the row (for ``publish_frame``).
-
-    A read-only mapping channel → value (numpy scalar, or array for array channels); it
-    holds the row bytes, so it stays valid after the tick.
-    """
-
-    __slots__ = ("_rec", "_names")
-
-    def __init__(self, rec: np.void, names: tuple[str, ...]):
-        self._rec = rec
-        self._names = names
-
-    def __getitem__(self, name: str) -> Any:
-        return self._rec[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._rec.dtype.fields  # type: ignore[operator]
 
 
 _STRUCT_CODES = {VarType.CHAR: "c", VarType.BOOL: "?", VarType.INT: "i", VarType.BITFIELD: "I",
@@ -118,7 +93,8 @@ class Recorder:
     """Records every tick of a :class:`Source` into crash-safe session files in ``data``.
 
     ``publisher``: any object with ``publish_frame(tick, session_time, values)`` (called in
-    the tick loop; must not block), and optionally ``publish_lap(row)``,
+    the tick loop, last, with the row decoded as a numpy structured scalar; must not
+    block), and optionally ``publish_lap(row)``,
     ``publish_session(meta)`` and ``publish_session_info(info)`` (called from the writer
     thread). ``on_session(path)`` is called with each session file written.
     """
@@ -141,7 +117,6 @@ class Recorder:
         self._session: _Session | None = None
         self._layout: Layout | None = None
         self._yaml: tuple[int, bytes] | None = None
-        self._names: tuple[str, ...] = ()
         self._dtype: np.dtype | None = None
         self._uid = self._num = self._on_track = self._time = _field_reader(None, 0)
         self._held_info: tuple[int, bytes] | None = None
@@ -252,7 +227,6 @@ class Recorder:
             self._end_session("the sim came back with another layout")
         self._layout = layout
         self._dtype = layout.dtype
-        self._names = tuple(v.name for v in layout.variables)
         chans = {v.name: v for v in layout.variables}
         self._uid = _field_reader(chans.get("SessionUniqueID"), 0)
         self._num = _field_reader(chans.get("SessionNum"), 0)
@@ -325,8 +299,8 @@ class Recorder:
         if time.monotonic() - s.batch_start >= self.flush_s:
             self._flush(s)
         if self.publisher is not None:
-            rec = np.frombuffer(row, self._dtype, count=1)[0]
-            self.publisher.publish_frame(tick, self._time(row), RowValues(rec, self._names))
+            rec = np.frombuffer(row, self._dtype, count=1)[0]  # owns its bytes: the frozen copy
+            self.publisher.publish_frame(tick, self._time(row), rec)
 
     # -- sessions --------------------------------------------------------------------
     def _begin(self, tick: int, key: tuple[int, int], on_track: bool) -> _Session:
