@@ -158,7 +158,7 @@ def simulate_to_channels(track: str = "pitboxsim_demo", laps: int = 8, faults: S
     noise = Noise.draw(noise_rng, laps, len(lay.plans), driver)
     tmpl = template(lay, noise)
     clean = drive_session(lay, noise, [], tmpl)
-    driven = drive_session(lay, noise, fault_list, tmpl) if fault_list else clean
+    driven = drive_session(lay, noise, fault_list, tmpl, clean) if fault_list else clean
     tk = tick_kinematics(lay, driven)
     extras = Extras(session_time0=float(np.round(meta_rng.uniform(30.0, 300.0) * TICK_RATE) / TICK_RATE),
                     session_unique_id=int(meta_rng.integers(1, 2**31 - 1)),
@@ -208,7 +208,7 @@ def _measure(lay: SessionLayout, d: Drive, lap: int, p: CornerPlan) -> dict[str,
     acc = (v[1:] ** 2 - v[:-1] ** 2) / (2 * ds)
     i_min = int(np.argmin(v))
     braking = np.nonzero(acc[:i_min] < -2.0)[0]
-    after = np.nonzero(acc[i_min:] > 1.0)[0]
+    after = np.nonzero(v[i_min:] > v[i_min] + 0.5)[0]  # clearly away from the minimum: on the throttle
     dt = d.time_s[a + 1:b + 1] - d.time_s[a:b]
     modes = d.modes[a:b]
     return {

@@ -164,9 +164,10 @@ FREE, IGNORE_BOUND, COAST, LOCKUP = 0, 1, 2, 3
 class Zone:
     """A forced zone of the forward pass.
 
-    ``COAST`` runs ``duration_s`` seconds from index ``start``. ``IGNORE_BOUND`` (a late brake,
-    ``length`` points) and ``LOCKUP`` (``duration_s`` seconds) are *armed* at ``start`` and fire
-    where braking would first be needed (the driver's own brake point), if before ``window_end``.
+    ``COAST`` runs ``duration_s`` seconds, ``IGNORE_BOUND`` (a late brake: keep accelerating)
+    ``length`` points, ``LOCKUP`` ``duration_s`` seconds. A zone starts at index ``start``,
+    or, when ``trigger`` is set, is armed there and fires where braking would first be needed
+    (the driver's own brake point) if that comes before ``window_end``.
     """
 
     mode: int
@@ -175,10 +176,8 @@ class Zone:
     length: int = 0
     window_end: int = 0
     lock_decel_frac: float = 0.65
-
-    @property
-    def triggered(self) -> bool:
-        return self.mode in (IGNORE_BOUND, LOCKUP)
+    trigger: bool = False
+    until: int = -1   #: IGNORE_BOUND: last index of the zone (instead of ``length``) once fired
 
 
 @dataclass
@@ -268,10 +267,10 @@ def forward_pass(p: ProfileInputs, car: Car, bound: np.ndarray) -> tuple[np.ndar
     armed: list[Zone] = []
     for i in range(n - 1):
         for z in starts.get(i, ()):
-            if z.triggered:
+            if z.trigger:
                 armed.append(z)
             else:
-                mode, left_s = z.mode, z.duration_s
+                mode, left_s, left_n, lock_frac = z.mode, z.duration_s, z.length, z.lock_decel_frac
         vsq = v * v
         j = _idx(v)
         grav = G * grade[i]
@@ -290,6 +289,8 @@ def forward_pass(p: ProfileInputs, car: Car, bound: np.ndarray) -> tuple[np.ndar
             if armed and nv > target + 1e-6:
                 z = armed.pop(0)
                 mode, left_n, left_s, lock_frac = z.mode, z.length, z.duration_s, z.lock_decel_frac
+                if z.until >= 0:
+                    left_n = z.until - i
         if mode == IGNORE_BOUND:
             target = cap[i + 1]
             left_n -= 1

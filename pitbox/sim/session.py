@@ -118,11 +118,11 @@ class Noise:
 class Drive:
     """One drive through the session: speed at every grid point and what forced it."""
 
-    speed_ms: np.ndarray        #: the car's speed along its own path
-    progress_ms: np.ndarray     #: speed along the racing line (lower while running wide)
+    speed_ms: np.ndarray
     bound_ms: np.ndarray
     modes: np.ndarray
     time_s: np.ndarray          #: time since leaving the box at every grid point
+    wide: np.ndarray            #: above the car's lateral grip: running wide (LatAccel stays at the limit)
     hold_ms: dict[tuple[int, int], float] = field(default_factory=dict)
     wide_m: dict[tuple[int, int], float] = field(default_factory=dict)
     delay_m: dict[tuple[int, int], float] = field(default_factory=dict)
@@ -201,12 +201,20 @@ def corner_mods(lay: SessionLayout, noise: Noise, faults: list[Fault], lap: int,
     return m
 
 
+def _brake_onset(lay: SessionLayout, ref: Drive, seg_a: int, min0: int) -> int | None:
+    """Relative index of the first cell where ``ref`` slows down between ``seg_a`` and ``min0``."""
+    a, b = max(seg_a - lay.i0, 0), min(min0 - lay.i0, lay.n_points - 1)
+    falling = np.nonzero(np.diff(ref.speed_ms[a:b + 1]) < -1e-9)[0]
+    return a + int(falling[0]) if len(falling) else None
+
+
 def _apply_corner(lay: SessionLayout, p_in: ProfileInputs, lap: int, k: int, m: CornerMods,
-                  tmpl: Template | None) -> float:
+                  tmpl: Template | None, ref: Drive | None = None) -> float:
     """Write one corner's caps, grip and zones into ``p_in``; returns the hold speed used.
 
     ``tmpl`` (the session driven with grip noise only) gives the minimum speed to hold and
-    the braking curve that an early brake shifts forward.
+    the braking curve that an early brake shifts forward; ``ref`` (the drive without faults)
+    the brake point that a late brake moves.
     """
     plan, ds = lay.plans[k], lay.grid.ds_m
     idx = lambda x: lay.corner_index(lap, plan, x)  # noqa: E731
@@ -229,8 +237,11 @@ def _apply_corner(lay: SessionLayout, p_in: ProfileInputs, lap: int, k: int, m: 
     if m.early_m > 0:
         _early_cap(lay, p_in, seg_a, min0, m.early_m, v_hold, tmpl)
     if m.late_m >= ds:
+        # keep accelerating from where braking would start until the fault-free brake point + late_m
+        onset = _brake_onset(lay, ref, seg_a, min0) if ref is not None else None
+        until = onset + int(round(m.late_m / ds)) if onset is not None else -1
         p_in.zones.append(Zone(IGNORE_BOUND, seg_a - lay.i0, length=int(round(m.late_m / ds)) + 1,
-                               window_end=min1 - lay.i0))
+                               window_end=min1 - lay.i0, trigger=True, until=until))
     hold_pts = int(round((m.hold_m + OVERSHOOT_EXIT_FACTOR * m.delay_m) / ds))
     if hold_pts > 0:
         _set(p_in.cap_ms, lay, min1, min1 + hold_pts, max(min(v_hold, v_low), 3.0))
@@ -238,7 +249,7 @@ def _apply_corner(lay: SessionLayout, p_in: ProfileInputs, lap: int, k: int, m: 
         p_in.zones.append(Zone(COAST, min0 - lay.i0, duration_s=m.coast_s))
     if m.lockup_s > 0:
         p_in.zones.append(Zone(LOCKUP, seg_a - lay.i0, duration_s=m.lockup_s, window_end=min1 - lay.i0,
-                               lock_decel_frac=LOCK_DECEL_FRAC))
+                               lock_decel_frac=LOCK_DECEL_FRAC, trigger=True))
     return v_hold
 
 
@@ -264,9 +275,9 @@ def _early_cap(lay: SessionLayout, p_in: ProfileInputs, seg_a: int, min0: int, e
     np.minimum(p_in.cap_ms[a:b + 1], cap, out=p_in.cap_ms[a:b + 1])
 
 
-def build_inputs(lay: SessionLayout, noise: Noise, faults: list[Fault],
-                 tmpl: Template | None = None) -> tuple[ProfileInputs, dict]:
-    """Profile inputs for the whole session (``tmpl``: see :func:`template`)."""
+def build_inputs(lay: SessionLayout, noise: Noise, faults: list[Fault], tmpl: Template | None = None,
+                 ref: Drive | None = None) -> tuple[ProfileInputs, dict]:
+    """Profile inputs for the whole session (``tmpl``, ``ref``: see :func:`_apply_corner`)."""
     p_in, _ = _base_inputs(lay)
     p_in.recover_scale = 1.0
     used: dict[tuple[int, int], float] = {}
@@ -274,7 +285,7 @@ def build_inputs(lay: SessionLayout, noise: Noise, faults: list[Fault],
     for lap in range(1, lay.laps + 1):
         for k in range(len(lay.plans)):
             m = corner_mods(lay, noise, faults, lap, k)
-            used[(lap, k)] = _apply_corner(lay, p_in, lap, k, m, tmpl)
+            used[(lap, k)] = _apply_corner(lay, p_in, lap, k, m, tmpl, ref)
             mods[(lap, k)] = m
     p_in.cap_ms = np.minimum(p_in.cap_ms, lateral_cap(p_in.curvature_1pm, lay.car, p_in.lat_scale))
     p_in.zones.sort(key=lambda z: z.start)
@@ -282,19 +293,17 @@ def build_inputs(lay: SessionLayout, noise: Noise, faults: list[Fault],
 
 
 def _run(lay: SessionLayout, p_in: ProfileInputs) -> Drive:
-    """Drive once. Above the car's lateral grip the car runs wide: on a wider arc its progress
-    along the racing line is ``v_cap**2 / v`` (it keeps the limit's lateral acceleration)."""
+    """Drive once (backward pass, then forward pass) and time it."""
     bound = backward_pass(p_in, lay.car)
     v, modes = forward_pass(p_in, lay.car, bound)
+    t = np.concatenate([[0.0], np.cumsum(cell_times(v, lay.grid.ds_m))])
     cap = lateral_cap(p_in.curvature_1pm, lay.car, 1.0)
-    progress = np.where(v > cap, cap * cap / np.maximum(v, 1e-6), v)
-    t = np.concatenate([[0.0], np.cumsum(cell_times(progress, lay.grid.ds_m))])
-    return Drive(v, progress, bound, modes, t)
+    return Drive(v, bound, modes, t, wide=v > cap + RUN_WIDE_TOL_MS)
 
 
 def _run_wide(lay: SessionLayout, d: Drive) -> dict[tuple[int, int], float]:
     """Metres of each corner segment driven above the car's lateral grip (running wide)."""
-    wide = d.speed_ms > d.progress_ms + RUN_WIDE_TOL_MS
+    wide = d.wide
     out = {}
     for lap in range(1, lay.laps + 1):
         for k, p in enumerate(lay.plans):
@@ -305,9 +314,11 @@ def _run_wide(lay: SessionLayout, d: Drive) -> dict[tuple[int, int], float]:
     return out
 
 
-def drive_session(lay: SessionLayout, noise: Noise, faults: list[Fault], tmpl: Template | None = None) -> Drive:
-    """Drive the session with the driver's noise and the given faults."""
-    p_in, info = build_inputs(lay, noise, faults, tmpl)
+def drive_session(lay: SessionLayout, noise: Noise, faults: list[Fault], tmpl: Template | None = None,
+                  ref: Drive | None = None) -> Drive:
+    """Drive the session with the driver's noise and the given faults (``ref``: the same
+    session without faults, whose brake points late brakes are measured from)."""
+    p_in, info = build_inputs(lay, noise, faults, tmpl, ref)
     d = _run(lay, p_in)
     d.hold_ms = info["holds"]
     d.wide_m = _run_wide(lay, d)
