@@ -8,7 +8,6 @@ iRacing formats them (``"3.21 km"``, ``"24.52 C"``, quoted car numbers).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pitbox.sim.car import Car
@@ -268,7 +267,3 @@ def track_temps(seed_uniform: float, seed_uniform2: float) -> tuple[float, float
     """Air and track temperatures (C) from two uniforms in [0, 1)."""
     air = 16.0 + 14.0 * seed_uniform
     return round(air + 8.0 + 10.0 * seed_uniform2, 2), round(air, 2)
-
-
-def is_finite(x: float) -> bool:
-    return math.isfinite(x)
