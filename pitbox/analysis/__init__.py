@@ -19,7 +19,7 @@ from pathlib import Path
 from pitbox.analysis import accessor as _accessor  # noqa: F401  (registers DataFrame.pitbox)
 from pitbox.analysis.align import Delta, Trace, compute_delta
 from pitbox.analysis.best import consistency, progress, theoretical_best
-from pitbox.analysis.coach import CoachResult, coach, follow_up_sessions
+from pitbox.analysis.coaching import CoachResult, coach, follow_up_sessions
 from pitbox.analysis.compare import compare_laps
 from pitbox.analysis.context import (
     best_sectors,

@@ -119,6 +119,8 @@ class Trace:
     complete: bool = True
     interp_error_s: float = 0.0
     distance_source: str = "LapDistPct"
+    #: the first part of the next lap (distances past the line, time since this lap's start)
+    overrun: Trace | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name == "distance_m":

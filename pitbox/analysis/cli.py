@@ -48,7 +48,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _coach(args: argparse.Namespace):
-    from pitbox.analysis.coach import coach
+    from pitbox.analysis.coaching import coach
     from pitbox.analysis.laps_analysis import analyse
 
     a = analyse(args.session, args.reference, args.data)

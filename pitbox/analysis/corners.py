@@ -18,6 +18,7 @@ at the corner that caused it. The segment that contains the start line wraps rou
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -163,15 +164,16 @@ def _merge_overlaps(corners: list[Corner]) -> list[Corner]:
 
 # -- corner files ------------------------------------------------------------------------
 
-def load_track_file(track: str, config: str = "") -> dict[str, Any] | None:
+def load_track_file(track: str, config: str = "", path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """The corner file of a track as iRacing names it (``WeekendInfo.TrackName`` and
     ``TrackConfigName``), in the shared format of ``pitbox/data/tracks/*.corners.yaml``
-    (read by :func:`pitbox.sim.tracks.load_corner_file`); None when there is none."""
+    (read by :mod:`pitbox.sim.tracks`); ``path`` names a file explicitly (a user's own).
+    None when there is none."""
     try:
-        from pitbox.sim.tracks import load_corner_file
+        from pitbox.sim.tracks import load_corner_file, read_corner_file
     except ImportError:  # pragma: no cover - the simulator package ships with PitBox
         return None
-    cf = load_corner_file(track, config or "")
+    cf = read_corner_file(path) if path is not None else load_corner_file(track, config or "")
     if cf is None:
         return None
     return {"track_name": cf.track_name, "track_config": cf.track_config, "source": cf.source,
@@ -288,7 +290,9 @@ class Window:
 
 
 def _window(trace: Trace, a: float, b: float) -> Window:
-    """Grid points covering ``[a, b]`` (one point beyond each end where there is one)."""
+    """Grid points covering ``[a, b]`` (one point beyond each end where there is one). Past
+    the finish line the lap goes on with the next lap's start (:attr:`Trace.overrun`) or,
+    when the next lap is unknown, with its own start (time continued from the lap time)."""
     L = trace.length_m
     d, t = trace.distance_m, trace.time_s
     a = max(a, float(d[0]))
@@ -296,6 +300,11 @@ def _window(trace: Trace, a: float, b: float) -> Window:
     if b <= d[-1] + 1e-9 or not trace.complete:
         j = min(int(np.searchsorted(d, b, "right")) + 1, len(d))
         return Window(d[i:j], t[i:j], {k: v[i:j] for k, v in trace.channels.items()})
+    ov = trace.overrun
+    if ov is not None and ov.distance_m[-1] >= b - 1e-9:
+        j = min(int(np.searchsorted(ov.distance_m, b, "right")) + 1, len(ov.distance_m))
+        return Window(np.concatenate([d[i:], ov.distance_m[:j]]), np.concatenate([t[i:], ov.time_s[:j]]),
+                      {k: np.concatenate([v[i:], ov.channels[k][:j]]) for k, v in trace.channels.items()})
     j = min(int(np.searchsorted(d, b - L, "right")) + 1, len(d))
     lap_t = t[-1]
     return Window(np.concatenate([d[i:-1], d[:j] + L]), np.concatenate([t[i:-1], t[:j] + lap_t]),
@@ -314,16 +323,19 @@ def _cross_up(x: np.ndarray, d: np.ndarray, level: float, start: int = 0) -> flo
     return float(d[i - 1] + f * (d[i] - d[i - 1]))
 
 
-def _brake_on(w: Window) -> float | None:
+def _brake_on(w: Window, first: bool = False) -> float | None:
+    """Where a braking event starts in the window: the last one (``first=False``: the window
+    runs from the previous corner to this apex, so earlier events belong to other corners) or
+    the first (the window is the corner's own segment, which starts before its braking)."""
     if "Brake" not in w.ch or not len(w.d):
         return None
     brake = w.ch["Brake"]
     on = np.flatnonzero(brake >= BRAKE_ON)
     if not len(on):
         return None
-    # the last braking event that starts before the apex (earlier ones belong to other corners)
     starts = on[np.concatenate([[True], np.diff(on) > 1])]
-    return _cross_up(brake, w.d, BRAKE_ON, int(starts[-1]) - 1 if starts[-1] > 0 else 0)
+    k = int(starts[0] if first else starts[-1])
+    return _cross_up(brake, w.d, BRAKE_ON, k - 1 if k > 0 else 0)
 
 
 def _time_where(mask: np.ndarray, t: np.ndarray) -> float:
@@ -335,8 +347,11 @@ def _time_where(mask: np.ndarray, t: np.ndarray) -> float:
 
 
 def _throttle_pickup(w: Window, release_i: int) -> float | None:
-    """Where the final throttle application starts: after brake release, the last point at
-    the throttle's trough before it passes 50 % (lifts and auto-blips while braking ignored)."""
+    """Where the final throttle application starts, searched from brake release (so lifts and
+    auto-blips while braking never count): the last point before the throttle passes 50 %
+    at which it was still at its holding level (the 20th percentile of the throttle between
+    release and that 50 % point: zero when coasting, the maintenance throttle when the car is
+    held at its minimum speed) plus 0.05."""
     if "Throttle" not in w.ch:
         return None
     thr = w.ch["Throttle"]
@@ -344,10 +359,14 @@ def _throttle_pickup(w: Window, release_i: int) -> float | None:
     if not len(after):
         return None
     k = release_i + int(after[0])
-    trough = float(np.min(thr[release_i : k + 1]))
-    low = np.flatnonzero(thr[release_i : k + 1] <= trough + 0.05)
+    if k == release_i:
+        return float(w.d[k])
+    hold = float(np.percentile(thr[release_i:k], 20)) + 0.05
+    low = np.flatnonzero(thr[release_i:k] <= hold)
+    if not len(low):
+        return float(w.d[release_i])
     j = release_i + int(low[-1])
-    return _cross_up(thr, w.d, trough + 0.05, j) if j < k else float(w.d[j])
+    return _cross_up(thr, w.d, hold, j)
 
 
 def lap_corner_metrics(trace: Trace, c: Corner) -> dict[str, Any]:
@@ -363,8 +382,12 @@ def lap_corner_metrics(trace: Trace, c: Corner) -> dict[str, Any]:
         if covered else np.nan
     speed = w.ch.get("Speed")
     brake = w.ch.get("Brake")
+    if speed is not None:
+        m["segment_entry_speed_kmh"] = float(np.interp(c.seg_start_m, w.d, speed)) * 3.6
     apex_lo, apex_hi = _unwrapped_range(w.d, c, L)
-    bp = _brake_on(Window(w.d[:apex_hi], w.t[:apex_hi], {k: v[:apex_hi] for k, v in w.ch.items()}))
+    lo_seg = int(np.searchsorted(w.d, c.seg_start_m))
+    bp = _brake_on(Window(w.d[lo_seg:apex_hi], w.t[lo_seg:apex_hi], {k: v[lo_seg:apex_hi] for k, v in w.ch.items()}),
+                   first=True)
     m["brake_point_m"] = bp
     release_i = apex_lo
     if bp is not None and brake is not None:
@@ -381,14 +404,17 @@ def lap_corner_metrics(trace: Trace, c: Corner) -> dict[str, Any]:
         m["brake_release_m"] = None
         m["trail_brake_m"] = None
         m["entry_speed_kmh"] = float(np.max(speed[: max(apex_lo, 1)])) * 3.6 if speed is not None else None
-    if speed is not None:
-        lo, hi = apex_lo, max(apex_hi, apex_lo + 1)
+    if speed is not None:  # slowest point of the corner, after its braking point when it has one
+        lo = max(apex_lo, int(np.searchsorted(w.d, bp))) if bp is not None else apex_lo
+        lo = min(lo, apex_hi - 1) if apex_hi > apex_lo else apex_lo
+        hi = max(apex_hi, lo + 1)
         k = lo + int(np.argmin(speed[lo:hi]))
         m["min_speed_kmh"] = float(speed[k]) * 3.6
         m["min_speed_at_m"] = float(w.d[k])
         m["exit_speed_kmh"] = float(np.interp(_u(c.end_m, w.d, L), w.d, speed)) * 3.6
         release_i = min(release_i, k) if bp is None else release_i
-        m["apex_i"] = k
+    if bp is not None and brake is not None:  # the pickup follows the corner's last braking (chicanes)
+        release_i = max(release_i, _last_release(brake, lo_seg, apex_hi))
     pickup = _throttle_pickup(w, min(release_i, len(w.d) - 1))
     m["throttle_pickup_m"] = pickup
     thr = w.ch.get("Throttle")
@@ -398,8 +424,18 @@ def lap_corner_metrics(trace: Trace, c: Corner) -> dict[str, Any]:
     m.update(_lockup(w, brake, speed))
     start = bp if bp is not None else _u(c.start_m, w.d, L)
     m["time_in_corner_s"] = float(np.interp(_u(c.end_m, w.d, L), w.d, w.t) - np.interp(start, w.d, w.t))
-    m.pop("apex_i", None)
     return m
+
+
+def _last_release(brake: np.ndarray, lo: int, hi: int) -> int:
+    """Index where the last braking event that starts in ``[lo, hi)`` is released."""
+    on = np.flatnonzero(brake[lo:hi] >= BRAKE_ON)
+    if not len(on):
+        return lo
+    starts = on[np.concatenate([[True], np.diff(on) > 1])]
+    k = lo + int(starts[-1])
+    off = np.flatnonzero(brake[k:] < BRAKE_ON)
+    return k + int(off[0]) if len(off) else len(brake) - 1
 
 
 def _u(x: float, d: np.ndarray, L: float) -> float:
@@ -437,10 +473,25 @@ def _lockup(w: Window, brake: np.ndarray | None, speed: np.ndarray | None) -> di
     return out
 
 
+def segment_clean(trace: Trace, c: Corner) -> bool:
+    """False when a segment that runs over the line meets pit road or leaves the track on the
+    next lap, or when the next lap is unknown (its start then stands in for it)."""
+    if c.seg_end_m <= trace.length_m + 1e-6 or not trace.complete:
+        return True
+    ov = trace.overrun
+    if ov is None or ov.distance_m[-1] < c.seg_end_m - 1e-6:
+        return False
+    inside = ov.distance_m <= c.seg_end_m
+    if "OnPitRoad" in ov.channels and np.any(ov.channels["OnPitRoad"][inside]):
+        return False
+    return not ("PlayerTrackSurface" in ov.channels and np.any(ov.channels["PlayerTrackSurface"][inside] == 0))
+
+
 def corner_table(traces: list[Trace], corners: list[Corner], ref: Trace | None = None) -> pd.DataFrame:
-    """One row per (lap, corner): the metrics of :func:`lap_corner_metrics`, and ``delta_s``
-    (segment time minus the reference's) when a reference is given."""
-    rows = [lap_corner_metrics(tr, c) for tr in traces for c in corners]
+    """One row per (lap, corner): the metrics of :func:`lap_corner_metrics`, ``segment_clean``
+    (:func:`segment_clean`), and ``delta_s`` (segment time minus the reference's) when a
+    reference is given."""
+    rows = [{**lap_corner_metrics(tr, c), "segment_clean": segment_clean(tr, c)} for tr in traces for c in corners]
     df = pd.DataFrame(rows)
     if ref is not None and len(df):
         ref_times = {c.name: lap_corner_metrics(ref, c).get("segment_time_s") for c in corners}

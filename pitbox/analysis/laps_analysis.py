@@ -85,14 +85,16 @@ def _xy(session: Session, trace: Trace, data: str | os.PathLike[str] | None) -> 
     return g.x_m.to_numpy(), g.y_m.to_numpy()
 
 
-def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None,
-                   step_m: float = DEFAULT_STEP_M) -> tuple[list[C.Corner], str, dict[str, Any] | None]:
-    """Corners of the reference lap, named from the track file when there is one."""
+def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None, step_m: float = DEFAULT_STEP_M,
+                   corner_file: str | os.PathLike[str] | None = None
+                   ) -> tuple[list[C.Corner], str, dict[str, Any] | None]:
+    """Corners of the reference lap, named from the track's corner file when there is one
+    (``corner_file`` overrides the shipped one)."""
     tr = ref.trace(step_m)
     xy = _xy(ref.session, tr, data)
     _, source = C.curvature(tr, xy)
     corners = C.find_corners(tr, xy)
-    entry = C.load_track_file(ref.session.track, ref.session.track_config)
+    entry = C.load_track_file(ref.session.track, ref.session.track_config, corner_file)
     if entry is not None:
         corners = C.name_corners(corners, C.file_corners(entry, tr.length_m), tr.length_m)
     return corners, source, entry
@@ -100,13 +102,14 @@ def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None,
 
 def analyse(session: Session | str | os.PathLike[str], reference: object = None,
             data: str | os.PathLike[str] | None = None, step_m: float = DEFAULT_STEP_M,
-            laps: list[int] | None = None) -> SessionAnalysis:
+            laps: list[int] | None = None, corner_file: str | os.PathLike[str] | None = None) -> SessionAnalysis:
     """Analyse every complete lap of a session (or ``laps``) against a reference lap
-    (default: the session's fastest valid lap; see :meth:`Session.reference`)."""
+    (default: the session's fastest valid lap; see :meth:`Session.reference`).
+    ``corner_file`` is a corners YAML to use instead of the shipped one for the track."""
     s = load_session(session, data)
     s.source.preload(["SessionTime", "Lap", "LapDistPct", *TRACE_CHANNELS])
     ref = s.reference(reference)
-    corners, source, entry = detect_corners(ref, data, step_m)
+    corners, source, entry = detect_corners(ref, data, step_m, corner_file)
     complete = s.source.laps[s.source.laps.complete]
     wanted = [int(i) for i in complete.lap_index] if laps is None else [int(i) for i in laps]
     traces = {i: s.trace(i, step_m) for i in wanted}
@@ -126,5 +129,5 @@ def analyse(session: Session | str | os.PathLike[str], reference: object = None,
         info = s.source.laps.set_index("lap_index")
         table.insert(0, "session_id", s.id)
         table["lap"] = table.lap_index.map(info.lap)
-        table["valid"] = table.lap_index.map(info.valid).astype(bool)
+        table["valid"] = table.lap_index.map(info.valid).astype(bool) & table.segment_clean.astype(bool)
     return SessionAnalysis(s, ref, corners, traces, deltas, table, source, seg_source, entry)

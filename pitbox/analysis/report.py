@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from pitbox.analysis import best as B
 from pitbox.analysis import context as X
 from pitbox.analysis import figures as F
-from pitbox.analysis.coach import CoachResult, coach
+from pitbox.analysis.coaching import CoachResult, coach
 from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
 from pitbox.analysis.session import Session, load_session
 from pitbox.analysis.trackmap import lap_xy

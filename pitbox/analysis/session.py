@@ -44,6 +44,8 @@ from pitbox.errors import PitboxError
 
 log = logging.getLogger(__name__)
 
+#: How much of the next lap a complete lap's trace carries (for segments over the line).
+OVERRUN_FRACTION = 0.35
 _LENGTH = re.compile(r"^\s*([0-9.]+)\s*(km|mi|m)\s*$", re.I)
 
 
@@ -280,7 +282,9 @@ def lap_time_distance(session: Session, row: pd.Series) -> tuple[np.ndarray, np.
 
 def build_trace(session: Session, lap: Lap, step_m: float = DEFAULT_STEP_M,
                 channels: Sequence[str] | None = None) -> Trace:
-    """Resample a lap once from its original samples onto the distance grid."""
+    """Resample a lap once from its original samples onto the distance grid (and, for a
+    complete lap followed by more driving, the first :data:`OVERRUN_FRACTION` of the next lap
+    as :attr:`Trace.overrun`, for corner segments that run over the line)."""
     row = lap.row
     names = list(channels) if channels is not None else session.available(TRACE_CHANNELS)
     a, b, _, _ = lap_rows(session, row)
@@ -293,11 +297,37 @@ def build_trace(session: Session, lap: Lap, step_m: float = DEFAULT_STEP_M,
     resampled = {n: resample(d, v, grid, kinds.get(n, "linear")) for n, v in cols.items()}
     t_grid = np.interp(grid, d, t)
     ir = row.iracing_time_s
-    return Trace(session.id, lap.lap_index, length, grid, t_grid, resampled,
-                 lap_time_s=float(row.time_s) if complete else None,
-                 iracing_time_s=None if pd.isna(ir) else float(ir), complete=complete,
-                 interp_error_s=interpolation_error_s(d, t, grid),
-                 distance_source="LapDistPct" if session.source.has("LapDistPct") else "Speed")
+    tr = Trace(session.id, lap.lap_index, length, grid, t_grid, resampled,
+               lap_time_s=float(row.time_s) if complete else None,
+               iracing_time_s=None if pd.isna(ir) else float(ir), complete=complete,
+               interp_error_s=interpolation_error_s(d, t, grid),
+               distance_source="LapDistPct" if session.source.has("LapDistPct") else "Speed")
+    if complete and session.source.has("LapDistPct"):
+        tr.overrun = _overrun(session, row, names, step_m)
+    return tr
+
+
+def _overrun(session: Session, row: pd.Series, names: list[str], step_m: float) -> Trace | None:
+    """The start of the lap driven after ``row`` (same stretch of driving), on the grid
+    ``L + step, L + 2 step …`` with time since ``row``'s start line."""
+    table = session.source.laps
+    nxt = table[(table.lap_index == int(row.lap_index) + 1) & (table.start_row == int(row.end_row))]
+    if nxt.empty:
+        return None
+    length = session.track_length_m
+    a = int(row.end_row) - 1
+    b = min(int(nxt.iloc[0].end_row) + 1, session.source.n_rows)
+    flags = session.available(["OnPitRoad", "PlayerTrackSurface"])
+    c = session.channels(["SessionTime", "LapDistPct", *names, *flags], (a, b))
+    d = unwrap_distance(c["LapDistPct"], length, started=True) + length
+    t = c["SessionTime"].astype(np.float64) - float(row.start_s)
+    stop = min(float(d[-1]), length * (1 + OVERRUN_FRACTION))
+    grid = length + np.arange(step_m, stop - length + 1e-9, step_m)
+    if len(grid) < 2:
+        return None
+    kinds = session.source.kinds
+    return Trace(session.id, int(row.lap_index), length, grid, np.interp(grid, d, t),
+                 {n: resample(d, c[n], grid, kinds.get(n, "linear")) for n in [*names, *flags]}, complete=False)
 
 
 # -- loading and references --------------------------------------------------------------

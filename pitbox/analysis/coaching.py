@@ -1,0 +1,401 @@
+"""The coaching engine: at most two tips per lap, ranked by the time they cost.
+
+**Baseline.** For every corner: the median of each input over the session's valid laps
+(robust to the odd mistake), or the reference lap's inputs when a reference from another
+session is given or fewer than :data:`MIN_BASELINE_LAPS` valid laps exist.
+
+**Noise.** Each input's spread at a corner is a robust σ (1.4826 x MAD) over the valid laps,
+shrunk towards the same input's σ pooled over all corners (a driver's brake-point scatter
+is much the same everywhere, and ten laps give a poor σ on their own), with floors so a
+very consistent driver is not told about centimetres.
+
+**Diagnosis.** An input is faulty when it is at least :data:`Z_FAULT` σ from the baseline
+in the fault's direction. When several are, the first in the order of the corner is the
+cause (lock-up, which wheel speeds show beyond doubt, then braking point, coasting, minimum
+speed, throttle pickup) and the others its
+consequences (braking late makes the car run wide: lower minimum speed, later throttle).
+Faults are named in the simulator's words.
+
+**Time cost.** The corner's segment time minus what this lap would have taken with the
+driver's usual input where the fault is, and its own inputs elsewhere: a per-corner linear
+model of segment time on brake point, minimum speed and throttle pickup, fitted on the clean
+valid laps (ridge, at least :data:`MIN_FIT_LAPS` laps, else no correction) removes the cost
+of this lap's ordinary scatter in the inputs the fault does not touch. What remains
+uncertain is the scatter in the faulty input itself (about its σ times its cost per unit;
+docs/analysis.md gives the numbers measured on the simulator).
+
+**Tips.** A corner gets a tip when its fault costs at least ``min_loss_s``; a lap keeps its
+``max_tips`` costliest. Nothing is said after a clean lap, and a tip repeats only when its
+fault does (each lap is judged on its own data; ``repeat`` marks a fault seen on the lap
+before). :func:`follow_up` closes the loop over the next laps, :func:`follow_up_sessions`
+over later sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pitbox.analysis.laps_analysis import SessionAnalysis
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("brake_early", "brake_late", "low_min_speed", "late_throttle", "coasting", "lockup")
+MIN_BASELINE_LAPS = 3
+MIN_FIT_LAPS = 6
+MIN_LOSS_S = 0.05
+MAX_TIPS = 2
+Z_FAULT = 3.5
+Z_CAUSE = 2.0  #: a cause seen together with a clear consequence needs less evidence
+RIDGE_ALPHA = 0.3
+SHRINK_LAPS = 10.0  #: weight (in laps) of the pooled σ against a corner's own σ
+#: input -> (floor of its noise scale, unit)
+METRICS: dict[str, tuple[float, str]] = {
+    "brake_point_m": (1.5, "m"),
+    "lockup_s": (0.05, "s"),
+    "min_speed_kmh": (0.5, "km/h"),
+    "coasting_s": (0.1, "s"),
+    "throttle_pickup_m": (2.0, "m"),
+    "segment_entry_speed_kmh": (1.0, "km/h"),  #: not a fault: how fast the car arrives from the corner before
+}
+#: diagnosis order: (input, fault, direction of the fault: +1 above the baseline, -1 below)
+CHECKS: tuple[tuple[str, str, float], ...] = (
+    ("lockup_s", "lockup", 1.0),
+    ("brake_point_m", "brake_early", -1.0), ("brake_point_m", "brake_late", 1.0), ("coasting_s", "coasting", 1.0),
+    ("min_speed_kmh", "low_min_speed", -1.0), ("throttle_pickup_m", "late_throttle", 1.0),
+)
+FAULT_METRIC = {f: m for m, f, _ in CHECKS}
+FAULT_SIGN = {f: s for _, f, s in CHECKS}
+#: inputs of the time model; each fault's own input and its consequences are not corrected for
+MODEL_INPUTS = ("segment_entry_speed_kmh", "brake_point_m", "min_speed_kmh", "throttle_pickup_m")
+TOUCHES = {
+    "brake_early": {"brake_point_m"},
+    "brake_late": {"brake_point_m", "min_speed_kmh", "throttle_pickup_m"},
+    "lockup": {"min_speed_kmh", "throttle_pickup_m"},
+    "low_min_speed": {"min_speed_kmh"},
+    "coasting": {"min_speed_kmh", "throttle_pickup_m"},
+    "late_throttle": {"throttle_pickup_m"},
+}
+TIP_COLUMNS = ["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "deviation", "unit", "z",
+               "segment_loss_s", "repeat", "valid"]
+
+
+@dataclass
+class Baseline:
+    """Per corner: the usual value of each input, its noise scale and the time model."""
+
+    values: pd.DataFrame  #: index corner; inputs and segment_time_s
+    noise: pd.DataFrame  #: index corner; σ of each input (shrunk, floored)
+    source: str  #: "median_of_valid_laps" or "reference"
+    slopes: pd.DataFrame = field(default_factory=pd.DataFrame)  #: index corner; s per unit of each model input
+    fit_laps: dict[str, int] = field(default_factory=dict)
+    fit_range: dict[str, pd.DataFrame] = field(default_factory=dict)  #: corner -> min/max of each input in the fit
+
+
+def _num(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype(float)
+
+
+def _mad_sigma(x: pd.Series) -> float:
+    x = _num(x).dropna()
+    if len(x) < 3:
+        return np.nan
+    return float(1.4826 * np.median(np.abs(x - x.median())))
+
+
+def _noise(valid: pd.DataFrame, corners: pd.Index) -> pd.DataFrame:
+    noise = pd.DataFrame(index=corners)
+    for m, (floor, _) in METRICS.items():
+        if m not in valid:
+            noise[m] = floor
+            continue
+        per = valid.groupby("corner")[m].agg(_mad_sigma).reindex(corners)
+        n = valid.groupby("corner")[m].agg(lambda s: _num(s).notna().sum()).reindex(corners).fillna(0)
+        pooled = float(np.nanmedian(per)) if per.notna().any() else floor
+        own = per.fillna(pooled)
+        shrunk = np.sqrt((n * own**2 + SHRINK_LAPS * pooled**2) / (n + SHRINK_LAPS))
+        noise[m] = np.maximum(shrunk, floor)
+    return noise
+
+
+def _clean_rows(ct: pd.DataFrame, values: pd.Series, noise: pd.Series) -> pd.DataFrame:
+    """Rows of one corner with no input beyond Z_FAULT σ (either way)."""
+    ok = pd.Series(True, index=ct.index)
+    for m in FAULT_METRIC.values():
+        if m in ct and m in values:
+            z = (_num(ct[m]) - values[m]).abs() / noise[m]
+            ok &= ~(z >= Z_FAULT)
+    return ct[ok]
+
+
+def _slopes(ct: pd.DataFrame) -> pd.Series | None:
+    """Segment time per unit of each model input (ridge on standardised inputs), or None."""
+    from sklearn.linear_model import Ridge
+
+    cols = [m for m in MODEL_INPUTS if m in ct]
+    X = ct[cols].apply(_num)
+    X = X.loc[:, X.notna().all()]
+    y = _num(ct.segment_time_s)
+    if len(ct) < MIN_FIT_LAPS or X.shape[1] == 0 or y.isna().any():
+        return None
+    sd = X.std(ddof=0).replace(0, np.nan)
+    Z = ((X - X.mean()) / sd).fillna(0.0)
+    model = Ridge(alpha=RIDGE_ALPHA).fit(Z.to_numpy(), y.to_numpy())
+    return pd.Series(model.coef_ / sd.fillna(np.inf).to_numpy(), index=X.columns)
+
+
+def baseline(a: SessionAnalysis, use_reference: bool = False) -> Baseline:
+    """What this driver usually does at each corner (see module docs)."""
+    t = a.table[(a.table.session_id == a.session.id)]
+    valid = t[t.valid]
+    n_valid = valid.lap_index.nunique()
+    cols = ["segment_time_s", *METRICS]
+    if use_reference or n_valid < MIN_BASELINE_LAPS:
+        ref_rows = a.table[(a.table.lap_index == a.reference.lap_index)
+                           & (a.table.session_id == a.reference.session.id)]
+        if ref_rows.empty:  # reference from another session: measure it on these corners
+            from pitbox.analysis.corners import corner_table
+
+            ref_rows = corner_table([a.ref_trace], a.corners)
+        values = ref_rows.set_index("corner")[[c for c in cols if c in ref_rows]].apply(_num)
+        source = "reference"
+    else:
+        values = valid.groupby("corner")[[c for c in cols if c in valid]].agg(lambda s: _num(s).median())
+        source = "median_of_valid_laps"
+    noise = _noise(valid, values.index)
+    slopes, fit, ranges = {}, {}, {}
+    for corner in values.index:
+        clean = _clean_rows(valid[valid.corner == corner], values.loc[corner], noise.loc[corner])
+        sl = _slopes(clean)
+        if sl is not None:
+            slopes[corner], fit[corner] = sl, len(clean)
+            ranges[corner] = clean[list(sl.index)].apply(_num).agg(["min", "max"])
+    return Baseline(values, noise, source, pd.DataFrame(slopes).T, fit, ranges)
+
+
+def _z(row: pd.Series, base: pd.Series, noise: pd.Series, metric: str, sign: float) -> float | None:
+    if metric not in row or metric not in base:
+        return None
+    v, b = pd.to_numeric(row[metric], errors="coerce"), pd.to_numeric(base[metric], errors="coerce")
+    if pd.isna(v) or pd.isna(b):
+        return None
+    return sign * float(v - b) / float(noise[metric])
+
+
+def diagnose(row: pd.Series, base: pd.Series, noise: pd.Series) -> tuple[str, float, float, str] | None:
+    """The fault of one lap at one corner: (fault, deviation from the baseline, z, unit), or
+    None when no input stands out. Deviations: brake point [m] (+ later), lock-up [s],
+    minimum speed [km/h] (- slower), coasting [s], throttle pickup [m] (+ later).
+
+    Braking early *and* carrying less speed through the apex is ``low_min_speed`` (the driver
+    slowed the car more than needed); braking early at the usual apex speed is ``brake_early``.
+    A slow apex after braking later than usual (by :data:`Z_CAUSE` σ or more) is ``brake_late``:
+    the car ran wide.
+    """
+    for metric, fault, sign in CHECKS:
+        z = _z(row, base, noise, metric, sign)
+        if z is None or z < Z_FAULT:
+            continue
+        if fault == "brake_early":
+            zv = _z(row, base, noise, "min_speed_kmh", -1.0)
+            if zv is not None and zv >= Z_FAULT:
+                fault, metric, z = "low_min_speed", "min_speed_kmh", zv
+        elif fault == "low_min_speed":
+            zb = _z(row, base, noise, "brake_point_m", 1.0)
+            if zb is not None and zb >= Z_CAUSE:
+                fault, metric, z = "brake_late", "brake_point_m", zb
+        d = float(pd.to_numeric(row[metric], errors="coerce") - pd.to_numeric(base[metric], errors="coerce"))
+        return fault, d, z, METRICS[metric][1]
+    return None
+
+
+def fault_cost(row: pd.Series, fault: str | None, base: Baseline) -> float:
+    """Segment time lost to ``fault`` [s]: the segment time minus the baseline time corrected
+    for this lap's scatter in the inputs the fault does not touch (each input clipped to the
+    range the model was fitted on; see module docs)."""
+    b = base.values.loc[row.corner]
+    expected = float(b.segment_time_s)
+    if row.corner in base.slopes.index:
+        touched = TOUCHES.get(fault, set(MODEL_INPUTS)) if fault else set(MODEL_INPUTS)
+        for m, s in base.slopes.loc[row.corner].dropna().items():
+            if m in touched or m not in row:
+                continue
+            x = pd.to_numeric(row[m], errors="coerce")
+            if pd.notna(x) and pd.notna(b.get(m)):
+                lo, hi = base.fit_range[row.corner][m]  # ordinary scatter only: never extrapolate
+                expected += float(s) * float(np.clip(x, lo, hi) - b[m])
+    return float(row.segment_time_s) - expected
+
+
+def _change_text(fault: str, dev: float, row: pd.Series, base: pd.Series) -> str:
+    a = abs(dev)
+    if fault == "brake_early":
+        return f"brake {a:.0f} m later (at {base.brake_point_m:.0f} m, not {row.brake_point_m:.0f} m)"
+    if fault == "brake_late":
+        return f"brake {a:.0f} m earlier (at {base.brake_point_m:.0f} m, not {row.brake_point_m:.0f} m)"
+    if fault == "low_min_speed":
+        return f"carry {a:.1f} km/h more through the apex ({base.min_speed_kmh:.0f} km/h, not {row.min_speed_kmh:.0f})"
+    if fault == "late_throttle":
+        return (f"pick up the throttle {a:.0f} m earlier (at {base.throttle_pickup_m:.0f} m, "
+                f"not {row.throttle_pickup_m:.0f} m)")
+    if fault == "coasting":
+        return f"coast {a:.1f} s less: go from the brake to the throttle without a gap"
+    if fault == "lockup":
+        return f"ease off the brake before the wheels lock ({a:.2f} s locked)"
+    return ""
+
+
+def _carried_in(row: pd.Series, prev_fault: bool, base: Baseline) -> bool:
+    """True when the corner before (on this lap) had a fault and the car arrives here at a
+    speed far from usual: this corner's odd inputs are that fault's consequence."""
+    m = "segment_entry_speed_kmh"
+    if not prev_fault or m not in row or m not in base.values:
+        return False
+    v = pd.to_numeric(row[m], errors="coerce")
+    b = base.values.loc[row.corner, m]
+    return bool(pd.notna(v) and pd.notna(b) and abs(float(v - b)) / float(base.noise.loc[row.corner, m]) >= Z_FAULT)
+
+
+def lap_tips(a: SessionAnalysis, base: Baseline, min_loss_s: float = MIN_LOSS_S,
+             max_tips: int = MAX_TIPS) -> pd.DataFrame:
+    """Every lap's tips (at most ``max_tips`` each, biggest time cost first). A corner whose
+    odd inputs were carried in from a fault in the corner before gets no tip of its own."""
+    t = a.table[a.table.session_id == a.session.id]
+    order = {c.name: i for i, c in enumerate(a.corners)}
+    t = t.assign(_k=t.corner.map(order)).sort_values(["lap_index", "_k"])
+    rows = []
+    prev_fault = False
+    for _, r in t.iterrows():
+        if r.corner not in base.values.index or pd.isna(r.segment_time_s):
+            prev_fault = False
+            continue
+        b = base.values.loc[r.corner]
+        found = diagnose(r, b, base.noise.loc[r.corner])
+        carried = _carried_in(r, prev_fault, base)
+        prev_fault = found is not None
+        if found is None or carried:
+            continue
+        fault, d, z, unit = found
+        loss = fault_cost(r, fault, base)
+        if loss < min_loss_s:
+            continue
+        rows.append({"lap_index": int(r.lap_index), "lap": int(r.lap), "corner": r.corner, "fault": fault,
+                     "change": _change_text(fault, d, r, b), "time_loss_s": round(loss, 3),
+                     "deviation": round(d, 3), "unit": unit, "z": round(z, 1),
+                     "segment_loss_s": round(float(r.segment_time_s - b.segment_time_s), 3), "repeat": False,
+                     "valid": bool(r.valid)})
+    tips = pd.DataFrame(rows, columns=TIP_COLUMNS)
+    if tips.empty:
+        return tips
+    tips = (tips.sort_values(["lap_index", "time_loss_s"], ascending=[True, False])
+            .groupby("lap_index", group_keys=False).head(max_tips).reset_index(drop=True))
+    laps = sorted(int(i) for i in t.lap_index.unique())
+    seen: dict[int, set[tuple[str, str]]] = {lap: set(zip(g.corner, g.fault, strict=True))
+                                             for lap, g in tips.groupby("lap_index")}
+    tips["repeat"] = [(c, f) in seen.get(lap - 1, set()) and lap - 1 in laps
+                      for lap, c, f in zip(tips.lap_index, tips.corner, tips.fault, strict=True)]
+    return tips
+
+
+@dataclass
+class CoachResult:
+    """Tips per lap, the per-corner table behind them and the closed loop."""
+
+    tips: pd.DataFrame
+    corners: pd.DataFrame  #: per (lap, corner): segment time, loss vs baseline, inputs
+    baseline: Baseline
+    follow_up: pd.DataFrame
+    explain: list[dict[str, Any]] = field(default_factory=list)
+
+    def top(self, n: int = 5) -> pd.DataFrame:
+        """The costliest tips of the session."""
+        return self.tips.sort_values("time_loss_s", ascending=False).head(n)
+
+    def for_lap(self, lap_index: int) -> pd.DataFrame:
+        return self.tips[self.tips.lap_index == lap_index]
+
+
+def corner_losses(a: SessionAnalysis, base: Baseline) -> pd.DataFrame:
+    """The per-(lap, corner) table with ``loss_s`` (segment time minus the baseline's) and
+    ``adjusted_loss_s`` (corrected for the lap's scatter in every model input)."""
+    t = a.table[a.table.session_id == a.session.id].copy()
+    if t.empty:
+        return t
+    t["baseline_segment_time_s"] = t.corner.map(base.values.segment_time_s)
+    t["loss_s"] = t.segment_time_s - t.baseline_segment_time_s
+    return t
+
+
+def coach(a: SessionAnalysis, use_reference: bool | None = None, min_loss_s: float = MIN_LOSS_S,
+          max_tips: int = MAX_TIPS, explain: bool = True) -> CoachResult:
+    """Tips for every lap of an analysed session, followed over the laps after them.
+
+    ``use_reference`` compares with the reference lap instead of the driver's median (the
+    default when the analysis' reference comes from another session).
+    """
+    if use_reference is None:
+        use_reference = a.reference.session.id != a.session.id
+    base = baseline(a, use_reference)
+    tips = lap_tips(a, base, min_loss_s, max_tips)
+    table = corner_losses(a, base)
+    result = CoachResult(tips, table, base, follow_up(tips, table, base))
+    if explain:
+        from pitbox.analysis.explain import explain_corners
+
+        result.explain = explain_corners(a)
+    return result
+
+
+def follow_up(tips: pd.DataFrame, table: pd.DataFrame, base: Baseline, horizon: int = 3) -> pd.DataFrame:
+    """For each tip: the next valid laps (up to ``horizon``) at that corner. ``applied``: the
+    next lap brought the input back within half of the tip's deviation and the fault did not
+    recur; ``gained_s``: the corner's segment time on the tipped lap minus on the next lap."""
+    cols = ["lap_index", "corner", "fault", "time_loss_s", "next_lap_index", "applied", "gained_s",
+            "fault_repeated", "laps_followed"]
+    rows = []
+    for _, tip in tips.iterrows():
+        later = table[(table.corner == tip.corner) & (table.lap_index > tip.lap_index) & table.valid]
+        later = later.sort_values("lap_index").head(horizon)
+        row: dict[str, Any] = {"lap_index": int(tip.lap_index), "corner": tip.corner, "fault": tip.fault,
+                               "time_loss_s": tip.time_loss_s, "laps_followed": len(later)}
+        if later.empty:
+            rows.append({**row, "next_lap_index": None, "applied": None, "gained_s": None, "fault_repeated": None})
+            continue
+        nxt = later.iloc[0]
+        metric = FAULT_METRIC[tip.fault]
+        b, sigma = base.values.loc[tip.corner], base.noise.loc[tip.corner, metric]
+        d = float(pd.to_numeric(nxt[metric], errors="coerce") - b[metric])
+        still = bool(np.isfinite(d) and FAULT_SIGN[tip.fault] * d / sigma >= Z_FAULT)
+        applied = bool(np.isfinite(d) and abs(d) < 0.5 * abs(tip.deviation)) and not still
+        tipped = table[(table.corner == tip.corner) & (table.lap_index == tip.lap_index)].segment_time_s
+        rows.append({**row, "next_lap_index": int(nxt.lap_index), "applied": applied,
+                     "gained_s": round(float(tipped.iloc[0] - nxt.segment_time_s), 3), "fault_repeated": still})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def follow_up_sessions(result: CoachResult, a: SessionAnalysis, later: list[SessionAnalysis]) -> pd.DataFrame:
+    """Across sessions: for each (corner, fault) tipped in ``a``, how often the fault recurs in
+    each later session (laps with that input beyond ``Z_FAULT`` σ of ``a``'s baseline) and the
+    corner's median segment time there against ``a``'s baseline (``gained_s`` > 0: faster).
+    The later analyses must use ``a``'s corners (``analyse(..., reference=a.reference)``)."""
+    rows = []
+    pairs = result.tips[["corner", "fault"]].drop_duplicates()
+    base = result.baseline
+    for other in later:
+        t = other.table[other.table.valid & (other.table.session_id == other.session.id)]
+        for _, p in pairs.iterrows():
+            ct = t[t.corner == p.corner]
+            if ct.empty:
+                continue
+            metric = FAULT_METRIC[p.fault]
+            z = FAULT_SIGN[p.fault] * (_num(ct[metric]) - base.values.loc[p.corner, metric]) \
+                / base.noise.loc[p.corner, metric]
+            rows.append({"session_id": other.session.id, "corner": p.corner, "fault": p.fault, "laps": len(ct),
+                         "fault_rate": float((z >= Z_FAULT).mean()),
+                         "gained_s": float(base.values.loc[p.corner, "segment_time_s"] - ct.segment_time_s.median())})
+    return pd.DataFrame(rows, columns=["session_id", "corner", "fault", "laps", "fault_rate", "gained_s"])
