@@ -345,3 +345,13 @@ def test_bad_fault_specs_raise_sim_error(faults: list[str], needle: str) -> None
 def test_braking_fault_on_a_flat_out_corner_is_refused() -> None:
     with pytest.raises(SimError, match="T2 of pitboxsim_ring is taken without braking"):
         simulate_to_channels("pitboxsim_ring", laps=2, faults=["1:T2:brake_late:5"])
+
+
+def test_abs_car_flags_abs_during_a_lock_up_only() -> None:
+    sim = simulate_to_channels("pitboxsim_demo", laps=2, faults=["2:T3:lockup:0.5"], seed=1, car=Car(abs=True))
+    ch = sim.channels
+    active = ch["BrakeABSactive"]
+    assert 0.4 * 60 <= active.sum() <= 0.6 * 60 and set(ch["Lap"][active]) == {2}
+    ratio = np.minimum(ch["LFspeed"], ch["RFspeed"])[active] / ch["Speed"][active]
+    assert 0.5 < ratio.min() < 0.85  # ABS cycling: well below Speed but never locked
+    assert not simulate_to_channels("pitboxsim_demo", laps=1, seed=1).channels["BrakeABSactive"].any()
