@@ -50,15 +50,15 @@ MIN_BASELINE_LAPS = 3
 MIN_FIT_LAPS = 6
 MIN_LOSS_S = 0.05
 MAX_TIPS = 2
-Z_FAULT = 3.5
+Z_FAULT = 4.0
 Z_CAUSE = 2.0  #: a cause seen together with a clear consequence needs less evidence
 RIDGE_ALPHA = 0.3
 SHRINK_LAPS = 10.0  #: weight (in laps) of the pooled σ against a corner's own σ
 #: input -> (floor of its noise scale, unit)
 METRICS: dict[str, tuple[float, str]] = {
-    "brake_point_m": (1.5, "m"),
+    "brake_point_m": (2.0, "m"),
     "lockup_s": (0.05, "s"),
-    "min_speed_kmh": (0.5, "km/h"),
+    "min_speed_kmh": (0.8, "km/h"),
     "coasting_s": (0.1, "s"),
     "throttle_pickup_m": (2.0, "m"),
     "segment_entry_speed_kmh": (1.0, "km/h"),  #: not a fault: how fast the car arrives from the corner before
@@ -380,22 +380,25 @@ def follow_up(tips: pd.DataFrame, table: pd.DataFrame, base: Baseline, horizon: 
 
 def follow_up_sessions(result: CoachResult, a: SessionAnalysis, later: list[SessionAnalysis]) -> pd.DataFrame:
     """Across sessions: for each (corner, fault) tipped in ``a``, how often the fault recurs in
-    each later session (laps with that input beyond ``Z_FAULT`` σ of ``a``'s baseline) and the
-    corner's median segment time there against ``a``'s baseline (``gained_s`` > 0: faster).
-    The later analyses must use ``a``'s corners (``analyse(..., reference=a.reference)``)."""
+    each later session (laps with that input beyond ``Z_FAULT`` σ of ``a``'s baseline), what the
+    corner gained there against the tipped laps (``gained_s`` > 0: faster than when the fault
+    was made) and against ``a``'s usual time at the corner (``vs_baseline_s``). The later
+    analyses must use ``a``'s corners (``analyse(..., reference=a.reference)``)."""
     rows = []
-    pairs = result.tips[["corner", "fault"]].drop_duplicates()
     base = result.baseline
+    tipped = result.corners.merge(result.tips[["lap_index", "corner", "fault"]], on=["lap_index", "corner"])
     for other in later:
         t = other.table[other.table.valid & (other.table.session_id == other.session.id)]
-        for _, p in pairs.iterrows():
-            ct = t[t.corner == p.corner]
+        for (corner, fault), g in tipped.groupby(["corner", "fault"], sort=False):
+            ct = t[t.corner == corner]
             if ct.empty:
                 continue
-            metric = FAULT_METRIC[p.fault]
-            z = FAULT_SIGN[p.fault] * (_num(ct[metric]) - base.values.loc[p.corner, metric]) \
-                / base.noise.loc[p.corner, metric]
-            rows.append({"session_id": other.session.id, "corner": p.corner, "fault": p.fault, "laps": len(ct),
+            metric = FAULT_METRIC[fault]
+            z = FAULT_SIGN[fault] * (_num(ct[metric]) - base.values.loc[corner, metric]) / base.noise.loc[corner, metric]
+            now = float(ct.segment_time_s.median())
+            rows.append({"session_id": other.session.id, "corner": corner, "fault": fault, "laps": len(ct),
                          "fault_rate": float((z >= Z_FAULT).mean()),
-                         "gained_s": float(base.values.loc[p.corner, "segment_time_s"] - ct.segment_time_s.median())})
-    return pd.DataFrame(rows, columns=["session_id", "corner", "fault", "laps", "fault_rate", "gained_s"])
+                         "gained_s": float(g.segment_time_s.median() - now),
+                         "vs_baseline_s": float(base.values.loc[corner, "segment_time_s"] - now)})
+    return pd.DataFrame(rows, columns=["session_id", "corner", "fault", "laps", "fault_rate", "gained_s",
+                                       "vs_baseline_s"])

@@ -11,7 +11,7 @@ import pandas as pd
 from pitbox.analysis import corners as C
 from pitbox.analysis.align import DEFAULT_STEP_M
 from pitbox.analysis.errors import BadReference
-from pitbox.analysis.laps_analysis import detect_corners
+from pitbox.analysis.laps_analysis import assign_segments, detect_corners
 from pitbox.analysis.session import Lap, check_same_track, resolve_lap
 
 
@@ -25,23 +25,25 @@ def compare_laps(lap: Lap | str, ref: Lap | str, data: str | os.PathLike[str] | 
                  step_m: float = DEFAULT_STEP_M) -> dict[str, Any]:
     """Lap against reference: both lap times [s], the delta at the line, its closure against
     our and iRacing's lap times, the alignment error and per-corner deltas (corners of the
-    reference lap, segments from both laps' braking points)."""
+    reference lap, segments from the track's corner file or both laps' braking points; the
+    segment over the line is closed with each lap's own start, so the deltas add up to the
+    delta at the line)."""
     lap = resolve_lap(lap, data)
     ref = resolve_lap(ref, data)
     check_same_track(lap.session, ref.session)
     _complete(lap, "lap")
     _complete(ref, "reference")
     delta = lap.delta_to(ref, step_m)
-    corners, source, _ = detect_corners(ref, data, step_m)
+    corners, source, entry = detect_corners(ref, data, step_m)
     lt, rt = lap.trace(step_m), ref.trace(step_m)
     per_corner = pd.DataFrame()
     if corners:
-        C.set_segments(corners, rt.length_m, [C.brake_points(lt, corners), C.brake_points(rt, corners)])
-        per_corner = C.corner_table([lt], corners, rt)
+        assign_segments(corners, entry, rt, [lt])
+        per_corner = C.corner_table([lt], corners, rt, next_lap=False)  # segments add up to the lap
         keep = ["corner", "segment_time_s", "ref_segment_time_s", "delta_s", "brake_point_m", "min_speed_kmh",
                 "exit_speed_kmh", "throttle_pickup_m"]
         per_corner = per_corner[[k for k in keep if k in per_corner]]
-        ref_m = C.corner_table([rt], corners).set_index("corner")
+        ref_m = C.corner_table([rt], corners, next_lap=False).set_index("corner")
         for col in ("brake_point_m", "min_speed_kmh", "exit_speed_kmh", "throttle_pickup_m"):
             if col in ref_m:
                 per_corner[f"ref_{col}"] = per_corner.corner.map(ref_m[col])

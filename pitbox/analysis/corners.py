@@ -289,7 +289,7 @@ class Window:
     ch: dict[str, np.ndarray]
 
 
-def _window(trace: Trace, a: float, b: float) -> Window:
+def _window(trace: Trace, a: float, b: float, next_lap: bool = True) -> Window:
     """Grid points covering ``[a, b]`` (one point beyond each end where there is one). Past
     the finish line the lap goes on with the next lap's start (:attr:`Trace.overrun`) or,
     when the next lap is unknown, with its own start (time continued from the lap time)."""
@@ -300,7 +300,7 @@ def _window(trace: Trace, a: float, b: float) -> Window:
     if b <= d[-1] + 1e-9 or not trace.complete:
         j = min(int(np.searchsorted(d, b, "right")) + 1, len(d))
         return Window(d[i:j], t[i:j], {k: v[i:j] for k, v in trace.channels.items()})
-    ov = trace.overrun
+    ov = trace.overrun if next_lap else None
     if ov is not None and ov.distance_m[-1] >= b - 1e-9:
         j = min(int(np.searchsorted(ov.distance_m, b, "right")) + 1, len(ov.distance_m))
         return Window(np.concatenate([d[i:], ov.distance_m[:j]]), np.concatenate([t[i:], ov.time_s[:j]]),
@@ -369,10 +369,11 @@ def _throttle_pickup(w: Window, release_i: int) -> float | None:
     return _cross_up(thr, w.d, hold, j)
 
 
-def lap_corner_metrics(trace: Trace, c: Corner) -> dict[str, Any]:
+def lap_corner_metrics(trace: Trace, c: Corner, next_lap: bool = True) -> dict[str, Any]:
     """Metrics of one corner on one lap (distances [m] from the start line, speeds [km/h],
-    times [s], pedals 0-1)."""
-    w = _window(trace, c.seg_start_m, c.seg_end_m)
+    times [s], pedals 0-1). A segment over the line continues into the next lap, or, with
+    ``next_lap=False``, into this lap's own start (then the segments add up to the lap time)."""
+    w = _window(trace, c.seg_start_m, c.seg_end_m, next_lap)
     m: dict[str, Any] = {"corner": c.name, "lap_index": trace.lap_index}
     if len(w.d) < 3:
         return m
@@ -487,14 +488,16 @@ def segment_clean(trace: Trace, c: Corner) -> bool:
     return not ("PlayerTrackSurface" in ov.channels and np.any(ov.channels["PlayerTrackSurface"][inside] == 0))
 
 
-def corner_table(traces: list[Trace], corners: list[Corner], ref: Trace | None = None) -> pd.DataFrame:
+def corner_table(traces: list[Trace], corners: list[Corner], ref: Trace | None = None,
+                 next_lap: bool = True) -> pd.DataFrame:
     """One row per (lap, corner): the metrics of :func:`lap_corner_metrics`, ``segment_clean``
     (:func:`segment_clean`), and ``delta_s`` (segment time minus the reference's) when a
-    reference is given."""
-    rows = [{**lap_corner_metrics(tr, c), "segment_clean": segment_clean(tr, c)} for tr in traces for c in corners]
+    reference is given. ``next_lap``: see :func:`lap_corner_metrics`."""
+    rows = [{**lap_corner_metrics(tr, c, next_lap), "segment_clean": segment_clean(tr, c) or not next_lap}
+            for tr in traces for c in corners]
     df = pd.DataFrame(rows)
     if ref is not None and len(df):
-        ref_times = {c.name: lap_corner_metrics(ref, c).get("segment_time_s") for c in corners}
+        ref_times = {c.name: lap_corner_metrics(ref, c, next_lap).get("segment_time_s") for c in corners}
         df["ref_segment_time_s"] = df.corner.map(ref_times)
         df["delta_s"] = df.segment_time_s - df.ref_segment_time_s
     return df

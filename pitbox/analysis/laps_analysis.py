@@ -100,6 +100,19 @@ def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None, step_m:
     return corners, source, entry
 
 
+def assign_segments(corners: list[C.Corner], entry: dict[str, Any] | None, ref: Trace,
+                    laps: list[Trace]) -> str:
+    """Give each corner its segment: the corner file's ranges when they tile the lap, else
+    from the braking points seen on ``laps`` and the reference. Returns the source used."""
+    if not corners:
+        return "none"
+    named = C.file_corners(entry, ref.length_m) if entry else []
+    if named and C.segments_from_file(corners, named, ref.length_m):
+        return "track_file"
+    C.set_segments(corners, ref.length_m, [C.brake_points(t, corners) for t in [*laps, ref]])
+    return "braking_points"
+
+
 def analyse(session: Session | str | os.PathLike[str], reference: object = None,
             data: str | os.PathLike[str] | None = None, step_m: float = DEFAULT_STEP_M,
             laps: list[int] | None = None, corner_file: str | os.PathLike[str] | None = None) -> SessionAnalysis:
@@ -114,15 +127,8 @@ def analyse(session: Session | str | os.PathLike[str], reference: object = None,
     wanted = [int(i) for i in complete.lap_index] if laps is None else [int(i) for i in laps]
     traces = {i: s.trace(i, step_m) for i in wanted}
     ref_tr = ref.trace(step_m)
-    seg_source = "braking_points"
-    if corners:
-        named = C.file_corners(entry, ref_tr.length_m) if entry else []
-        if named and C.segments_from_file(corners, named, ref_tr.length_m):
-            seg_source = "track_file"
-        else:
-            valid = set(int(i) for i in s.valid_laps().lap_index)
-            braking = [C.brake_points(t, corners) for i, t in traces.items() if i in valid]
-            C.set_segments(corners, ref_tr.length_m, braking + [C.brake_points(ref_tr, corners)])
+    valid = set(int(i) for i in s.valid_laps().lap_index)
+    seg_source = assign_segments(corners, entry, ref_tr, [t for i, t in traces.items() if i in valid])
     deltas = {i: compute_delta(t, ref_tr) for i, t in traces.items()}
     table = C.corner_table(list(traces.values()), corners, ref_tr) if corners else pd.DataFrame()
     if len(table):
