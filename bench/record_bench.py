@@ -87,7 +87,9 @@ def run_pitbox(source: Path, tmp: Path, publish: bool = False) -> dict:
             server.stop()
     cost = np.array(rec.stats.tick_cost_ns[1:]) / 1e3  # the first includes the session's start
     metas = [read_meta(p) for p in paths]
+    gaps = [g for m in metas for g in m["tick_gaps"]]
     return {"ticks": rec.stats.ticks, "dropped": sum(m["dropped_ticks"] for m in metas), "cost_us": cost,
+            "gaps": gaps, "stall_ms": rec.stats.max_stall_ms,
             "channels": len(src._layout_cache[2]) if src._layout_cache else 0,
             "row_bytes": src._layout_cache[3] if src._layout_cache else 0}
 
@@ -177,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             r = run_pitbox(long_src, tmp / "c", publish=args.publish)
             print(f"\nreal time, {args.minutes:g} emulated min: {r['ticks']} ticks recorded, {r['dropped']} dropped "
                   f"(wall {time.monotonic() - t0:.0f} s; median {np.median(r['cost_us']):.1f} µs, "
-                  f"p99 {np.percentile(r['cost_us'], 99):.1f} µs, max {r['cost_us'].max() / 1e3:.1f} ms)")
+                  f"p99 {np.percentile(r['cost_us'], 99):.1f} µs, max {r['cost_us'].max() / 1e3:.1f} ms; "
+                  f"longest stall between two polls {r['stall_ms']:.1f} ms)")
+            if r["gaps"]:
+                print(f"gaps [row, ticks missing]: {r['gaps'][:20]}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,7 @@ class RecorderStats:
     sessions_started: int = 0
     connects: int = 0
     tick_cost_ns: list[int] | None = None  #: per-tick cost when measuring (poll + freeze + decode + buffer)
+    max_stall_ms: float = 0.0  #: longest time between two looks at the sim while connected (OS or interpreter stalls)
 
 
 class Recorder:
@@ -150,6 +152,9 @@ class Recorder:
         # moved out of the collector's way while recording (gc.freeze, undone at the end).
         gc.collect()
         gc.freeze()
+        # The writer threads hand the interpreter back within 1 ms instead of 5 ms.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.001))
         if self.recover_first:
             recover(self.data, on_session=self.on_session)
         self._finalizer.start()
@@ -165,6 +170,7 @@ class Recorder:
             self._finalizer.join()
             self.source.disconnect()
             gc.unfreeze()
+            sys.setswitchinterval(switch)
         error = self._writer.error or self._finalizer.error
         if error is not None:
             raise error
@@ -239,8 +245,13 @@ class Recorder:
         cost = self.stats.tick_cost_ns
         clock = time.perf_counter_ns
         writer = self._writer
+        stats = self.stats
+        prev = clock()
         while not stop.is_set():
             t0 = clock()
+            if t0 - prev > stats.max_stall_ms * 1e6:
+                stats.max_stall_ms = (t0 - prev) / 1e6
+            prev = t0
             got = src.poll()
             if got is None:
                 if writer.error is not None or self._finalizer.error is not None:
