@@ -457,19 +457,17 @@ def _lockup(w: Window, brake: np.ndarray | None, speed: np.ndarray | None) -> di
     if brake is None or speed is None:
         return out
     braking = (brake >= BRAKE_ON) & (speed > 5)
+    abs_on = w.ch["BrakeABSactive"].astype(bool) if "BrakeABSactive" in w.ch else np.zeros(len(w.d), bool)
     wheels = [w.ch[n] for n in WHEEL_SPEEDS if n in w.ch]
     if len(wheels) == 4:
         slowest = np.min(np.vstack(wheels), axis=0)
-        out["lockup_s"] = _time_where(braking & (slowest < (1 - LOCK_SLIP) * speed), w.t)
+        out["lockup_s"] = _time_where(braking & ((slowest < (1 - LOCK_SLIP) * speed) | abs_on), w.t)
         out["lockup_source"] = "wheel_speeds"
     elif "LongAccel" in w.ch:
         decel = -w.ch["LongAccel"].astype(np.float64)
         hard = braking & (brake > 0.5)
         peak = float(np.max(decel[hard])) if hard.any() else 0.0
-        sliding = hard & (decel < 0.6 * peak)
-        if "BrakeABSactive" in w.ch:
-            sliding |= w.ch["BrakeABSactive"].astype(bool)
-        out["lockup_s"] = _time_where(sliding, w.t)
+        out["lockup_s"] = _time_where((hard & (decel < 0.6 * peak)) | (braking & abs_on), w.t)
         out["lockup_source"] = "abs_decel"
     return out
 
