@@ -134,7 +134,8 @@ def test_time_lost_in_every_corner_segment_within_20_ms(analysed) -> None:
 
 def test_delta_closure_and_alignment_error_against_true_time_at_every_metre(analysed) -> None:
     """Closure on every pair of complete laps, and our delta at every metre against the true
-    delta; the stated alignment error bounds what we got wrong within 1 ms."""
+    delta: the difference stays within our stated alignment error plus the truth's own
+    interpolation between the simulator's cells."""
     worst_delta = worst_closure = worst_ir = 0.0
     pairs = 0
     for c, a, _ in analysed:
@@ -152,7 +153,9 @@ def test_delta_closure_and_alignment_error_against_true_time_at_every_metre(anal
                 ours = np.interp(dist, d.distance_m, d.delta_s)
                 err = np.nanmax(np.abs(ours - (tl - tr)))
                 worst_delta = max(worst_delta, err)
-                assert err <= d.alignment_error_s + 1e-3, (c.track, c.seed, la, lb)
+                # the truth is itself linear between the simulator's ~1 m cells: (Δs² / 8) |d²t/ds²|
+                truth_slack = (np.nanmax(np.abs(np.diff(tl, 2))) + np.nanmax(np.abs(np.diff(tr, 2)))) / 8
+                assert err <= d.alignment_error_s + truth_slack + 1e-5, (c.track, c.seed, la, lb, err)
     print(f"\n{pairs} lap pairs: closure {worst_closure * 1e3:.4f} ms (ours), {worst_ir * 1e3:.3f} ms (iRacing's "
           f"LapLastLapTime); largest delta error against the truth {worst_delta * 1e3:.3f} ms")
     assert worst_closure < 1e-3 and worst_ir < 4e-3 and worst_delta < 5e-3
