@@ -73,7 +73,7 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
     if top.empty:
         lines.append("  no tips: every lap was within the driver's own spread")
     for _, t in top.iterrows():
-        lines.append(f"  lap {t.lap} [{t.lap_index}] {t.corner}: {t.change}  ({t.fault}, -{t.time_loss_s:.3f} s)")
+        lines.append(f"  lap {t.lap} [{t.lap_index}] {t.corner}: {t.change}  ({t.fault}, costs {t.time_loss_s:.3f} s)")
     tb = theoretical_best(a)
     if tb["time_s"] is not None:
         lines.append(f"  theoretical best {tb['time_s']:.3f} s ({'continuous' if tb['continuous'] else 'not continuous'})")

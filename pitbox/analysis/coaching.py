@@ -24,7 +24,9 @@ of this lap's ordinary scatter in the inputs the fault does not touch. What rema
 uncertain is the scatter in the faulty input itself (about its σ times its cost per unit;
 docs/analysis.md gives the numbers measured on the simulator).
 
-**Tips.** A corner gets a tip when its fault costs at least ``min_loss_s``; a lap keeps its
+**Tips.** Only laps driven at racing pace are coached (valid laps, and laps invalid only for an
+off-track or an incident; never out, in or pit laps). A corner gets a tip when its fault costs
+at least ``min_loss_s``; a lap keeps its
 ``max_tips`` costliest. Nothing is said after a clean lap, and a tip repeats only when its
 fault does (each lap is judged on its own data; ``repeat`` marks a fault seen on the lap
 before). :func:`follow_up` closes the loop over the next laps, :func:`follow_up_sessions`
@@ -250,6 +252,18 @@ def _change_text(fault: str, dev: float, row: pd.Series, base: pd.Series) -> str
     return ""
 
 
+#: lap-table reasons that still leave a lap worth coaching (the mistake is the point)
+COACHABLE_REASONS = {"", "off_track", "incident"}
+
+
+def coachable_laps(a: SessionAnalysis) -> set[int]:
+    """Complete laps driven at racing pace: valid ones, and those invalid only for an
+    off-track or an incident; never out, in or pit laps."""
+    laps = a.session.source.laps
+    ok = laps.complete & laps.reason.fillna("").map(lambda r: set(r.split(",")) <= COACHABLE_REASONS)
+    return set(int(i) for i in laps.lap_index[ok])
+
+
 def _carried_in(row: pd.Series, prev_fault: bool, base: Baseline) -> bool:
     """True when the corner before (on this lap) had a fault and the car arrives here at a
     speed far from usual: this corner's odd inputs are that fault's consequence."""
@@ -265,7 +279,7 @@ def lap_tips(a: SessionAnalysis, base: Baseline, min_loss_s: float = MIN_LOSS_S,
              max_tips: int = MAX_TIPS) -> pd.DataFrame:
     """Every lap's tips (at most ``max_tips`` each, biggest time cost first). A corner whose
     odd inputs were carried in from a fault in the corner before gets no tip of its own."""
-    t = a.table[a.table.session_id == a.session.id]
+    t = a.table[(a.table.session_id == a.session.id) & a.table.lap_index.isin(coachable_laps(a))]
     order = {c.name: i for i, c in enumerate(a.corners)}
     t = t.assign(_k=t.corner.map(order)).sort_values(["lap_index", "_k"])
     rows = []
@@ -375,7 +389,9 @@ def follow_up(tips: pd.DataFrame, table: pd.DataFrame, base: Baseline, horizon: 
         tipped = table[(table.corner == tip.corner) & (table.lap_index == tip.lap_index)].segment_time_s
         rows.append({**row, "next_lap_index": int(nxt.lap_index), "applied": applied,
                      "gained_s": round(float(tipped.iloc[0] - nxt.segment_time_s), 3), "fault_repeated": still})
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    out["next_lap_index"] = out.next_lap_index.astype("Int64")
+    return out
 
 
 def follow_up_sessions(result: CoachResult, a: SessionAnalysis, later: list[SessionAnalysis]) -> pd.DataFrame:
