@@ -309,6 +309,7 @@ def test_explain_needs_20_laps_and_then_finds_the_input(tmp_path: Path) -> None:
     ibt = tmp_path / "many.ibt"
     sizes = [0, 6, 12, 18, 24, 30]
     faults = [f"{lap}:T6:late_throttle:{sizes[lap % len(sizes)]}" for lap in range(1, 25) if sizes[lap % len(sizes)]]
+    faults.append("13:T3:brake_early:30")  # one mistake at T3
     sim.simulate_session(track="pitboxsim_demo", laps=24, faults=faults, seed=9, out=ibt)
     sid = import_file(ibt, tmp_path / "data").sessions[0]
     a = pa.analyse(sid, data=tmp_path / "data")
@@ -317,6 +318,10 @@ def test_explain_needs_20_laps_and_then_finds_the_input(tmp_path: Path) -> None:
     assert e["fitted"] and e["laps"] >= 20 and e["r2_loo"] > 0.5
     assert e["importance"][0]["input"] == "throttle_pickup_m"
     print(f"\n{e['message']}")
+    t3 = res["T3"]
+    assert t3["fitted"] and [m["lap_index"] for m in t3["mistakes"]] == [13]
+    assert t3["mistakes"][0]["fault"] == "brake_early" and t3["mistakes"][0]["main_input"] == "brake_point_m"
+    assert t3["mistakes"][0]["excess_s"] > 0.3
     few = pa.explain_corners(a, min_laps=100)
     assert not any(x["fitted"] for x in few) and "at least 100" in few[0]["message"]
 

@@ -73,8 +73,11 @@ def cmd_coach(args: argparse.Namespace) -> int:
     cols = ["lap_index", "corner", "segment_time_s", "loss_s", "delta_s", "brake_point_m", "min_speed_kmh",
             "throttle_pickup_m", "coasting_s", "lockup_s"]
     _print_df(r.corners[r.corners.valid][[c for c in cols if c in r.corners]])
-    for e in r.explain:
-        print(e["message"])
+    from pitbox.analysis.explain import explain_messages
+
+    print()
+    for line in explain_messages(r.explain):
+        print(line)
     return 0
 
 

@@ -6,8 +6,9 @@ Per corner, over the session's valid laps: a standardised ridge regression (alph
 R² and mean absolute error (each lap predicted by a model that never saw it); the inputs are
 ranked by **permutation importance** (drop in R² when one input is shuffled, 30 repeats).
 A lap holds a mistake when its segment time is more than :data:`MISTAKE_Z` robust standard
-deviations above the median; the input that contributes most to its excess (coefficient x
-its deviation from the median) is named. With fewer than :data:`MIN_LAPS` valid laps
+deviations above the median; it is named as the coaching engine names faults (causes before
+consequences: a brake point moved together with its release is the brake point), else by the
+input that contributes most to its excess (coefficient x its deviation from the median). With fewer than :data:`MIN_LAPS` valid laps
 nothing is fitted and the result says so: a model of fewer laps would fit noise.
 """
 
@@ -73,14 +74,29 @@ def explain_corner(ct: pd.DataFrame, corner: str, min_laps: int = MIN_LAPS) -> d
         contrib = (X - X.median()) * coef
         for i, (lap, t) in enumerate(zip(ct.lap_index, ct.segment_time_s, strict=True)):
             if (t - med) / sig >= MISTAKE_Z:
-                main = contrib.iloc[i].idxmax()
-                mistakes.append({"lap_index": int(lap), "excess_s": float(t - med), "main_input": main,
-                                 "input_deviation": float(X.iloc[i][main] - X[main].median())})
+                fault, main = _name_mistake(ct, ct.iloc[i])
+                main = main or contrib.iloc[i].idxmax()
+                dev = float(X.iloc[i][main] - X[main].median()) if main in X else None
+                mistakes.append({"lap_index": int(lap), "excess_s": float(t - med), "fault": fault,
+                                 "main_input": main, "input_deviation": dev})
     out.update({"fitted": True, "r2_loo": r2, "mae_loo_s": float(np.mean(np.abs(y - pred))),
                 "alpha": float(model[-1].alpha_), "importance": ranking, "mistakes": mistakes,
                 "message": f"{corner}: inputs explain {max(r2, 0):.0%} of the time spread (leave-one-out R² "
                            f"{r2:.2f} over {n} laps); most important: {ranking[0]['input']}"})
     return out
+
+
+def _name_mistake(ct: pd.DataFrame, row: pd.Series) -> tuple[str | None, str | None]:
+    """The coaching engine's diagnosis of one lap against the corner's medians (causes before
+    consequences, so a brake point moved with its release is named as the brake point)."""
+    from pitbox.analysis import coaching as K
+
+    cols = [m for m in K.METRICS if m in ct]
+    base = ct[cols].apply(pd.to_numeric, errors="coerce").median()
+    noise = pd.Series({m: max(K._mad_sigma(ct[m]), K.METRICS[m][0]) if m in ct else K.METRICS[m][0]
+                       for m in K.METRICS}).fillna(pd.Series({m: v[0] for m, v in K.METRICS.items()}))
+    found = K.diagnose(row, base, noise)
+    return (found[0], K.FAULT_METRIC[found[0]]) if found else (None, None)
 
 
 def explain_corners(a: SessionAnalysis, min_laps: int = MIN_LAPS) -> list[dict[str, Any]]:
@@ -90,3 +106,12 @@ def explain_corners(a: SessionAnalysis, min_laps: int = MIN_LAPS) -> list[dict[s
         return []
     t = t[t.valid & (t.session_id == a.session.id)]
     return [explain_corner(t[t.corner == c.name], c.name, min_laps) for c in a.corners]
+
+
+def explain_messages(results: list[dict[str, Any]]) -> list[str]:
+    """One line per corner, or a single line when no corner had enough laps to fit."""
+    if results and not any(r["fitted"] for r in results):
+        n = min(r["laps"] for r in results)
+        return [f"{n} valid laps: at least {MIN_LAPS} are needed to say which inputs explain each corner's "
+                "time spread (fewer would fit noise), so no model was fitted"]
+    return [r["message"] for r in results]

@@ -19,6 +19,7 @@ from pitbox.analysis import best as B
 from pitbox.analysis import context as X
 from pitbox.analysis import figures as F
 from pitbox.analysis.coaching import CoachResult, coach
+from pitbox.analysis.explain import explain_messages
 from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
 from pitbox.analysis.session import Session, load_session
 from pitbox.analysis.trackmap import lap_xy
@@ -132,13 +133,14 @@ def build_report(session: Session | str, reference: object = None, out: str | os
     opt = bs.attrs.get("optimal_lap_s")
     parts.append(f"<p>Sectors (SplitTimeInfo): optimal lap {opt:.3f} s</p>" if opt else "")
     parts.append(_table(bs))
-    parts.append("<h2>Corners</h2>" + _table(a.corner_summary(), 1))
+    parts.append("<h2>Corners</h2>" + _table(a.corner_summary(), 3))
     parts.append("<h2>Consistency</h2>" + _table(B.consistency(a)))
     parts.append("<h2>What explains each corner's time spread</h2>")
+    for line in explain_messages(r.explain):
+        parts.append(f"<p>{html.escape(line)}</p>")
     for e in r.explain:
-        parts.append(f"<p>{html.escape(e['message'])}</p>")
         if e.get("fitted"):
-            parts.append(_table(pd.DataFrame(e["importance"]), 4))
+            parts.append(f"<p><b>{html.escape(e['corner'])}</b></p>" + _table(pd.DataFrame(e["importance"]), 4))
     parts.append("<h2>Conditions and setup</h2>")
     parts.append(_table(pd.DataFrame([X.conditions(s)]), 2))
     setup = X.car_setup(s)
