@@ -17,9 +17,11 @@ at the corner that caused it. The segment that contains the start line wraps rou
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,12 +170,22 @@ def load_track_file(track: str, config: str = "", path: str | os.PathLike[str] |
     """The corner file of a track as iRacing names it (``WeekendInfo.TrackName`` and
     ``TrackConfigName``), in the shared format of ``pitbox/data/tracks/*.corners.yaml``
     (read by :mod:`pitbox.sim.tracks`); ``path`` names a file explicitly (a user's own).
-    None when there is none."""
+    None when there is none. Cached until a corner file changes."""
     try:
-        from pitbox.sim.tracks import load_corner_file, read_corner_file
+        from pitbox.sim.tracks import TRACKS_DIR
     except ImportError:  # pragma: no cover - the simulator package ships with PitBox
         return None
-    cf = read_corner_file(path) if path is not None else load_corner_file(track, config or "")
+    files = [Path(path)] if path is not None else sorted(Path(TRACKS_DIR).glob("*.corners.yaml"))
+    stamp = tuple((str(f), f.stat().st_mtime_ns) for f in files if f.is_file())
+    return _load_track_file(track, config or "", None if path is None else str(path), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_track_file(track: str, config: str, path: str | None, stamp: tuple) -> dict[str, Any] | None:
+    from pitbox.sim.tracks import load_corner_file, read_corner_file
+
+    del stamp  # part of the cache key only
+    cf = read_corner_file(path) if path is not None else load_corner_file(track, config)
     if cf is None:
         return None
     return {"track_name": cf.track_name, "track_config": cf.track_config, "source": cf.source,

@@ -120,7 +120,7 @@ def analyse(session: Session | str | os.PathLike[str], reference: object = None,
     (default: the session's fastest valid lap; see :meth:`Session.reference`).
     ``corner_file`` is a corners YAML to use instead of the shipped one for the track."""
     s = load_session(session, data)
-    s.source.preload(["SessionTime", "Lap", "LapDistPct", *TRACE_CHANNELS])
+    s.source.preload(["SessionTime", "Lap", "LapDistPct", "OnPitRoad", "PlayerTrackSurface", *TRACE_CHANNELS])
     ref = s.reference(reference)
     corners, source, entry = detect_corners(ref, data, step_m, corner_file)
     complete = s.source.laps[s.source.laps.complete]
