@@ -393,8 +393,7 @@ def lap_corner_metrics(trace: Trace, c: Corner, next_lap: bool = True) -> dict[s
     covered = w.d[0] <= c.seg_start_m + 1e-6 and w.d[-1] >= c.seg_end_m - 1e-6
     m["segment_time_s"] = float(np.interp(c.seg_end_m, w.d, w.t) - np.interp(c.seg_start_m, w.d, w.t)) \
         if covered else np.nan
-    speed = w.ch.get("Speed")
-    brake = w.ch.get("Brake")
+    speed, brake = w.ch.get("Speed"), w.ch.get("Brake")
     if speed is not None:
         m["segment_entry_speed_kmh"] = float(np.interp(c.seg_start_m, w.d, speed)) * 3.6
     apex_lo, apex_hi = _unwrapped_range(w.d, c, L)
@@ -402,34 +401,16 @@ def lap_corner_metrics(trace: Trace, c: Corner, next_lap: bool = True) -> dict[s
     bp = _brake_on(Window(w.d[lo_seg:apex_hi], w.t[lo_seg:apex_hi], {k: v[lo_seg:apex_hi] for k, v in w.ch.items()}),
                    first=True)
     m["brake_point_m"] = bp
-    release_i = apex_lo
-    if bp is not None and brake is not None:
-        i0 = int(np.searchsorted(w.d, bp))
-        pk = i0 + int(np.argmax(brake[i0:apex_hi + 1])) if apex_hi >= i0 else i0
-        m["peak_brake"] = float(brake[pk])
-        off = np.flatnonzero(brake[pk:] < BRAKE_ON)
-        release_i = pk + int(off[0]) if len(off) else len(brake) - 1
-        m["brake_release_m"] = float(w.d[release_i])
-        m["trail_brake_m"] = float(w.d[release_i] - _u(c.start_m, w.d, L))
-        m["entry_speed_kmh"] = float(np.interp(bp, w.d, speed)) * 3.6 if speed is not None else None
-    else:
-        m["peak_brake"] = 0.0
-        m["brake_release_m"] = None
-        m["trail_brake_m"] = None
-        m["entry_speed_kmh"] = float(np.max(speed[: max(apex_lo, 1)])) * 3.6 if speed is not None else None
-    if speed is not None:  # slowest point of the corner, after its braking point when it has one
-        lo = max(apex_lo, int(np.searchsorted(w.d, bp))) if bp is not None else apex_lo
-        lo = min(lo, apex_hi - 1) if apex_hi > apex_lo else apex_lo
-        hi = max(apex_hi, lo + 1)
-        k = lo + int(np.argmin(speed[lo:hi]))
-        m["min_speed_kmh"] = float(speed[k]) * 3.6
-        m["min_speed_at_m"] = float(w.d[k])
-        m["exit_speed_kmh"] = float(np.interp(_u(c.end_m, w.d, L), w.d, speed)) * 3.6
+    braking, release_i = _braking_metrics(w, c, bp, apex_lo, apex_hi, L)
+    m.update(braking)
+    if speed is not None:
+        k = _slowest(speed, w.d, bp, apex_lo, apex_hi)
+        m.update(min_speed_kmh=float(speed[k]) * 3.6, min_speed_at_m=float(w.d[k]),
+                 exit_speed_kmh=float(np.interp(_u(c.end_m, w.d, L), w.d, speed)) * 3.6)
         release_i = min(release_i, k) if bp is None else release_i
     if bp is not None and brake is not None:  # the pickup follows the corner's last braking (chicanes)
         release_i = max(release_i, _last_release(brake, lo_seg, apex_hi))
-    pickup = _throttle_pickup(w, min(release_i, len(w.d) - 1))
-    m["throttle_pickup_m"] = pickup
+    m["throttle_pickup_m"] = _throttle_pickup(w, min(release_i, len(w.d) - 1))
     thr = w.ch.get("Throttle")
     if thr is not None and brake is not None:
         moving = speed > 5 if speed is not None else np.ones(len(w.d), bool)
@@ -438,6 +419,30 @@ def lap_corner_metrics(trace: Trace, c: Corner, next_lap: bool = True) -> dict[s
     start = bp if bp is not None else _u(c.start_m, w.d, L)
     m["time_in_corner_s"] = float(np.interp(_u(c.end_m, w.d, L), w.d, w.t) - np.interp(start, w.d, w.t))
     return m
+
+
+def _braking_metrics(w: Window, c: Corner, bp: float | None, apex_lo: int, apex_hi: int, length_m: float
+                     ) -> tuple[dict[str, Any], int]:
+    """Peak brake, release, trail-braking depth and entry speed; and the release's index
+    (the apex zone's start when the corner is taken without braking)."""
+    speed, brake = w.ch.get("Speed"), w.ch.get("Brake")
+    if bp is None or brake is None:
+        entry = float(np.max(speed[: max(apex_lo, 1)])) * 3.6 if speed is not None else None
+        return {"peak_brake": 0.0, "brake_release_m": None, "trail_brake_m": None, "entry_speed_kmh": entry}, apex_lo
+    i0 = int(np.searchsorted(w.d, bp))
+    pk = i0 + int(np.argmax(brake[i0:apex_hi + 1])) if apex_hi >= i0 else i0
+    off = np.flatnonzero(brake[pk:] < BRAKE_ON)
+    release_i = pk + int(off[0]) if len(off) else len(brake) - 1
+    return {"peak_brake": float(brake[pk]), "brake_release_m": float(w.d[release_i]),
+            "trail_brake_m": float(w.d[release_i] - _u(c.start_m, w.d, length_m)),
+            "entry_speed_kmh": float(np.interp(bp, w.d, speed)) * 3.6 if speed is not None else None}, release_i
+
+
+def _slowest(speed: np.ndarray, d: np.ndarray, bp: float | None, apex_lo: int, apex_hi: int) -> int:
+    """Index of the corner's slowest point (±20 m of it), after its braking point when it has one."""
+    lo = max(apex_lo, int(np.searchsorted(d, bp))) if bp is not None else apex_lo
+    lo = min(lo, apex_hi - 1) if apex_hi > apex_lo else apex_lo
+    return lo + int(np.argmin(speed[lo:max(apex_hi, lo + 1)]))
 
 
 def _last_release(brake: np.ndarray, lo: int, hi: int) -> int:
