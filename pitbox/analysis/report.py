@@ -97,23 +97,17 @@ def figures(a: SessionAnalysis, result: CoachResult, data: str | os.PathLike[str
     return figs
 
 
-def build_report(session: Session | str, reference: object = None, out: str | os.PathLike[str] = "report.html",
-                 data: str | os.PathLike[str] | None = None, analysis: SessionAnalysis | None = None,
-                 result: CoachResult | None = None) -> Path:
-    """Write the session's HTML report to ``out`` and return its path."""
-    s = load_session(session, data)
-    a = analysis or analyse(s, reference, data)
-    r = result or coach(a)
-    tb = B.theoretical_best(a)
-    bs = X.best_sectors(s)
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>PitBox report {html.escape(s.id)}</title>"
-             f"<style>{CSS}</style></head><body>"]
-    parts.append(f"<h1>{html.escape(s.track)} · {html.escape(s.car)} · {html.escape(s.driver)}</h1>")
-    parts.append(f"<p class='muted'>session {html.escape(s.id)} · {html.escape(str(s.meta.get('session_type', '')))} · "
-                 f"{html.escape(str(s.meta.get('start', '')))} · track {a.ref_trace.length_m:.1f} m · "
-                 f"reference {html.escape(a.reference.label)} ({a.reference.time_s:.3f} s) · "
-                 f"{'simulated' if s.simulated else 'recorded'} data</p>")
-    parts.append("<h2>Top tips</h2>")
+def _header(a: SessionAnalysis) -> str:
+    s = a.session
+    return (f"<h1>{html.escape(s.track)} · {html.escape(s.car)} · {html.escape(s.driver)}</h1>"
+            f"<p class='muted'>session {html.escape(s.id)} · {html.escape(str(s.meta.get('session_type', '')))} · "
+            f"{html.escape(str(s.meta.get('start', '')))} · track {a.ref_trace.length_m:.1f} m · "
+            f"reference {html.escape(a.reference.label)} ({a.reference.time_s:.3f} s) · "
+            f"{'simulated' if s.simulated else 'recorded'} data</p>")
+
+
+def _tips_section(a: SessionAnalysis, r: CoachResult) -> str:
+    parts = ["<h2>Top tips</h2>"]
     top = r.top(5)
     if top.empty:
         parts.append("<p>No tips: every lap was within the driver's own spread at every corner.</p>")
@@ -123,26 +117,37 @@ def build_report(session: Session | str, reference: object = None, out: str | os
     parts.append("<h2>Laps</h2>" + _table(lap_overview(a, r)))
     parts.append("<h2>Tips per lap</h2>" + _table(r.tips.drop(columns=["z"], errors="ignore")))
     parts.append("<h2>Did the tips work? (next laps)</h2>" + _table(r.follow_up))
-    parts.append("<h2>Theoretical best</h2>")
+    return "".join(parts)
+
+
+def _best_section(a: SessionAnalysis) -> str:
+    tb = B.theoretical_best(a)
+    bs = X.best_sectors(a.session)
+    parts = ["<h2>Theoretical best</h2>"]
     if tb["time_s"] is not None:
+        jump = tb["continuity"].jump_kmh.max() if len(tb["continuity"]) else 0.0
         parts.append(f"<p>Best corner segments add up to <b>{tb['time_s']:.3f} s</b> "
                      f"(best lap {a.session.fastest_lap().time_s:.3f} s); the stitched lap is "
                      f"{'continuous' if tb['continuous'] else '<b>not continuous</b>'} "
-                     f"(largest speed jump at a seam {tb['continuity'].jump_kmh.max() if len(tb['continuity']) else 0:.1f} km/h).</p>")
+                     f"(largest speed jump at a seam {jump:.1f} km/h).</p>")
     parts.append(_table(tb["segments"]) + _table(tb["continuity"], 1))
     opt = bs.attrs.get("optimal_lap_s")
     parts.append(f"<p>Sectors (SplitTimeInfo): optimal lap {opt:.3f} s</p>" if opt else "")
-    parts.append(_table(bs))
-    parts.append("<h2>Corners</h2>" + _table(a.corner_summary(), 3))
-    parts.append("<h2>Consistency</h2>" + _table(B.consistency(a)))
-    parts.append("<h2>What explains each corner's time spread</h2>")
-    for line in explain_messages(r.explain):
-        parts.append(f"<p>{html.escape(line)}</p>")
-    for e in r.explain:
-        if e.get("fitted"):
-            parts.append(f"<p><b>{html.escape(e['corner'])}</b></p>" + _table(pd.DataFrame(e["importance"]), 4))
-    parts.append("<h2>Conditions and setup</h2>")
-    parts.append(_table(pd.DataFrame([X.conditions(s)]), 2))
+    return "".join(parts) + _table(bs)
+
+
+def _corners_section(a: SessionAnalysis, r: CoachResult) -> str:
+    parts = ["<h2>Corners</h2>" + _table(a.corner_summary(), 3), "<h2>Consistency</h2>" + _table(B.consistency(a)),
+             "<h2>What explains each corner's time spread</h2>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in explain_messages(r.explain)]
+    parts += [f"<p><b>{html.escape(e['corner'])}</b></p>" + _table(pd.DataFrame(e["importance"]), 4)
+              for e in r.explain if e.get("fitted")]
+    return "".join(parts)
+
+
+def _context_section(a: SessionAnalysis) -> str:
+    s = a.session
+    parts = ["<h2>Conditions and setup</h2>", _table(pd.DataFrame([X.conditions(s)]), 2)]
     setup = X.car_setup(s)
     if setup:
         parts.append(_table(pd.DataFrame(list(setup.items()), columns=["item", "value"])))
@@ -150,9 +155,20 @@ def build_report(session: Session | str, reference: object = None, out: str | os
     parts.append("<p class='muted'>Closure: delta at the line minus the lap-time difference. Alignment error: "
                  "largest gap between linear and monotone-cubic interpolation of time over distance (both laps). "
                  "See docs/analysis.md.</p>")
-    parts.append("<h2>Figures</h2>")
-    for i, fig in enumerate(figures(a, r, data)):
-        parts.append(_fig_html(fig, i == 0))
+    return "".join(parts)
+
+
+def build_report(session: Session | str, reference: object = None, out: str | os.PathLike[str] = "report.html",
+                 data: str | os.PathLike[str] | None = None, analysis: SessionAnalysis | None = None,
+                 result: CoachResult | None = None) -> Path:
+    """Write the session's HTML report to ``out`` and return its path."""
+    s = load_session(session, data)
+    a = analysis or analyse(s, reference, data)
+    r = result or coach(a)
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>PitBox report {html.escape(s.id)}</title>"
+             f"<style>{CSS}</style></head><body>", _header(a), _tips_section(a, r), _best_section(a),
+             _corners_section(a, r), _context_section(a), "<h2>Figures</h2>"]
+    parts += [_fig_html(fig, i == 0) for i, fig in enumerate(figures(a, r, data))]
     parts.append(f"<p class='muted'>PitBox · {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p></body></html>")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
