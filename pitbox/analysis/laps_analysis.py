@@ -100,6 +100,22 @@ def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None, step_m:
     return corners, source, entry
 
 
+PHASES = ("braking", "entry", "apex", "exit")
+
+
+def _with_phases(table: pd.DataFrame, traces: dict[int, Trace], corners: list[C.Corner], ref: Trace) -> pd.DataFrame:
+    """Add each lap's time in the braking, entry, apex and exit phases of every corner (fixed
+    distances from the reference lap) and their difference to the reference's."""
+    bounds = {c.name: C.phase_bounds(ref, c) for c in corners}
+    ref_t = {name: C.phase_times(ref, b) for name, b in bounds.items()}
+    rows = [{"lap_index": i, "corner": name, **C.phase_times(tr, b)} for i, tr in traces.items()
+            for name, b in bounds.items()]
+    ph = pd.DataFrame(rows)
+    for p in PHASES:
+        ph[f"{p}_delta_s"] = ph[f"{p}_s"] - ph.corner.map(lambda n, p=p: ref_t[n][f"{p}_s"])
+    return table.merge(ph, on=["lap_index", "corner"], how="left")
+
+
 def assign_segments(corners: list[C.Corner], entry: dict[str, Any] | None, ref: Trace,
                     laps: list[Trace]) -> str:
     """Give each corner its segment: the corner file's ranges when they tile the lap, else
@@ -132,6 +148,7 @@ def analyse(session: Session | str | os.PathLike[str], reference: object = None,
     deltas = {i: compute_delta(t, ref_tr) for i, t in traces.items()}
     table = C.corner_table(list(traces.values()), corners, ref_tr) if corners else pd.DataFrame()
     if len(table):
+        table = _with_phases(table, traces, corners, ref_tr)
         info = s.source.laps.set_index("lap_index")
         table.insert(0, "session_id", s.id)
         table["lap"] = table.lap_index.map(info.lap)
