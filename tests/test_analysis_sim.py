@@ -379,6 +379,41 @@ def test_track_maps_against_the_track_geometry(analysed, sim_store) -> None:
     assert np.sqrt(np.mean(np.sum((b_ @ (u @ vt) - a_) ** 2, axis=1))) < 5.0
 
 
+def test_live_like_recording_without_gps(sim_store, tmp_path: Path) -> None:
+    """As iRacing's live data: no Lat/Lon/Alt and float[6] LatAccel/YawRate. Corners come from
+    the yaw rate, the map from a track model learned from another session."""
+    from pitbox.ibt import open_telemetry, write_ibt
+
+    _, cases = sim_store
+    c = cases[0]
+    data = tmp_path / "data"  # a store of its own: the live-like session and another session of the track
+    import_file(cases[1].ibt, data)
+    with open_telemetry(c.ibt) as tf:
+        ch = {k: v for k, v in tf.read().items() if k not in ("Lat", "Lon", "Alt")}
+        for name in ("LatAccel", "YawRate"):
+            ch[name] = np.repeat(ch[name][:, None], 6, axis=1)  # 360 Hz sub-samples, as live
+        units = {v.name: v.unit for v in tf.variables}
+        types = {v.name: v.type for v in tf.variables}
+        live = write_ibt(tmp_path / "live.ibt", ch, tf.session_info_raw, units=units, types=types,
+                         start_date=tf.disk.session_start_date + 1)
+    sid = import_file(live, data).sessions[0]
+    a = pa.analyse(sid, data=data)
+    assert a.corner_source == "yaw_rate"
+    track = sim.load_track(c.track)
+    found = {k.name: k for k in a.corners}
+    for k in track.corners:
+        assert abs(found[k.name].apex_m - (k.start_m + k.end_m) / 2) < 0.5 * (k.end_m - k.start_m), k.name
+    xy = pa.lap_xy(a.session, a.ref_trace, data=data)
+    assert xy.attrs["source"] == "model"
+    ref = pa.analyse(c.session_id, data=sim_store[0])
+    gps = pa.lap_xy(ref.session, ref.ref_trace)
+    assert np.median(np.hypot(np.interp(gps.distance_m, xy.distance_m, xy.x_m) - gps.x_m,
+                              np.interp(gps.distance_m, xy.distance_m, xy.y_m) - gps.y_m)) < 2.0
+    r = pa.coach(a, explain=False)
+    injected = {(f["lap"], f["corner"], f["fault"]) for f in c.truth["faults"] if f["cost_s"] >= COACHABLE_S}
+    assert len(injected & set(zip(r.tips.lap, r.tips.corner, r.tips.fault, strict=True))) >= 0.8 * len(injected)
+
+
 def test_simulated_and_real_never_mix_in_track_models(sim_store) -> None:
     data, cases = sim_store
     s = pa.load_session(cases[0].session_id, data)

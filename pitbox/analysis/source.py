@@ -117,7 +117,7 @@ class StoreSource(Source):
         self.kinds = {f.name: _kind((f.metadata or {}).get(b"irsdk_type", b"float").decode()) for f in schema}
         self.n_rows = self._pf.metadata.num_rows
         self.info = parse_yaml_text(self.meta.get("session_yaml", ""))
-        table = pd.DataFrame(self.meta["lap_table"], columns=LAP_COLUMNS)
+        table = pd.DataFrame(self.meta.get("lap_table") or [], columns=LAP_COLUMNS)
         self.laps = table.astype({"time_s": "float64", "iracing_time_s": "float64"})
 
     def _read(self, names: list[str]) -> dict[str, np.ndarray]:
