@@ -226,7 +226,7 @@ def test_top_tip_names_the_injected_corner_and_fault(analysed) -> None:
     coachable = df[df.cost_s >= COACHABLE_S]
     top_fault = coachable.top.str.split(":").str[-1]
     right_corner = coachable.top.str.split(":").str[0] == coachable.corner
-    confusion = pd.crosstab(coachable.fault, top_fault.where(right_corner, "other corner"))
+    confusion = pd.crosstab(coachable.fault, top_fault.where(right_corner | (coachable.top == "none"), "other corner"))
     err = (df.est_s - df.cost_s).dropna()
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
