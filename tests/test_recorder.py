@@ -299,3 +299,19 @@ def test_replay_of_an_ibt_and_of_a_stored_session_gives_the_same_rows(tmp_path: 
     assert t2.column_names == t1.column_names
     for name in t1.column_names:
         assert t2.column(name).equals(t1.column(name)), name
+
+
+def test_replay_via_the_emulator_goes_through_pyirsdk_and_keeps_every_tick(tmp_path: Path, capsys) -> None:
+    from pitbox.cli import main
+
+    assert main(["record", "replay", str(need(W13)), "--via-emulator", "--speed", "0", "--data",
+                 str(tmp_path / "d"), "--no-fsync"]) == 0
+    assert "1 session(s) stored, 390 ticks recorded, 0 dropped" in capsys.readouterr().out
+    (path,) = Store(tmp_path / "d").sessions().path
+    meta = read_meta(path)
+    assert meta["source_kind"] == "live" and meta["source_name"] == f"{W13.name} (emulated)"
+    np.testing.assert_array_equal(stored_ticks(meta), np.arange(1, 391))
+    table = pq.read_table(path)
+    assert column(table, "CarIdxLapDistPct").shape == (390, 64)  # the live layout, as pyirsdk read it
+    truth = pyirsdk_columns(W13, ["SessionTick"])
+    np.testing.assert_array_equal(column(table, "SessionTick"), truth["SessionTick"])

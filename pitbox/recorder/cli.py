@@ -153,15 +153,45 @@ def _source(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any]:
 
     memmap = tmp / "irsdk-memmap.bin"
     emu = Emulator([args.file], memmap, speed=math.inf if fast else args.speed, keep_ground_truth=False).open()
-    return IrsdkSource(memmap, timeout_s=args.timeout_s), emu
+    return IrsdkSource(memmap, timeout_s=args.timeout_s, source_name=f"{args.file.name} (emulated)"), emu
 
 
-def _start_when_mapped(src: Any, emu: Any, stop: threading.Event) -> None:
-    """Start the emulator once pyirsdk has its memory mapped (so no tick is missed)."""
-    while not stop.is_set():
-        if src.mapped.wait(0.05):
-            emu.start()
+def drive_emulator(emu: Any, src: Any, rec: Any, speed: float, stop: threading.Event) -> None:
+    """Play the emulator one tick at a time once pyirsdk has its map open.
+
+    Paced at ``speed`` × the source's tick rate; when a tick comes late (the emulator builds
+    rows in blocks) the schedule moves on from it instead of publishing the late ticks back
+    to back, which no 60 Hz reader could follow. With ``speed`` infinite each tick waits for
+    the recorder to take the one before (as fast as possible, nothing dropped).
+    """
+    from pitbox.emulator import TickRecord
+
+    while not src.mapped.wait(0.05):
+        if stop.is_set():
             return
+    period = 0.0 if math.isinf(speed) else 1.0 / (60.0 * speed)
+    due = time.perf_counter()
+    try:
+        while not stop.is_set():
+            before = rec.stats.ticks
+            r = emu.step()
+            if r is None:
+                return
+            if not isinstance(r, TickRecord):
+                continue
+            if period == 0.0:
+                deadline = time.monotonic() + 5.0
+                while rec.stats.ticks == before and time.monotonic() < deadline and not stop.is_set():
+                    time.sleep(0.0001)
+                continue
+            due += period
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -period:
+                due = time.perf_counter()
+    finally:
+        emu.close()  # header status 0: the recorder closes the session
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -183,7 +213,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             print(f"watching {folder} for finished .ibt files", flush=True)
         if emu is not None:
             sys.setswitchinterval(0.0005)  # the emulator shares this interpreter: hand it over quickly
-            threading.Thread(target=_start_when_mapped, args=(src, emu, stop_threads), daemon=True).start()
+            speed = math.inf if args.speed <= 0 else args.speed
+            threading.Thread(target=drive_emulator, args=(emu, src, rec, speed, stop_threads), daemon=True).start()
         what = args.file if args.source == "replay" else (args.irsdk_file or "iRacing")
         print(f"recording {what} into {data}; Ctrl-C stops", flush=True)
         t0 = time.monotonic()
@@ -194,7 +225,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             stop_threads.set()
             sys.setswitchinterval(switch)
             if emu is not None:
-                emu.stop()
+                emu.close()
             if pubs is not None:
                 pubs.stop()
     s = rec.stats

@@ -103,22 +103,25 @@ def _quiet() -> Iterator[None]:
 class IrsdkSource:
     """iRacing's live memory through unmodified pyirsdk.
 
-    ``test_file=None`` opens Windows' shared memory (``Local\\IRSDKMemMapFileName``) and waits
-    on iRacing's data-valid event (inside ``freeze_var_buffer_latest``); a ``test_file`` (an
-    emulator's memory map, any OS) is polled every ``poll_s`` seconds (default 0.25 ms,
-    4 kHz) for a change in the newest buffer's ``tick_count``.
+    A new tick is a change in the newest buffer's ``tick_count``. Between looks it waits:
+    with ``test_file=None`` (Windows' shared memory ``Local\\IRSDKMemMapFileName``) on
+    iRacing's data-valid event, as iRacing's own ``irsdk_waitForDataReady`` does; with a
+    ``test_file`` (an emulator's memory map, any OS) ``poll_s`` seconds (default 0.25 ms).
 
-    Each new tick: ``freeze_var_buffer_latest()`` copies the newest row (and when the loop
-    was late by a tick, the one before it is copied from its buffer too: it is still
-    intact), then the tick counts are read again: a copy is kept only when its buffer still
+    Each new tick: ``freeze_var_buffer_latest()`` copies the newest row (on Windows the
+    buffer's own ``freeze()``, the same copy: ``freeze_var_buffer_latest`` first waits on the
+    event, which would skip to the next tick); when the loop was late by a tick, the one
+    before it is copied from its buffer too (it is still intact). Then the tick counts are read again: a copy is kept only when its buffer still
     holds the same tick and the sim has not finished the tick that would be written into it
     next, so a row torn by the sim rewriting it is never returned (it counts as dropped).
     """
 
     def __init__(self, test_file: str | os.PathLike[str] | None = None, *, timeout_s: float = 2.0,
-                 poll_s: float = 0.00025, connect_poll_s: float = 0.5):
+                 poll_s: float = 0.00025, connect_poll_s: float = 0.5, source_name: str | None = None):
         self.test_file = Path(test_file) if test_file is not None else None
         self.name = str(self.test_file) if self.test_file else "iRacing"
+        #: stored as the sessions' ``source_name``
+        self.source_name = source_name or ("iRacing live" if self.test_file is None else self.test_file.name)
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.connect_poll_s = connect_poll_s
@@ -218,8 +221,7 @@ class IrsdkSource:
         self._si_update = None
         self.num_buf = num_buf
         log.info("connected to %s: %d channels, %d-byte rows", self.name, len(variables), buf_len)
-        return Layout(tuple(variables), buf_len, tick_rate, "iRacing live" if self.test_file is None
-                      else self.test_file.name, "live")
+        return Layout(tuple(variables), buf_len, tick_rate, self.source_name, "live")
 
     def disconnect(self) -> None:
         if self.ir is not None:
@@ -238,8 +240,6 @@ class IrsdkSource:
     def poll(self) -> tuple[int, bytes] | None:
         if self._pending:
             return self._pending.pop(0)
-        if self.test_file is None:
-            return self._poll_event()
         head = self._header()
         nb = self.num_buf
         ticks = head[_TICKS][:nb]
@@ -275,7 +275,7 @@ class IrsdkSource:
         ``freeze()``."""
         ir = self.ir
         buf = ir._header.var_buf[k]
-        if newest:
+        if newest and self.test_file is not None:  # with iRacing's event it would wait for the next tick
             ir.freeze_var_buffer_latest()
             if ir._var_buffer_latest is buf:
                 return buf.get_memory()
@@ -283,27 +283,6 @@ class IrsdkSource:
         row = buf.get_memory()
         buf.unfreeze()
         return row
-
-    def _poll_event(self) -> tuple[int, bytes] | None:  # pragma: no cover - Windows shared memory only
-        ir = self.ir
-        ir.freeze_var_buffer_latest()  # waits up to 32 ms on iRacing's data-valid event
-        head = self._header()
-        if head[_STATUS] != 1:
-            raise SourceGone("header status 0 (the sim stopped)")
-        buf = ir._var_buffer_latest
-        t = buf.tick_count
-        last = self._last_tick
-        if last is not None and t <= last:
-            if t < last:
-                raise SourceGone(f"tick count went back from {last} to {t} (the sim restarted)")
-            if time.monotonic() - self._last_seen > self.timeout_s:
-                raise SourceGone(f"no tick for {self.timeout_s:g} s")
-            return None
-        if t != max(head[_TICKS][: self.num_buf]):
-            return None
-        self._last_tick = t
-        self._last_seen = time.monotonic()
-        return t, buf.get_memory()
 
     def session_info(self) -> tuple[int, bytes] | None:
         mm = self._mm
@@ -319,7 +298,10 @@ class IrsdkSource:
         return upd, raw.split(b"\x00", 1)[0]
 
     def idle(self) -> None:
-        if self.test_file is not None:
+        """Wait for the next tick: iRacing's data-valid event (up to 32 ms), or ``poll_s``."""
+        if self.test_file is None:
+            self.ir._wait_valid_data_event()  # pragma: no cover - Windows shared memory only
+        else:
             time.sleep(self.poll_s)
 
 
