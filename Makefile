@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pitbox-installed
-DEMO_SOURCE ?= ../shared/data/real
+DEMO_SOURCE ?=
 DATA ?= data
 
 .PHONY: demo test lint bench clean venv
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m pitbox.demo --data $(DATA) --source $(DEMO_SOURCE)
+	$(BIN)/python -m pitbox.demo --data $(DATA) $(if $(DEMO_SOURCE),--source $(DEMO_SOURCE))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
