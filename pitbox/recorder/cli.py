@@ -215,6 +215,9 @@ def cmd_record(args: argparse.Namespace) -> int:
             sys.setswitchinterval(0.0005)  # the emulator shares this interpreter: hand it over quickly
             speed = math.inf if args.speed <= 0 else args.speed
             threading.Thread(target=drive_emulator, args=(emu, src, rec, speed, stop_threads), daemon=True).start()
+        if args.source == "iracing" and args.irsdk_file is None and sys.platform != "win32":
+            print("note: iRacing's shared memory exists on Windows only; waiting anyway "
+                  "(use --irsdk-file PATH for an emulator's memory map)", file=sys.stderr, flush=True)
         what = args.file if args.source == "replay" else (args.irsdk_file or "iRacing")
         print(f"recording {what} into {data}; Ctrl-C stops", flush=True)
         t0 = time.monotonic()
