@@ -130,7 +130,7 @@ def _session_type(info: dict[str, Any], num: int) -> str:
     return ""
 
 
-def session_meta(tf: TelemetryFile, info: dict[str, Any], session_num: int) -> dict[str, Any]:
+def session_meta(tf: TelemetryFile | None, info: dict[str, Any], session_num: int) -> dict[str, Any]:
     wi = _section(info, "WeekendInfo")
     drv = _driver(info)
     return {

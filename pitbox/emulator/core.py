@@ -547,6 +547,10 @@ class Emulator:
                     lag = time.perf_counter() - deadline
                     if lag > MAX_LAG_S:
                         log.warning("emulator %.2f s behind schedule: re-anchoring (no burst)", lag)
+                    if lag > period / 2:
+                        # late (a row block was being built, or the machine was busy): move the
+                        # schedule on from now, as the sim's next frame would be, so late ticks are
+                        # never published back to back where no 60 Hz reader could take them all
                         base += lag
                     self._sleep_until(base + periods * period)
                 if self._should_stall(a.record.tick_count):
