@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pitbox.emulator.core import TRANSITIONS, Emulator
 from pitbox.errors import ConfigError
-
-_STOP_SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, s)]
+from pitbox.signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -53,23 +48,6 @@ def emulator_from_args(args: argparse.Namespace) -> Emulator:
                     stall_for=args.stall_for, skip_every=args.skip_every, skip_count=args.skip_count,
                     transitions=transitions, exit_gap_s=args.exit_gap, restart_gap_s=args.restart_gap,
                     keep_ground_truth=args.ground_truth is not None)
-
-
-@contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT / SIGTERM (and SIGBREAK on Windows) call ``stop`` while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    for name in _STOP_SIGNALS:
-        sig = getattr(signal, name)
-        previous[sig] = signal.signal(sig, lambda *_: stop())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def write_ground_truth(emu: Emulator, path: Path) -> None:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pitbox.config import data_dir, telemetry_dir
 from pitbox.errors import ConfigError, PitboxError
+from pitbox.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
-_STOP_SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, s)]
 
 
 def register(subparsers: Any) -> None:
@@ -101,23 +98,6 @@ def _publishers(args: argparse.Namespace) -> _Publishers | None:
     for t in targets:
         print(f"streaming on {t.url}" if hasattr(t, "clients") else f"publishing to {args.publish}", flush=True)
     return _Publishers(targets) if targets else None
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT / SIGTERM (SIGBREAK on Windows) call ``stop`` while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    for name in _STOP_SIGNALS:
-        sig = getattr(signal, name)
-        previous[sig] = signal.signal(sig, lambda *_: stop())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _print_session(path: Path) -> None:
