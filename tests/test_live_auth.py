@@ -3,7 +3,6 @@ WebSocket upgrade, as an HTTP status."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import shutil
@@ -18,7 +17,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 from pitbox.cli import main
 from pitbox.live import LiveClient, LiveError, StreamServer, create_token, new_secret, verify_token
 from pitbox.live.auth import ENV_SECRET, AuthError, is_loopback
-from pitbox.live.testing import close_all, open_log
+from pitbox.live.testing import open_log, run
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = new_secret()
@@ -31,13 +30,6 @@ def server():
     s.stop()
 
 
-def run(coro, timeout: float = 30.0):
-    async def main_():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            await close_all()
-    return asyncio.run(main_())
 
 
 async def status_of(url: str, **kwargs) -> int:

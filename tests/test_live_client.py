@@ -7,7 +7,6 @@ import asyncio
 import json
 import random
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from pitbox.ibt import open_telemetry
 from pitbox.live import LiveClient, LiveError, LiveFeed, StreamServer
 from pitbox.live.client import backoff_delays
 from pitbox.live.replay import ibt_frames
-from pitbox.live.testing import close_all, open_log
+from pitbox.live.testing import close_all, open_log, wait_until
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 LANGLEY = REAL / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt"
@@ -36,11 +35,6 @@ def laps_window():
     return ibt_frames(LANGLEY, channels=CHANNELS, start=1000, stop=2010), source
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def test_live_feed_gives_frames_laps_and_one_lap_as_a_dataframe(laps_window):

@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 from pitbox.ibt import open_telemetry
 from pitbox.live import LiveClient, Relay, RelayPublisher, create_token, new_secret
 from pitbox.live.replay import ibt_frames
-from pitbox.live.testing import close_all, open_log
+from pitbox.live.testing import open_log, run, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -46,20 +46,8 @@ def drivers():
     return out
 
 
-def run(coro, timeout: float = 45.0):
-    async def main():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            await close_all()
-    return asyncio.run(main())
 
 
-def wait_until(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def publisher(url: str, driver: str, **kwargs) -> RelayPublisher:

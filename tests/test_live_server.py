@@ -16,7 +16,7 @@ import pytest
 from pitbox.ibt import open_telemetry
 from pitbox.live import LiveError, StreamServer
 from pitbox.live.replay import ibt_frames
-from pitbox.live.testing import MessageLog, close_all, open_log, stalled_client
+from pitbox.live.testing import MessageLog, open_log, run, stalled_client, wait_until
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 LANGLEY = REAL / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt"
@@ -47,21 +47,8 @@ def server():
     s.stop()
 
 
-def run(coro, timeout: float = 45.0):
-    async def main():
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            await close_all()
-    return asyncio.run(main())
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    """Poll a condition that no event signals (the server's view of its clients)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def last_frame_is(tick: int):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,3 +115,24 @@ async def close_all() -> None:
     """Close every client :func:`open_log` opened (end of a test's event loop)."""
     logs, _OPEN[:] = list(_OPEN), []
     await asyncio.gather(*(log.close() for log in logs), return_exceptions=True)
+
+
+def run(coro: Any, timeout: float = 45.0) -> Any:
+    """Run a test coroutine in a fresh event loop with a time limit, closing every client
+    :func:`open_log` opened on the way out."""
+
+    async def main() -> Any:
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            await close_all()
+
+    return asyncio.run(main())
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll a condition that no event signals (a server's view of its clients), with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
