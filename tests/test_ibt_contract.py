@@ -107,11 +107,10 @@ def test_live_dump_arrays_and_float6(real_dir: Path) -> None:
         assert tf.read(["LatAccel"])["LatAccel"].shape == (1, 6)
 
 
-def test_header_only_open_reads_no_rows(real_ibt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_header_only_open_reads_no_rows(real_ibt: Path) -> None:
     """Opening reads the header, variables and YAML, never the rows (cataloguing stays cheap)."""
-    tf = open_telemetry(real_ibt)
-    assert tf._f.tell() <= tf.header.var_buf[0][1]
-    tf.close()
+    with open_telemetry(real_ibt) as tf:
+        assert tf._f.tell() <= tf.header.var_buf[0][1]  # the file position never reached the first row
 
 
 def test_detect_kind(real_ibt: Path, real_dump: Path) -> None:

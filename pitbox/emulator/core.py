@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 TRANSITIONS = ("auto", "session", "exit", "restart")
 CHUNK_ROWS = 512
-MAX_LAG_S = 0.25  #: behind schedule by more than this (a suspended process): re-anchor, no burst
+MAX_LAG_S = 0.25  #: behind schedule by more than this (a suspended process): worth a warning in the log
 
 
 @dataclass(frozen=True)
