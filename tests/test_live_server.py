@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import statistics
 import time
 from pathlib import Path
@@ -337,7 +338,9 @@ def test_healthz_and_unknown_path(server):
     conn = http.client.HTTPConnection(host, port, timeout=5)
     conn.request("GET", "/healthz")
     resp = conn.getresponse()
-    assert (resp.status, resp.read()) == (200, b"ok\n")
+    doc = json.loads(resp.read())
+    assert resp.status == 200 and resp.getheader("Content-Type") == "application/json"
+    assert doc["status"] == "ok" and doc["server"] == "pitbox-stream" and doc["clients"]["subscribers"] == 0
     conn.close()
     conn = http.client.HTTPConnection(host, port, timeout=5)
     conn.request("GET", "/nothing-here")

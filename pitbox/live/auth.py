@@ -156,3 +156,144 @@ def origin_policy(origins: Sequence[str] | None) -> OriginPolicy:
     if isinstance(origins, str):
         origins = [origins]
     return OriginPolicy(tuple(o.rstrip("/") for o in origins))
+
+
+ENV_SECRET_PREVIOUS = "PITBOX_TOKEN_SECRET_PREVIOUS"
+ENV_SECRET_FILE = "PITBOX_TOKEN_SECRET_FILE"
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible name for a secret (for logs and ``/healthz``): the first 8
+    hex digits of its SHA-256."""
+    import hashlib
+
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def _check_secret(value: str, source: str) -> str:
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise LiveError(f"{source}: expected a secret of at least {MIN_SECRET_BYTES} bytes for HS256, "
+                        f"got {len(value.encode())}; make one with `pitbox token secret`")
+    return value
+
+
+def read_secrets_file(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The secrets in a secrets file: one per line, the current one first, then older ones
+    still accepted during a change-over; blank lines and lines starting with ``#`` are
+    skipped. Raises :class:`LiveError` naming the file and line."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LiveError(f"{p}: token secrets file not found ({ENV_SECRET_FILE})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LiveError(f"{p}: cannot read the token secrets file: {exc}") from None
+    out: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(_check_secret(line, f"{p} line {number}"))
+    return tuple(dict.fromkeys(out))
+
+
+class Keyring:
+    """The secrets a server accepts tokens signed with, for token rotation without a restart.
+
+    ``secrets``: the current secret first, then older ones still accepted during a
+    change-over (tokens are signed elsewhere, with the current one, by `pitbox token
+    create`). With ``file``, its secrets (see :func:`read_secrets_file`) come first and
+    :meth:`reload` / :meth:`reload_if_changed` re-read it: add the new secret as the
+    first line, hand out new tokens, then delete the old line. A file that turns unreadable
+    or invalid on a reload keeps the secrets already loaded (the error is raised for the
+    caller to log); at construction it raises :class:`LiveError`.
+    """
+
+    def __init__(self, secrets: Sequence[str] = (), *, file: str | os.PathLike[str] | None = None):
+        self._fixed = tuple(dict.fromkeys(_check_secret(s, "token secret") for s in secrets if s))
+        self.file = None if file is None else os.fspath(file)
+        self._stamp: tuple[int, int] | None = None
+        self._from_file: tuple[str, ...] = ()
+        if self.file is not None:
+            self._stamp = self._file_stamp()
+            self._from_file = read_secrets_file(self.file)
+        self._update()
+
+    @classmethod
+    def from_env(cls, secret: str | None = None, environ: Mapping[str, str] | None = None) -> Keyring:
+        """``secret`` (an argument) else ``PITBOX_TOKEN_SECRET``, plus
+        ``PITBOX_TOKEN_SECRET_PREVIOUS`` and the file named by ``PITBOX_TOKEN_SECRET_FILE``."""
+        env = os.environ if environ is None else environ
+        current = secret or env.get(ENV_SECRET) or None
+        if current is not None:
+            _check_secret(current, "token secret (--token-secret)" if secret else ENV_SECRET)
+        previous = env.get(ENV_SECRET_PREVIOUS) or None
+        if previous is not None:
+            _check_secret(previous, ENV_SECRET_PREVIOUS)
+        return cls([s for s in (current, previous) if s], file=env.get(ENV_SECRET_FILE) or None)
+
+    def _update(self) -> None:
+        self.secrets: tuple[str, ...] = tuple(dict.fromkeys(self._from_file + self._fixed))
+        self._keys = {fingerprint(s): s for s in self.secrets}
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets)
+
+    def __len__(self) -> int:
+        return len(self.secrets)
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """:func:`fingerprint` of each accepted secret, current first."""
+        return tuple(self._keys)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        assert self.file is not None
+        try:
+            st = os.stat(self.file)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def reload(self) -> bool:
+        """Re-read the secrets file; True when the accepted secrets changed. Raises
+        :class:`LiveError` (keeping the old secrets) when the file is missing or invalid."""
+        if self.file is None:
+            return False
+        self._stamp = self._file_stamp()
+        secrets = read_secrets_file(self.file)
+        if not secrets and not self._fixed:
+            raise LiveError(f"{self.file}: no secret left in the token secrets file; keeping the old ones")
+        before = self.secrets
+        self._from_file = secrets
+        self._update()
+        return self.secrets != before
+
+    def reload_if_changed(self) -> bool:
+        """:meth:`reload` when the file's modification time or size changed (one ``stat``)."""
+        if self.file is None or self._file_stamp() == self._stamp:
+            return False
+        return self.reload()
+
+    def verify(self, token: str | None, role: str) -> tuple[dict[str, Any], str]:
+        """(claims, fingerprint of the secret that signed the token); raises
+        :class:`AuthError` like :func:`verify_token`. A token signed with none of the
+        secrets gets 401."""
+        if not self.secrets:
+            raise AuthError(401, "this server has no token secret")
+        if token:
+            for fp, secret in self._keys.items():
+                try:  # the signature alone picks the secret; verify_token then checks the rest
+                    jwt.decode(token, secret, algorithms=["HS256"], options=_SIGNATURE_ONLY)
+                except jwt.InvalidSignatureError:
+                    continue
+                except jwt.PyJWTError:
+                    break
+                return verify_token(secret, token, role), fp
+        verify_token(self.secrets[0], token, role)
+        raise AuthError(401, "token signature does not match this server's secret")  # pragma: no cover
+
+
+_SIGNATURE_ONLY = {"verify_signature": True, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                   "verify_aud": False, "verify_iss": False}

@@ -10,6 +10,7 @@ import http
 import logging
 import socket
 import ssl
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,6 +25,16 @@ from websockets.http11 import Request, Response
 from pitbox.live import auth, protocol
 from pitbox.live._loop import BackgroundLoop
 from pitbox.live.feed import RATE_BIT, Feed, Frame, Subscriber, decimate
+from pitbox.live.limits import (
+    ADMIT,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    DROP_AND_TELL,
+    ClientGuard,
+    Limits,
+    ThrottledLog,
+)
 from pitbox.live.protocol import LiveError, ProtocolError, dumps, envelope
 
 log = logging.getLogger(__name__)
@@ -80,30 +91,42 @@ class Hub:
                  token_secret: str | None = None, certfile: str | Path | None = None,
                  keyfile: str | Path | None = None, origins: Sequence[str] | None = None,
                  max_message_bytes: int = 64 * 1024, max_clients: int = 1000, compression: bool = False,
-                 ping_interval_s: float | None = 20.0, send_buffer_bytes: int | None = SEND_BUFFER_BYTES):
+                 ping_interval_s: float | None = 20.0, send_buffer_bytes: int | None = SEND_BUFFER_BYTES,
+                 limits: Limits | None = None, keyring: auth.Keyring | None = None):
         self.host = host
         self._requested_port = int(port)
-        self._secret = auth.resolve_secret(token_secret)
-        if self._secret is None and not auth.is_loopback(host):
+        self._keyring = keyring if keyring is not None else auth.Keyring.from_env(token_secret)
+        if not self._keyring and not auth.is_loopback(host):
             raise LiveError(f"host {host!r}: serving beyond this computer needs a token secret "
                             f"(--token-secret or {auth.ENV_SECRET}); bind to 127.0.0.1 to serve without one")
+        self._certfile, self._keyfile = certfile, keyfile
         self._ssl = server_ssl_context(certfile, keyfile)
         self._origins = auth.origin_policy(origins)
-        self.max_message_bytes = int(max_message_bytes)
-        self.max_clients = int(max_clients)
+        if limits is None:
+            limits = Limits(max_message_bytes=int(max_message_bytes), max_subscribers=int(max_clients),
+                            ping_interval_s=ping_interval_s or 0.0)
+        self.limits = limits
+        self.max_message_bytes = limits.max_message_bytes
+        self.max_clients = limits.max_subscribers
         self._compression = "deflate" if compression else None
-        self._ping_interval = ping_interval_s
+        self._ping_interval = limits.ping_interval_s or None
         self._send_buffer = send_buffer_bytes
+        self._guards: dict[ServerConnection, ClientGuard] = {}
+        self._refusals = ThrottledLog(log)
+        self._counters = {"refused": 0, "rate_limited": 0, "too_big": 0, "timeouts": 0, "full": 0}
+        self._started_at: float | None = None
+        self._stopping = False
         self._bg = BackgroundLoop(self.server_name)
         self._server: Server | None = None
         self.port: int | None = None
         self._subs: set[Subscriber] = set()
-        self._claims: weakref.WeakKeyDictionary[ServerConnection, dict[str, Any]] = weakref.WeakKeyDictionary()
+        self._claims: weakref.WeakKeyDictionary[ServerConnection, tuple[dict[str, Any], str | None]] = \
+            weakref.WeakKeyDictionary()
 
     # -- lifecycle -------------------------------------------------------------------
     @property
     def auth_required(self) -> bool:
-        return self._secret is not None
+        return bool(self._keyring)
 
     @property
     def url(self) -> str:
@@ -126,12 +149,15 @@ class Hub:
         except BaseException:
             self._bg.stop()
             raise
+        self._started_at = time.monotonic()
+        self._stopping = False
         self._started()
         log.info("%s listening on %s", self.server_name, self.url)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every connection (code 1001) and the listening socket; join the thread."""
+        self._stopping = True
         if self._server is not None and self._bg.running:
             try:
                 self._bg.run(self._close(timeout), timeout + 1.0)
@@ -170,6 +196,61 @@ class Hub:
         except asyncio.TimeoutError:
             pass
 
+    # -- health, secrets and certificates, from any thread ---------------------------------
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` document (see :mod:`pitbox.live.health`)."""
+        async def snap() -> dict[str, Any]:
+            return self._health()
+        return self._bg.run(snap()) if self.running else {"status": "stopped", "server": self.server_name}
+
+    def _health(self) -> dict[str, Any]:
+        roles = [g.role for g in self._guards.values()]
+        doc: dict[str, Any] = {
+            "status": "stopping" if self._stopping else "ok", "server": self.server_name, "version": _version(),
+            "uptime_s": round(time.monotonic() - (self._started_at or time.monotonic()), 1),
+            "tls": self._ssl is not None, "auth": self.auth_required, "secrets": len(self._keyring),
+            "clients": {"publishers": roles.count("publisher"), "subscribers": len(self._subs),
+                        "max_publishers": self.limits.max_publishers, "max_subscribers": self.limits.max_subscribers},
+            "counters": dict(self._counters), "limits": self.limits.as_dict()}
+        drivers = self._driver_counts()
+        if drivers is not None:
+            doc["drivers"] = drivers
+        return doc
+
+    def _driver_counts(self) -> dict[str, int] | None:
+        return None
+
+    def reload_secrets(self, *, force: bool = True) -> bool:
+        """Re-read the token secrets file (``force``: even if unchanged); connections whose
+        token was signed by a secret no longer accepted get ``error`` ``secret_revoked`` and
+        close 1008. Returns True when the secrets changed; a bad file keeps the old secrets
+        and raises :class:`LiveError`."""
+        changed = self._keyring.reload() if force else self._keyring.reload_if_changed()
+        if changed:
+            log.info("%s: token secrets reloaded: %d accepted", self.server_name, len(self._keyring))
+            if self.running:
+                self._bg.run(self._revoke())
+        return changed
+
+    async def _revoke(self) -> None:
+        accepted = set(self._keyring.fingerprints)
+        for ws, guard in list(self._guards.items()):
+            if guard.key is not None and guard.key not in accepted:
+                log.info("%s %s: closed: its token's secret was removed", guard.role, guard.name)
+                asyncio.ensure_future(_refuse(ws, "secret_revoked", "the secret that signed this token is no "
+                                              "longer accepted; get a new token", CLOSE_POLICY))
+
+    def reload_certificate(self) -> None:
+        """Load the certificate and key files again (a renewed certificate); new
+        connections use it, open ones keep theirs. Raises :class:`LiveError` when the
+        files are bad (the old certificate stays)."""
+        if self._ssl is None:
+            return
+        fresh = server_ssl_context(self._certfile, self._keyfile)  # checks the files first
+        assert fresh is not None
+        self._ssl.load_cert_chain(str(self._certfile), None if self._keyfile is None else str(self._keyfile))
+        log.info("%s: certificate reloaded from %s", self.server_name, self._certfile)
+
     def clients(self) -> list[dict[str, Any]]:
         """A snapshot of every subscriber: peer, channels, rate, sent, dropped, queued."""
         async def snap() -> list[dict[str, Any]]:
@@ -180,7 +261,7 @@ class Hub:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
-            return connection.respond(http.HTTPStatus.OK, "ok\n")
+            return _json_response(connection, self._health())
         role = self.paths.get(path)
         if role is None:
             return _reject(connection, 404, f"no stream at {path}; try {' or '.join(self.paths)}")
@@ -191,17 +272,21 @@ class Hub:
         if not self._origins.permits(origin):
             return _reject(connection, 403, f"origin {origin} is not allowed (server option --origin)")
         claims: dict[str, Any] = {"role": role}
-        if self._secret is not None:
+        key = None
+        if self._keyring:
             try:
                 token = auth.token_from_request(request.path, _single(request.headers),
                                                 _offered_subprotocols(request.headers))
-                claims = auth.verify_token(self._secret, token, role)
+                claims, key = self._keyring.verify(token, role)
             except auth.AuthError as exc:
-                log.info("%s: refused %s: %s", self.server_name, _peer(connection), exc.reason)
+                self._counters["refused"] += 1
+                peer = _peer(connection)
+                self._refusals(logging.WARNING, (peer.rsplit(":", 1)[0], exc.reason), "%s: refused %s (%s): %s",
+                               self.server_name, peer, role, exc.reason)
                 return _reject(connection, exc.status, exc.reason)
-        if len(self._subs) >= self.max_clients:
-            return _reject(connection, 503, f"server full ({self.max_clients} clients)")
-        self._claims[connection] = claims
+        self._claims[connection] = (claims, key)
+        # the frame limit of this connection: nothing bigger is ever buffered
+        connection.protocol.max_message_size = self.limits.max_bytes(role)
         self._limit_send_buffer(connection)
         return None
 
@@ -214,10 +299,17 @@ class Hub:
                 pass
 
     async def _handler(self, ws: ServerConnection) -> None:
-        claims = self._claims.pop(ws, None)
+        claims, key = self._claims.pop(ws, (None, None))
         if claims is None:  # pragma: no cover - process_request always stores them
             await ws.close(1011, "internal error")
             return
+        guard = self._guards[ws] = ClientGuard(self.limits, claims["role"], _peer(ws), key)
+
+        def timed_out(code: str, message: str) -> None:
+            self._counters["timeouts"] += 1
+            asyncio.ensure_future(_refuse(ws, code, message, CLOSE_POLICY))
+
+        guard.start(timed_out)
         try:
             if claims["role"] == "publisher":
                 await self._serve_publisher(ws, claims)
@@ -225,6 +317,37 @@ class Hub:
                 await self._serve_subscriber(ws, claims)
         except ConnectionClosed:
             pass
+        finally:
+            guard.stop()
+            self._guards.pop(ws, None)
+            if ws.close_code == CLOSE_TOO_BIG:
+                self._counters["too_big"] += 1
+                log.warning("%s %s: closed: a message over %d bytes", guard.role, guard.name,
+                            self.limits.max_bytes(guard.role))
+
+    def _admit(self, ws: ServerConnection, tell: Any = None) -> bool:
+        """Whether a message just received from ``ws`` is within its rate; the first one
+        over it is answered with an ``error`` (through ``tell(bytes)``, else sent directly)."""
+        guard = self._guards[ws]
+        verdict = guard.admit()
+        if verdict == ADMIT:
+            return True
+        if verdict == DROP_AND_TELL:
+            self._counters["rate_limited"] += 1
+            data = protocol.error(*guard.rate_error())
+            if tell is not None:
+                tell(data)
+            else:
+                asyncio.ensure_future(_send_quietly(ws, data))
+        return False
+
+    async def _full(self, ws: ServerConnection, role: str, limit: int) -> None:
+        self._counters["full"] += 1
+        guard = self._guards.get(ws)
+        self._refusals(logging.WARNING, ("full", role), "%s: refused %s %s: %d %ss connected (the limit)",
+                       self.server_name, role, guard.name if guard else _peer(ws), limit, role)
+        await _refuse(ws, f"too_many_{role}s", f"{limit} {role}s connected, the most this relay takes; "
+                      "try again later", CLOSE_TRY_AGAIN)
 
     async def _serve_publisher(self, ws: ServerConnection, claims: dict[str, Any]) -> None:
         await ws.close(1008, "this server takes no publishers")
@@ -247,12 +370,17 @@ class Hub:
         return known if seen else None
 
     async def _serve_subscriber(self, ws: ServerConnection, claims: dict[str, Any]) -> None:
+        if len(self._subs) >= self.limits.max_subscribers:
+            await self._full(ws, "subscriber", self.limits.max_subscribers)
+            return
         sub = Subscriber(_peer(ws))
         self._subs.add(sub)
         sub.push("hello", dumps(self._hello(claims)))
         sender = asyncio.create_task(self._sender(sub, ws))
         try:
             async for data in ws:
+                if not self._admit(ws, lambda err: sub.push("error", err)):
+                    continue
                 try:
                     await self._on_client_message(sub, protocol.decode(data, self.max_message_bytes))
                 except ProtocolError as exc:
@@ -379,6 +507,44 @@ def _history_chunk(frames: list[Frame], channels: tuple[str, ...] | None, driver
     if driver is not None:
         msg["driver"] = driver
     return dumps(msg)
+
+
+def _json_response(connection: ServerConnection, doc: dict[str, Any]) -> Response:
+    ok = doc.get("status") == "ok"
+    response = connection.respond(http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                  dumps(doc).decode() + "\n")
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _send_quietly(ws: ServerConnection, data: bytes) -> None:
+    try:
+        await ws.send(data, text=True)
+    except ConnectionClosed:
+        pass
+
+
+async def _refuse(ws: ServerConnection, code: str, message: str, close_code: int) -> None:
+    """An ``error`` message, then the close (reason: the message, cut to fit a close frame)."""
+    await _send_quietly(ws, protocol.error(code, message))
+    reason = message.encode()[:120].decode(errors="ignore")
+    await ws.close(close_code, reason)
+
+
+_VERSION: list[str] = []
+
+
+def _version() -> str:
+    if not _VERSION:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            _VERSION.append(version("pitbox"))
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree without install
+            _VERSION.append("unknown")
+    return _VERSION[0]
 
 
 def _single(headers: Headers) -> dict[str, str]:

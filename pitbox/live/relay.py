@@ -35,9 +35,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from pitbox.live import protocol
 from pitbox.live._inbox import FRAME, LAP, SESSION, SESSION_INFO, Inbox, parse_session_info
 from pitbox.live._loop import BackgroundLoop
+from pitbox.live.auth import Keyring
 from pitbox.live.client import SslArg, backoff_delays, open_connection
 from pitbox.live.feed import Feed, Frame, MemoryHistory, keep
 from pitbox.live.hub import SEND_BUFFER_BYTES, Hub
+from pitbox.live.limits import Limits
 from pitbox.live.protocol import LiveError, ProtocolError, dumps, envelope, jsonable, select_values
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,9 @@ class _DriverFeed(Feed):
 class Relay(Hub):
     """The relay server; same options as :class:`~pitbox.live.server.StreamServer`, plus
     ``max_publisher_message_bytes`` (largest frame a publisher may send) and
-    ``max_drivers`` (drivers kept, oldest disconnected ones forgotten first)."""
+    ``max_drivers`` (drivers kept, oldest disconnected ones forgotten first). ``limits``
+    (:class:`~pitbox.live.limits.Limits`) replaces the size and count options when given;
+    ``keyring`` (:class:`~pitbox.live.auth.Keyring`) the token secret."""
 
     server_name = "pitbox-relay"
     paths = {"/": "subscriber", "/stream": "subscriber", PUBLISH_PATH: "publisher"}
@@ -67,12 +71,15 @@ class Relay(Hub):
                  origins: Sequence[str] | None = None, *, history_seconds: float = 600.0, history_rate: int = 10,
                  max_message_bytes: int = 64 * 1024, max_publisher_message_bytes: int = 4 << 20,
                  max_clients: int = 1000, max_drivers: int = 256, compression: bool = False,
-                 send_buffer_bytes: int | None = SEND_BUFFER_BYTES):
+                 send_buffer_bytes: int | None = SEND_BUFFER_BYTES, limits: Limits | None = None,
+                 keyring: Keyring | None = None):
+        if limits is None:
+            limits = Limits(max_message_bytes=int(max_message_bytes), max_subscribers=int(max_clients),
+                            max_publisher_message_bytes=int(max_publisher_message_bytes))
         super().__init__(host, port, token_secret=token_secret, certfile=certfile, keyfile=keyfile, origins=origins,
-                         max_message_bytes=max_message_bytes, max_clients=max_clients, compression=compression,
-                         send_buffer_bytes=send_buffer_bytes)
-        self.max_publisher_message_bytes = int(max_publisher_message_bytes)
-        self.max_drivers = int(max_drivers)
+                         compression=compression, send_buffer_bytes=send_buffer_bytes, limits=limits, keyring=keyring)
+        self.max_publisher_message_bytes = limits.max_publisher_message_bytes
+        self.max_drivers = max(int(max_drivers), limits.max_publishers)
         self._history_seconds = history_seconds
         self._history_rate = history_rate
         MemoryHistory(history_seconds, history_rate)  # checks the settings now, not on first publisher
@@ -103,6 +110,9 @@ class Relay(Hub):
 
     def _max_size(self) -> int:
         return max(self.max_message_bytes, self.max_publisher_message_bytes)
+
+    def _driver_counts(self) -> dict[str, int]:
+        return {"known": len(self._feeds), "connected": sum(f.publisher is not None for f in self._feeds.values())}
 
     def _driver_list(self) -> list[dict[str, Any]]:
         return [dict(f.info) for f in self._feeds.values()]
@@ -142,12 +152,19 @@ class Relay(Hub):
     async def _serve_publisher(self, ws: ServerConnection, claims: dict[str, Any]) -> None:
         limit = self.max_publisher_message_bytes
         try:
-            first = protocol.decode(await asyncio.wait_for(ws.recv(), 10.0), limit)
+            data = await ws.recv()  # the guard closes the connection after limits.hello_timeout_s
+            self._admit(ws)
+            first = protocol.decode(data, limit)
             driver, info = self._publisher_identity(first, claims)
+            self._guards[ws].name = driver
+            current = self._feeds.get(driver)
+            if (current is None or current.publisher is None) and self._publishers() >= self.limits.max_publishers:
+                await self._full(ws, "publisher", self.limits.max_publishers)
+                return
             feed = self._feed(driver)
-        except (ProtocolError, asyncio.TimeoutError) as exc:
-            reason = str(exc) if isinstance(exc, ProtocolError) else "expected a hello message within 10 s"
-            await ws.send(protocol.error(getattr(exc, "code", "bad_hello"), reason), text=True)
+        except ProtocolError as exc:
+            reason = str(exc)
+            await ws.send(protocol.error(exc.code, reason), text=True)
             await ws.close(CLOSE_POLICY, reason[:120])
             return
         old = feed.publisher
@@ -158,8 +175,11 @@ class Relay(Hub):
         self._broadcast_drivers()
         log.info("relay: driver %s connected from %s", driver, ws.remote_address)
         try:
-            await ws.send(dumps(envelope("hello", server=self.server_name, role="publisher", driver=driver)), text=True)
+            await ws.send(dumps(envelope("hello", server=self.server_name, role="publisher", driver=driver,
+                                         keepalive_s=self._guards[ws].keepalive_s)), text=True)
             async for data in ws:
+                if not self._admit(ws):
+                    continue
                 try:
                     self._on_publisher_message(feed, protocol.decode(data, limit))
                 except ProtocolError as exc:
@@ -170,6 +190,9 @@ class Relay(Hub):
                 feed.info["connected"] = False
                 self._broadcast_drivers()
                 log.info("relay: driver %s disconnected", driver)
+
+    def _publishers(self) -> int:
+        return sum(f.publisher is not None for f in self._feeds.values())
 
     def _publisher_identity(self, hello: dict[str, Any], claims: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if hello["type"] != "hello":
@@ -195,6 +218,8 @@ class Relay(Hub):
             feed.set_session(_object(msg, "meta"))
         elif kind == "session_info":
             feed.set_session_info(_object(msg, "info"))
+        elif kind == "keepalive":
+            pass  # only resets the idle timer (limits.idle_timeout_s)
         else:
             raise ProtocolError("unknown_type", f"field type: expected frame, lap, session or session_info, got {kind!r}")
 
@@ -266,6 +291,8 @@ class RelayPublisher(Inbox):
         self._laps: list[Any] = []
         self._wake_event: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
+        self._keepalive_s: float | None = None  #: from the relay's hello
+        self._logged_error: str | None = None
         self._info_seq = 0
         self.frames_sent = 0
         self.frames_dropped = 0
@@ -392,8 +419,11 @@ class RelayPublisher(Inbox):
                 ws = await open_connection(self.url, token=self.token, ssl=self.ssl, open_timeout_s=self.open_timeout_s,
                                            compression=self.compression)
             except InvalidStatus as exc:
-                self.last_error = f"relay refused: HTTP {exc.response.status_code}"
-                log.error("%s: %s (check the token)", self.url, self.last_error)
+                body = (exc.response.body or b"").decode(errors="replace").strip()
+                self.last_error = f"relay refused: HTTP {exc.response.status_code}: {body}"
+                if self.last_error != self._logged_error:  # once, not on every retry
+                    self._logged_error = self.last_error
+                    log.error("%s: %s (check the token)", self.url, self.last_error)
             except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
             else:
@@ -406,6 +436,7 @@ class RelayPublisher(Inbox):
         assert self._wake_event is not None
         self._queue.clear()
         self._ws = ws
+        self._keepalive_s = None
         self.connects += 1
         reader = asyncio.create_task(self._read(ws))
         try:
@@ -424,7 +455,13 @@ class RelayPublisher(Inbox):
                         await ws.send(self._encode(item), text=True)
                         self.frames_sent += 1
                 self._wake_event.clear()
-                await self._wake_event.wait()
+                if self._keepalive_s is None:
+                    await self._wake_event.wait()
+                else:  # the relay closes publishers that stay silent (limits.idle_timeout_s)
+                    try:
+                        await asyncio.wait_for(self._wake_event.wait(), self._keepalive_s)
+                    except asyncio.TimeoutError:
+                        await ws.send(dumps(envelope("keepalive")), text=True)
         except ConnectionClosed as exc:
             self.last_error = f"connection closed: {exc}"
             log.info("%s: %s; reconnecting", self.url, self.last_error)
@@ -442,6 +479,12 @@ class RelayPublisher(Inbox):
                     continue
                 if msg["type"] == "error":
                     self.last_error = f"relay: {msg.get('code')}: {msg.get('message')}"
-                    log.warning("%s", self.last_error)
+                    if self.last_error != self._logged_error:  # once, not on every retry
+                        self._logged_error = self.last_error
+                        log.warning("%s", self.last_error)
+                elif msg["type"] == "hello":
+                    self._logged_error = None
+                    keepalive = msg.get("keepalive_s")
+                    self._keepalive_s = float(keepalive) if type(keepalive) in (int, float) and keepalive > 0 else None
         except ConnectionClosed:
             pass
