@@ -38,18 +38,26 @@ def _register_relay(subparsers: Any) -> None:
     _add_server_options(p)
     p.add_argument("--history-seconds", type=float, default=600.0,
                    help="session so far kept per driver, in seconds (default 600, at 10 Hz)")
-    p.set_defaults(func=_run_relay)
+    p.add_argument("--from-env", action="store_true",
+                   help="take every setting from PITBOX_* environment variables (the container's and systemd's "
+                        "way; see docs/deploy.md); no other option then")
+    p.set_defaults(func=_run_relay, parser=p)
 
 
 def _run_relay(args: argparse.Namespace) -> int:
-    from pitbox.live.relay import Relay
+    from pitbox.live import service
 
-    relay = Relay(args.host, args.port, args.token_secret, args.certfile, args.keyfile, args.origin,
-                  history_seconds=args.history_seconds).start()
-    auth_note = "tokens required" if relay.auth_required else "no token secret: open to this computer only"
-    print(f"pitbox relay: listening on {relay.url} (publish at {relay.url}/publish; {auth_note})", flush=True)
-    relay.run_forever()
-    return 0
+    if args.from_env:
+        given = [f"--{k.replace('_', '-')}" for k in ("host", "port", "token_secret", "certfile", "keyfile", "origin",
+                                                        "history_seconds") if getattr(args, k) != args.parser.get_default(k)]
+        if given:
+            raise protocol.LiveError(f"--from-env takes every setting from the environment; drop {', '.join(given)} "
+                                     "(e.g. PITBOX_HOST, PITBOX_PORT; see docs/deploy.md)")
+        return service.main([])
+    config = service.RelayConfig(args.host, args.port, auth.Keyring.from_env(args.token_secret), args.certfile,
+                                 args.keyfile, None if args.origin is None else tuple(args.origin),
+                                 history_seconds=args.history_seconds)
+    return service.serve(config)
 
 
 def _register_token(subparsers: Any) -> None:

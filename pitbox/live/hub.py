@@ -320,7 +320,8 @@ class Hub:
         finally:
             guard.stop()
             self._guards.pop(ws, None)
-            if ws.close_code == CLOSE_TOO_BIG:
+            sent = ws.protocol.close_sent
+            if sent is not None and sent.code == CLOSE_TOO_BIG:
                 self._counters["too_big"] += 1
                 log.warning("%s %s: closed: a message over %d bytes", guard.role, guard.name,
                             self.limits.max_bytes(guard.role))

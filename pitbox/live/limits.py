@@ -142,6 +142,10 @@ class ClientGuard:
         if self._bucket is None or self._bucket.take(now):
             self.received += 1
             self._in_excess = False
+            if self.received == 1 and self._timer is not None:  # from the hello timeout to the idle one
+                self._timer.cancel()
+                self._timer = None
+                self._arm(self._timeout_s())
             return ADMIT
         self.dropped += 1
         if self._in_excess:

@@ -486,5 +486,7 @@ class RelayPublisher(Inbox):
                     self._logged_error = None
                     keepalive = msg.get("keepalive_s")
                     self._keepalive_s = float(keepalive) if type(keepalive) in (int, float) and keepalive > 0 else None
+                    if self._wake_event is not None:
+                        self._wake_event.set()  # the sending loop now waits at most keepalive_s
         except ConnectionClosed:
             pass

@@ -11,13 +11,14 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from pitbox.live.protocol import VERSION
+from pitbox.live.protocol import VERSION, LiveError
 
 
 async def stalled_client(url: str, *, channels: list[str] | None = None, rate: int = 60, token: str | None = None,
@@ -136,3 +137,32 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.005)
+
+
+def self_signed_certificate(folder: str | Path, names: Sequence[str] = ("localhost", "127.0.0.1"), *,
+                            days: int = 2, stem: str = "relay") -> tuple[Path, Path]:
+    """A self-made certificate and its key (``<stem>.crt``, ``<stem>.key``, PEM, EC P-256)
+    for ``names`` (host names and IP addresses), made with the ``openssl`` command (the
+    ``cryptography`` package is not a dependency). Raises :class:`LiveError` without it."""
+    import ipaddress
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise LiveError("openssl not found: it makes the test certificate (apt-get install openssl)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / f"{stem}.crt", folder / f"{stem}.key"
+
+    def san(name: str) -> str:
+        try:
+            ipaddress.ip_address(name)
+            return f"IP:{name}"
+        except ValueError:
+            return f"DNS:{name}"
+
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", str(days), "-subj", f"/CN={names[0]}",
+                    "-addext", "subjectAltName=" + ",".join(san(n) for n in names)], check=True, capture_output=True)
+    return cert, key
