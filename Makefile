@@ -10,8 +10,13 @@ DATA ?= data
 # the offline voice. `make` installs them with apt when it runs as root, else it stops and
 # prints the one command to run.
 TEST_DEBS := chromium fonts-dejavu-core espeak-ng
+# Debian packages `make test-deploy` uses: podman (with runc, since crun fails here) and
+# debootstrap for the base image (there is no container registry to pull from).
+DEPLOY_DEBS := podman runc debootstrap
+# Under CI the container tests fail instead of skipping when podman cannot run.
+PITBOX_REQUIRE_DEPLOY ?= $(if $(CI),1,0)
 
-.PHONY: demo test lint bench clean venv system-test
+.PHONY: demo test test-deploy deploy-debs lint bench clean venv system-test
 
 venv: $(STAMP)
 
@@ -48,6 +53,16 @@ lint: $(STAMP)
 
 test: $(STAMP) system-test lint
 	$(BIN)/python -m pytest
+
+deploy-debs:
+	$(call need_debs,$(DEPLOY_DEBS))
+
+# The relay image built (debootstrap base, podman build) and run with podman: tests/deploy.
+# The base image and layers are cached in ~/.cache/pitbox-deploy (PITBOX_DEPLOY_CACHE).
+test-deploy: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deploy-debs; \
+	else echo "not root: podman cannot be installed or run here; the container tests will skip"; fi
+	PITBOX_DEPLOY=1 PITBOX_REQUIRE_DEPLOY=$(PITBOX_REQUIRE_DEPLOY) $(BIN)/python -m pytest tests/deploy -m deploy
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_bench.py

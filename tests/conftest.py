@@ -3,6 +3,7 @@ and are never copied into it; tests that need them skip with the reason when it 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,17 @@ def need(path: Path) -> Path:
     if not path.is_file():
         pytest.skip(REAL_REASON)
     return path
+
+
+DEPLOY_REASON = ("container test (builds the relay image and runs it with podman): run `make test-deploy`, "
+                 "or set PITBOX_DEPLOY=1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``deploy`` run only under ``make test-deploy`` (PITBOX_DEPLOY=1)."""
+    if os.environ.get("PITBOX_DEPLOY") == "1":
+        return
+    skip = pytest.mark.skip(reason=DEPLOY_REASON)
+    for item in items:
+        if "deploy" in item.keywords:
+            item.add_marker(skip)

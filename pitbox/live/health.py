@@ -53,17 +53,20 @@ def local_url(environ: Mapping[str, str] | None = None) -> str:
     return f"{scheme}://{host}:{port}{HEALTH_PATH}"
 
 
-def probe(url: str, timeout_s: float = 5.0, *, verify: bool = False) -> tuple[int, dict[str, Any]]:
+def probe(url: str, timeout_s: float = 5.0, *, verify: bool = False,
+          cafile: str | os.PathLike[str] | None = None) -> tuple[int, dict[str, Any]]:
     """GET a health URL (``http(s)://host:port/healthz``; a ``ws(s)://`` URL is mapped to
-    it); returns (HTTP status, document). Raises ``OSError`` when nothing answers."""
+    it); returns (HTTP status, document). With https the certificate is checked when
+    ``verify`` (system CAs) or ``cafile`` (a PEM certificate to trust) is given. Raises
+    ``OSError`` when nothing answers."""
     if url.startswith(("ws://", "wss://")):
         url = "http" + url[2:]
     if not url.rstrip("/").endswith(HEALTH_PATH):
         url = url.rstrip("/") + HEALTH_PATH
     ctx = None
     if url.startswith("https://"):
-        ctx = ssl.create_default_context()
-        if not verify:
+        ctx = ssl.create_default_context(cafile=None if cafile is None else os.fspath(cafile))
+        if not verify and cafile is None:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
