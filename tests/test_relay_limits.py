@@ -310,3 +310,18 @@ def test_previous_secret_from_the_environment_is_accepted_too():
         ring.verify(create_token(old, "subscriber", ttl_s=60, now=1_000_000), "subscriber")
     with pytest.raises(LiveError, match=f"{ENV_SECRET_PREVIOUS}: expected a secret of at least 32"):
         Keyring.from_env(environ={ENV_SECRET: new, ENV_SECRET_PREVIOUS: "short"})
+
+
+def test_token_create_signs_with_the_current_secret_of_the_file(tmp_path, monkeypatch, capsys):
+    """`podman exec pitbox-relay pitbox token create ...` inherits PITBOX_TOKEN_SECRET_FILE."""
+    from pitbox.cli import main
+
+    current, previous = new_secret(), new_secret()
+    path = tmp_path / "secrets"
+    path.write_text(f"{current}\n{previous}\n")
+    monkeypatch.delenv(ENV_SECRET, raising=False)
+    monkeypatch.setenv("PITBOX_TOKEN_SECRET_FILE", str(path))
+    assert main(["token", "create", "--role", "publisher", "--subject", "alice"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims, key = Keyring(file=path).verify(token, "publisher")
+    assert key == fingerprint(current) and claims["sub"] == "alice"

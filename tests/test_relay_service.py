@@ -220,3 +220,25 @@ def test_healthcheck_script_runs_without_the_package(tmp_path, service_factory):
     down = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=60)
     assert down.returncode == 1 and "unhealthy" in down.stderr
+
+
+def test_a_recorder_publishes_to_two_relays_a_replica_without_clustering_code():
+    import argparse
+
+    from pitbox.live import Relay
+    from pitbox.live.cli import add_stream_options, open_publishers
+
+    secret = new_secret()
+    parser = argparse.ArgumentParser()
+    add_stream_options(parser)
+    with Relay(port=0, token_secret=secret) as first, Relay(port=0, token_secret=secret) as second:
+        args = parser.parse_args(["--publish", first.url, "--publish", second.url,
+                                  "--token", create_token(secret, "publisher", subject="alice")])
+        outputs = open_publishers(args, driver_info={"name": "Alice"})
+        try:
+            assert [p.url for p in outputs] == [first.url + "/publish", second.url + "/publish"]
+            assert all(p.wait_connected(10) for p in outputs)
+            wait_until(lambda: [d["id"] for d in first.drivers()] == ["alice"] == [d["id"] for d in second.drivers()])
+        finally:
+            for p in outputs:
+                p.stop()

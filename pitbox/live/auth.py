@@ -50,8 +50,12 @@ def new_secret() -> str:
 
 
 def resolve_secret(secret: str | None) -> str | None:
-    """The argument, else ``PITBOX_TOKEN_SECRET``, else None; too short a secret raises."""
+    """The argument, else ``PITBOX_TOKEN_SECRET``, else the first (current) secret of the
+    file named by ``PITBOX_TOKEN_SECRET_FILE``, else None; too short a secret raises."""
     value = secret if secret else os.environ.get(ENV_SECRET) or None
+    if value is None and os.environ.get(ENV_SECRET_FILE):
+        found = read_secrets_file(os.environ[ENV_SECRET_FILE])
+        return found[0] if found else None
     if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
         source = "token secret (--token-secret)" if secret else ENV_SECRET
         raise LiveError(f"{source}: expected a secret of at least {MIN_SECRET_BYTES} bytes for HS256, "

@@ -101,7 +101,8 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--certfile", default=None, help="PEM certificate: serve the stream as wss")
     g.add_argument("--keyfile", default=None, help="PEM private key of --certfile")
     g.add_argument("--origin", action="append", default=None, metavar="ORIGIN", help="browser origin allowed (repeat)")
-    g.add_argument("--publish", default=None, metavar="URL", help="also publish to a relay (ws://host:port or wss://)")
+    g.add_argument("--publish", action="append", default=None, metavar="URL",
+                   help="also publish to a relay (ws://host:port or wss://); repeat to publish to several (replicas)")
     g.add_argument("--token", default=os.environ.get("PITBOX_TOKEN"), help="publisher token for --publish")
     g.add_argument("--driver-id", default=None, help="driver id on the relay (default: the token's subject)")
     g.add_argument("--publish-rate", type=int, default=60, choices=protocol.RATES, help="frames per second sent upstream")
@@ -122,8 +123,9 @@ def open_publishers(args: argparse.Namespace, *, history_provider: Any = None,
         if args.stream:
             out.append(StreamServer(args.stream_host, args.stream_port, args.token_secret, args.certfile,
                                     args.keyfile, args.origin, history_provider=history_provider).start())
-        if args.publish:
-            out.append(RelayPublisher(args.publish, token=args.token, driver_id=args.driver_id, driver_info=driver_info,
+        urls = [args.publish] if isinstance(args.publish, str) else list(args.publish or ())
+        for url in urls:
+            out.append(RelayPublisher(url, token=args.token, driver_id=args.driver_id, driver_info=driver_info,
                                       channels=args.publish_channel, rate=args.publish_rate,
                                       ssl=args.relay_cafile).start())
     except BaseException:

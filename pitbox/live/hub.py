@@ -376,6 +376,7 @@ class Hub:
             return
         sub = Subscriber(_peer(ws))
         self._subs.add(sub)
+        log.info("%s: subscriber %s connected (token subject %s)", self.server_name, sub.peer, claims.get("sub"))
         sub.push("hello", dumps(self._hello(claims)))
         sender = asyncio.create_task(self._sender(sub, ws))
         try:
@@ -391,6 +392,8 @@ class Hub:
             sender.cancel()
             sub.detach_all()
             self._subs.discard(sub)
+            log.info("%s: subscriber %s disconnected: %d frames sent, %d skipped (slow), %d errors", self.server_name,
+                     sub.peer, sub.sent, sub.dropped, sub.errors)
 
     async def _on_client_message(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         kind = msg["type"]

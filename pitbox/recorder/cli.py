@@ -96,7 +96,7 @@ def _publishers(args: argparse.Namespace) -> _Publishers | None:
 
     targets = open_publishers(args)
     for t in targets:
-        print(f"streaming on {t.url}" if hasattr(t, "clients") else f"publishing to {args.publish}", flush=True)
+        print(f"streaming on {t.url}" if hasattr(t, "clients") else f"publishing to {t.url}", flush=True)
     return _Publishers(targets) if targets else None
 
 
