@@ -204,12 +204,11 @@ class Hub:
         return self._bg.run(snap()) if self.running else {"status": "stopped", "server": self.server_name}
 
     def _health(self) -> dict[str, Any]:
-        roles = [g.role for g in self._guards.values()]
         doc: dict[str, Any] = {
             "status": "stopping" if self._stopping else "ok", "server": self.server_name, "version": _version(),
             "uptime_s": round(time.monotonic() - (self._started_at or time.monotonic()), 1),
             "tls": self._ssl is not None, "auth": self.auth_required, "secrets": len(self._keyring),
-            "clients": {"publishers": roles.count("publisher"), "subscribers": len(self._subs),
+            "clients": {"publishers": self._publishers(), "subscribers": len(self._subs),
                         "max_publishers": self.limits.max_publishers, "max_subscribers": self.limits.max_subscribers},
             "counters": dict(self._counters), "limits": self.limits.as_dict()}
         drivers = self._driver_counts()
@@ -219,6 +218,10 @@ class Hub:
 
     def _driver_counts(self) -> dict[str, int] | None:
         return None
+
+    def _publishers(self) -> int:
+        """Publishers connected (past their hello)."""
+        return 0
 
     def reload_secrets(self, *, force: bool = True) -> bool:
         """Re-read the token secrets file (``force``: even if unchanged); connections whose
@@ -246,9 +249,16 @@ class Hub:
         files are bad (the old certificate stays)."""
         if self._ssl is None:
             return
-        fresh = server_ssl_context(self._certfile, self._keyfile)  # checks the files first
-        assert fresh is not None
-        self._ssl.load_cert_chain(str(self._certfile), None if self._keyfile is None else str(self._keyfile))
+        server_ssl_context(self._certfile, self._keyfile)  # checks the files first, raising LiveError
+        ctx, cert, key = self._ssl, str(self._certfile), None if self._keyfile is None else str(self._keyfile)
+
+        async def load() -> None:  # on the loop's thread, between handshakes
+            ctx.load_cert_chain(cert, key)
+
+        if self.running:
+            self._bg.run(load())
+        else:
+            ctx.load_cert_chain(cert, key)
         log.info("%s: certificate reloaded from %s", self.server_name, self._certfile)
 
     def clients(self) -> list[dict[str, Any]]:
