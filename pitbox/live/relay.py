@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -211,6 +212,9 @@ class Relay(Hub):
         kind = msg["type"]
         if kind == "frame":
             tick, t, values = protocol.check_frame(msg)
+            # one copy of each channel name for all the frames kept in the history (json makes
+            # new key strings per message): 6.4 instead of 15 KB per frame of 143 channels
+            values = {sys.intern(k): v for k, v in values.items()}
             feed.add_frame(Frame(tick, t, values, feed.driver, clean=True))
         elif kind == "lap":
             feed.add_lap(_object(msg, "row"))
