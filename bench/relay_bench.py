@@ -255,7 +255,7 @@ def scenario(relay: Container, secret: str, publishers: int, subscribers: int, r
     p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
     return {"relay": relay.kind, "rate": rate, "publishers": publishers, "subscribers": subscribers,
             "p50_ms": p50, "p99_ms": p99, "delivered": delivered, "msgs_out_per_s": got / seconds,
-            "relay_cpu": cpu, "rss_mib": rss / 1024,
+            "relay_cpu": cpu, "rss_mib": rss / 1024, "cpu_us_per_msg": cpu * 1e6 / (got / seconds) if got else float("nan"),
             "ok": bool(len(lat)) and p99 <= P99_LIMIT_MS and delivered >= MIN_DELIVERED}
 
 
@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                             rows.append(r)
                             print("  {relay:9} {rate:3d} Hz {publishers:3d} pub {subscribers:5d} sub  p50 {p50_ms:7.1f} "
                                   "p99 {p99_ms:7.1f} ms  delivered {delivered:6.1%}  out {msgs_out_per_s:8.0f}/s  "
-                                  "relay cpu {relay_cpu:4.0%}  rss {rss_mib:6.1f} MiB  load {load:4.1f}".format(**r),
+                                  "relay cpu {relay_cpu:4.0%} ({cpu_us_per_msg:5.1f} us/msg)  rss {rss_mib:6.1f} MiB  "
+                                  "load {load:4.1f}".format(**r),
                                   flush=True)
                             if not r["ok"]:
                                 break
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nLargest passing configuration (p99 <= 50 ms, >= 99 % delivered) per rate and publisher count:")
     print(f"{'relay':10}{'rate':>6}{'pubs':>6}{'max subs':>10}{'p50 ms':>9}{'p99 ms':>9}{'msgs/s out':>12}"
-          f"{'relay cpu':>11}{'first failing subs':>20}{'its p99 ms':>12}")
+          f"{'relay cpu':>11}{'cpu us/msg':>12}{'first failing subs':>20}{'its p99 ms':>12}")
     for kind in args.relays:
         for rate in args.rates:
             for pubs in args.publishers:
@@ -393,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind:10}{rate:6d}{pubs:6d}{best['subscribers'] if best else 0:10d}"
                       f"{best['p50_ms'] if best else float('nan'):9.1f}{best['p99_ms'] if best else float('nan'):9.1f}"
                       f"{best['msgs_out_per_s'] if best else 0:12.0f}{best['relay_cpu'] if best else 0:11.0%}"
+                      f"{best['cpu_us_per_msg'] if best else float('nan'):12.1f}"
                       f"{(str(fail['subscribers']) if fail else '-'):>20}"
                       f"{(fail['p99_ms'] if fail else float('nan')):12.1f}")
     if memory:
@@ -404,6 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     times = [t for t, _ in stops]
     print(f"\npodman stop: median {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} runs; "
           f"exit codes {sorted({c for _, c in stops})} (0: stopped on SIGTERM; 137 would be SIGKILL)")
+    busiest = {}
+    for r in rows:
+        if r["msgs_out_per_s"] > busiest.get(r["relay"], {"msgs_out_per_s": 0})["msgs_out_per_s"]:
+            busiest[r["relay"]] = r
+    print("\nRelay CPU per frame sent at the busiest configuration run (load-independent-ish; one core = 1e6 us/s):")
+    for kind, r in busiest.items():
+        print(f"  {kind:10} {r['cpu_us_per_msg']:6.1f} us per frame sent ({r['msgs_out_per_s']:.0f}/s, "
+              f"{r['publishers']} pub x {r['subscribers']} sub at {r['rate']} Hz): one dedicated core ~ "
+              f"{1e6 / r['cpu_us_per_msg']:.0f} frames/s")
     print(f"load after: {os.getloadavg()[0]:.1f}")
     return 0
 
