@@ -10,10 +10,14 @@ Policy (after FastF1's ``exceptions.py``):
   its complete rows, warns with :class:`TruncatedWarning` and is marked truncated.
 * The library never prints and never exits; the CLI turns a :class:`PitboxError` into one
   line on stderr and a non-zero exit code.
+* A fault in the user's data (a missing channel, a session without the laps a command
+  needs, a malformed corner file) is always one of these exceptions, never a bare
+  ``ValueError`` or ``KeyError``: a missing channel is :class:`MissingChannel` everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
 
 
@@ -48,6 +52,34 @@ class LapNotFound(PitboxError):
 
 class StoreError(PitboxError):
     """The Parquet store cannot be read or written (permissions, full disk, bad file)."""
+
+
+class MissingChannel(PitboxError):
+    """A channel the work needs is not in the file or session.
+
+    ``where`` names the file or session, ``channels`` the channel (or the alternatives, any
+    one of which would do) and ``purpose`` what needs it.
+    """
+
+    def __init__(self, where: object, channels: str | Sequence[str], purpose: str = ""):
+        self.where = str(where)
+        self.channels = (channels,) if isinstance(channels, str) else tuple(channels)
+        self.purpose = purpose
+        names = self.channels[0] if len(self.channels) == 1 else ", ".join(self.channels[:-1]) + " or " + self.channels[-1]
+        msg = f"{self.where}: no channel {names}" if len(self.channels) == 1 else f"{self.where}: none of the channels {names}"
+        super().__init__(msg + (f" ({purpose})" if purpose else ""))
+
+    @property
+    def channel(self) -> str:
+        """The (first) missing channel."""
+        return self.channels[0]
+
+
+class TrackFileError(PitboxError):
+    """A corner file (a track's corner names and boundaries) that cannot be read or is malformed.
+
+    The message names the file and the field and says what was expected.
+    """
 
 
 class ConfigError(PitboxError):

@@ -62,10 +62,7 @@ def _scalar_numeric(lap: Lap) -> list[str]:
     for n in src.channel_names:
         if n in ("SessionTime",):
             continue
-        try:
-            v = src.columns([n], (a, a + 1))[n]
-        except Exception:  # noqa: BLE001 - a channel that cannot be read as a scalar is skipped
-            continue
+        v = src.columns([n], (a, a + 1))[n]
         if v.ndim == 1 and (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
             names.append(n)
     return names

@@ -147,12 +147,13 @@ def find_track_model(session: Session, data: str | os.PathLike[str] | None = Non
     """A track model from another session in the store on the same track and layout (and the
     same kind: simulated and real data never mix)."""
     from pitbox.analysis.session import load_session
+    from pitbox.errors import StoreError
     from pitbox.store import Store
 
     try:
         cat = Store(data if data is not None else session.data).sessions()
-    except Exception as exc:  # noqa: BLE001 - a map is optional; no store means no model
-        log.info("no store for a track model: %s", exc)
+    except (StoreError, OSError) as exc:  # a map is optional: without a readable store there is no model
+        log.warning("no track model for session %s: the store cannot be read: %s", session.id, exc)
         return None
     same = cat[(cat.track == session.track) & (cat.id != session.id)
                & (cat.simulated.fillna(False).astype(bool) == session.simulated)]
