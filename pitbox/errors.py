@@ -17,7 +17,8 @@ Policy (after FastF1's ``exceptions.py``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from os import PathLike
 
 
@@ -54,11 +55,12 @@ class StoreError(PitboxError):
     """The Parquet store cannot be read or written (permissions, full disk, bad file)."""
 
 
-class MissingChannel(PitboxError):
+class MissingChannel(PitboxError, KeyError):
     """A channel the work needs is not in the file or session.
 
     ``where`` names the file or session, ``channels`` the channel (or the alternatives, any
-    one of which would do) and ``purpose`` what needs it.
+    one of which would do) and ``purpose`` what needs it. It is also a ``KeyError`` (a
+    channel looked up by name), so code that asks "is it there?" that way keeps working.
     """
 
     def __init__(self, where: object, channels: str | Sequence[str], purpose: str = ""):
@@ -74,12 +76,28 @@ class MissingChannel(PitboxError):
         """The (first) missing channel."""
         return self.channels[0]
 
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
 
 class TrackFileError(PitboxError):
     """A corner file (a track's corner names and boundaries) that cannot be read or is malformed.
 
     The message names the file and the field and says what was expected.
     """
+
+
+class OutputError(PitboxError):
+    """A file PitBox was asked to write (a report, an export, an ``.ibt``) cannot be written."""
+
+
+@contextmanager
+def writing(path: str | PathLike[str]) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into an :class:`OutputError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 class ConfigError(PitboxError):

@@ -298,6 +298,13 @@ def coach(a: SessionAnalysis, use_reference: bool | None = None, min_loss_s: flo
     ``use_reference`` compares with the reference lap instead of the driver's median (the
     default when the analysis' reference comes from another session).
     """
+    if a.table.empty:  # no corner was found: nothing to judge, no tip
+        log.warning("session %s: no corners, so no tips", a.session.id)
+        tips = pd.DataFrame(columns=TIP_COLUMNS)
+        table = pd.DataFrame({"lap_index": pd.Series(dtype="int64"), "corner": pd.Series(dtype=object),
+                              "segment_time_s": pd.Series(dtype=float), "valid": pd.Series(dtype=bool)})
+        base = Baseline(pd.DataFrame(), pd.DataFrame(), "none")
+        return CoachResult(tips, table, base, follow_up(tips, table, base))
     if use_reference is None:
         use_reference = a.reference.session.id != a.session.id
     base = baseline(a, use_reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -13,6 +14,9 @@ from pitbox.analysis.align import DEFAULT_STEP_M
 from pitbox.analysis.errors import BadReference
 from pitbox.analysis.laps_analysis import detect_corners
 from pitbox.analysis.session import Lap, check_same_track, resolve_lap
+from pitbox.errors import MissingChannel
+
+log = logging.getLogger(__name__)
 
 
 def _complete(lap: Lap, what: str) -> None:
@@ -34,7 +38,11 @@ def compare_laps(lap: Lap | str, ref: Lap | str, data: str | os.PathLike[str] | 
     _complete(lap, "lap")
     _complete(ref, "reference")
     delta = lap.delta_to(ref, step_m)
-    corners, source, cf = detect_corners(ref, data, step_m)
+    try:
+        corners, source, cf = detect_corners(ref, data, step_m)
+    except MissingChannel as exc:  # the delta stands without corners
+        log.warning("no per-corner deltas: %s", exc)
+        corners, source, cf = [], "none", None
     lt, rt = lap.trace(step_m), ref.trace(step_m)
     per_corner = pd.DataFrame()
     if corners:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pitbox.analysis.align import Trace
+from pitbox.errors import MissingChannel
 
 if TYPE_CHECKING:
     from pitbox.analysis.session import Session
@@ -85,7 +86,8 @@ def dead_reckoning(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
         dt = np.diff(trace.time_s)
         heading = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * dt)])
     else:
-        raise ValueError("dead reckoning needs Yaw or YawRate")
+        raise MissingChannel(f"session {trace.session_id} lap_index {trace.lap_index}", ["Yaw", "YawRate"],
+                             "a track map without GPS or a track model needs the heading")
     dd = np.diff(trace.distance_m)
     mid = 0.5 * (heading[1:] + heading[:-1])
     x = np.concatenate([[0.0], np.cumsum(np.cos(mid) * dd)])
