@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pitbox.errors import TrackFileError
+from pitbox.errors import PitboxError, TrackFileError
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +89,18 @@ class CornerFile:
                              f"corners are {', '.join(self.names())}")
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, error: type[PitboxError] = TrackFileError) -> Any:
+    """A track data file (corner file, simulated track) parsed; ``error`` naming the file when
+    it cannot be read or is not YAML."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
     except OSError as exc:
-        raise TrackFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TrackFileError(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {exc}") from None
 
 
 def _pct(src: object, c: dict[str, Any], key: str, required: bool = True) -> float | None:
@@ -144,7 +146,7 @@ def corner_file_from_dict(d: Any, src: object = "<corners>", path: Path | None =
 def read_corner_file(path: str | os.PathLike[str]) -> CornerFile:
     """Read one corner file."""
     path = Path(path)
-    return corner_file_from_dict(_read_yaml(path), src=path, path=path)
+    return corner_file_from_dict(read_yaml(path), src=path, path=path)
 
 
 def corner_dirs(search_dirs: Sequence[str | os.PathLike[str]] | None = None) -> list[Path]:
@@ -178,7 +180,7 @@ def _load_corner_file(track_name: str, config: str, stamp: tuple[tuple[str, int]
     loose = None
     for name_s, _ in stamp:
         path = Path(name_s)
-        d = _read_yaml(path)
+        d = read_yaml(path)
         if not isinstance(d, dict):
             raise TrackFileError(f"{path}: a corner file must be a mapping with track_name, track_config "
                                  f"and corners, found {type(d).__name__}")
@@ -207,4 +209,4 @@ def write_corner_file(path: str | os.PathLike[str], cf: CornerFile, header: str 
 
 
 __all__ = ["CORNER_SUFFIX", "TRACKS_DIR", "TRACKS_ENV", "CornerFile", "CornerRange", "corner_dirs",
-           "corner_file_from_dict", "load_corner_file", "read_corner_file", "write_corner_file"]
+           "corner_file_from_dict", "load_corner_file", "read_corner_file", "read_yaml", "write_corner_file"]

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from pitbox.sim.errors import SimError
-from pitbox.tracks import CORNER_SUFFIX, TRACKS_DIR
+from pitbox.tracks import CORNER_SUFFIX, TRACKS_DIR, read_yaml
 
 #: Largest gap (m) between the end of the last element and the start that is spread along the lap.
 CLOSURE_TOL_M = 1.0
@@ -400,13 +399,7 @@ def track_from_dict(d: dict[str, Any], src: object = "<track>", path: Path | Non
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as exc:
-        raise SimError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SimError(f"{path}: not valid YAML: {exc}") from None
+    return read_yaml(path, SimError)
 
 
 def _track_files(directory: Path = TRACKS_DIR) -> dict[str, Path]:
