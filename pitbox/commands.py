@@ -16,7 +16,8 @@ from pitbox.ibt.reader import open_telemetry
 from pitbox.store import Store, import_paths
 
 SESSION_COLUMNS = ["id", "track", "car", "driver", "start", "samples", "laps", "best_lap_s", "truncated", "path"]
-LAP_COLUMNS = ["lap_index", "lap", "start_s", "end_s", "time_s", "complete", "valid", "reason", "iracing_time_s"]
+LAP_COLUMNS = ["lap_index", "lap", "start_s", "end_s", "time_s", "complete", "valid", "reason", "iracing_time_s",
+               "dropped_ticks", "hitch_ticks"]
 
 
 def _print_table(df: pd.DataFrame, as_json: bool) -> None:

@@ -7,6 +7,7 @@ data folder        ``PITBOX_DATA``        ``data`` (relative to the working fold
 token secret       ``PITBOX_TOKEN_SECRET``  none (stream open on localhost only)
 ElevenLabs key     ``ELEVENLABS_API_KEY``   none (offline voice)
 iRacing telemetry  ``PITBOX_TELEMETRY``   ``~/Documents/iRacing/telemetry``
+corner files       ``PITBOX_TRACKS``      the shipped ones only (see :mod:`pitbox.tracks`)
 =================  =====================  =========================================
 """
 

@@ -9,6 +9,13 @@ I/O free: :func:`lap_table` takes channel arrays and returns a DataFrame. Rules:
   ``LapDistPct`` wraps there, the crossing time is interpolated linearly in ``LapDistPct``
   between the two samples (time from ``SessionTime``, never from the row index, so dropped
   ticks do no harm).
+* **Physics time.** When the sim hitches, ``SessionTime`` skips a tick between two rows while
+  the car moves only one tick's distance: the physics advanced one tick, and iRacing's lap
+  timer counts physics time. A gap in which the car covers two ticks' distance is a dropped
+  record instead and counts in full. :func:`hitch_ticks` tells the two apart from the
+  distance covered against the per-tick distance of the steps on either side;
+  :func:`physics_time` is ``SessionTime`` with the hitched ticks taken out. Lap times
+  (``time_s``) are physics time; ``start_s`` and ``end_s`` stay ``SessionTime`` as recorded.
 * A lap is **complete** when it begins and ends with a crossing in one segment. A complete
   lap is **valid** (comparable) unless it touched pit road, left the track
   (``PlayerTrackSurface`` = off track) or the incident count rose during it.
@@ -26,9 +33,19 @@ import pandas as pd
 OFF_TRACK = 0  #: irsdk_TrkLoc.irsdk_OffTrack
 LLT_WINDOW_S = 3.0
 
+#: Version of the lap table's rules; stored lap tables of an older version are rebuilt.
+LAP_TABLE_VERSION = 2  #: 2: lap times on physics time (hitches taken out), ``hitch_ticks``
+#: Nearest regular one-tick steps (rows) whose distance a gap is judged against.
+NEIGHBOUR_STEPS = 5
+#: Smallest distance per tick (fraction of the lap) that tells a hitch from a dropped record:
+#: below it the car stands (almost) still and the distance cannot say (0.6 mm at Langley).
+MIN_TICK_PCT = 1e-6
+#: How far from a whole number of ticks the distance covered may be and still count as one.
+TICK_TOLERANCE = 0.35
+
 LAP_COLUMNS = [
     "lap_index", "lap", "start_s", "end_s", "time_s", "complete", "valid", "reason",
-    "start_row", "end_row", "samples", "dropped_ticks", "iracing_time_s", "incidents",
+    "start_row", "end_row", "samples", "dropped_ticks", "hitch_ticks", "iracing_time_s", "incidents",
 ]
 
 
@@ -80,13 +97,85 @@ def _segments(blank: np.ndarray, lap: np.ndarray) -> list[tuple[int, int, bool]]
     return [(int(a), int(b), bool(b < n)) for a, b in zip(starts, stops, strict=True)]
 
 
-def dropped_ticks(t: np.ndarray, tick: np.ndarray | None, tick_rate: float) -> np.ndarray:
-    """Ticks missing before each row (0 for the first): from ``SessionTick`` when the file
-    has it, else from the ``SessionTime`` step against the tick rate."""
+def _nearest(valid: np.ndarray, forward: bool) -> np.ndarray:
+    """For each step, the index of the nearest ``valid`` step strictly before it (or after
+    it with ``forward``), -1 when there is none."""
+    n = len(valid)
+    idx = np.where(valid, np.arange(n), -1 if not forward else n)
+    if forward:
+        nxt = np.minimum.accumulate(idx[::-1])[::-1]
+        out = np.concatenate([nxt[1:], [n]])
+        return np.where(out >= n, -1, out)
+    prev = np.maximum.accumulate(idx)
+    return np.concatenate([[-1], prev[:-1]])
+
+
+def hitch_ticks(t: np.ndarray, pct: np.ndarray, tick_rate: float, tick: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the ``SessionTime`` ticks of the step before it in which the physics did not
+    advance (0 for the first row and for every ordinary step).
+
+    A step of ``k`` >= 2 ticks of ``SessionTime`` in which the car covered ``m`` ticks' distance
+    (``LapDistPct`` covered against the per-tick distance of the nearest regular one-tick steps
+    on either side, at most :data:`NEIGHBOUR_STEPS` away) holds ``k - m`` hitched ticks (and
+    ``m - 1`` dropped records). When the car stands (almost) still the distance cannot tell:
+    then ``SessionTick`` decides when the file has it (it counts physics ticks), else the step
+    counts in full.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    pct = np.asarray(pct, dtype=np.float64)
+    n = len(t)
+    out = np.zeros(n, np.int64)
+    if n < 2:
+        return out
+    k = np.rint(np.diff(t) * tick_rate).astype(np.int64)
+    gaps = np.flatnonzero(k >= 2)
+    if not len(gaps):
+        return out
+    dp = np.diff(pct)
+    dp = np.where(dp < -0.5, dp + 1.0, dp)  # over the line
+    regular = (k == 1) & (dp >= 0) & (dp < 0.5)
+    before, after = _nearest(regular, False), _nearest(regular, True)
+    near = []
+    for nb in (before, after):
+        ok = (nb >= 0) & (np.abs(nb - np.arange(len(k))) <= NEIGHBOUR_STEPS)
+        near.append(np.where(ok, dp[np.clip(nb, 0, None)], np.nan))
+    both = np.vstack(near)
+    seen = np.isfinite(both)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_tick = np.where(seen, both, 0.0).sum(axis=0) / seen.sum(axis=0)
+    phys = k.copy()
+    for i in gaps:
+        m = dp[i] / per_tick[i] if np.isfinite(per_tick[i]) and per_tick[i] >= MIN_TICK_PCT else np.nan
+        m_int = float(np.rint(m)) if np.isfinite(m) else np.nan
+        if np.isfinite(m) and abs(m - m_int) <= TICK_TOLERANCE and 1 <= m_int < k[i]:
+            phys[i] = int(m_int)
+        elif not np.isfinite(m) and tick is not None:  # standing still: SessionTick counts physics ticks
+            phys[i] = int(np.clip(int(tick[i + 1]) - int(tick[i]), 1, k[i]))
+    out[1:] = k - phys
+    return out
+
+
+def physics_time(t: np.ndarray, pct: np.ndarray, tick_rate: float, tick: np.ndarray | None = None) -> np.ndarray:
+    """``SessionTime`` [s] with the sim's hitches taken out (:func:`hitch_ticks`): the time the
+    physics, and iRacing's lap timer, counted. Equal to ``SessionTime`` at the first row."""
+    hitch = hitch_ticks(t, pct, tick_rate, tick)
+    return np.asarray(t, dtype=np.float64) - np.cumsum(hitch) / float(tick_rate)
+
+
+def dropped_ticks(t: np.ndarray, tick: np.ndarray | None, tick_rate: float,
+                  hitches: np.ndarray | None = None) -> np.ndarray:
+    """Records missing before each row (0 for the first): from ``SessionTick`` when the file
+    has it, else from the ``SessionTime`` step against the tick rate less the ticks the sim
+    hitched (``hitches``, :func:`hitch_ticks`)."""
     if len(t) < 2:
         return np.zeros(len(t), np.int64)
-    step = np.diff(tick) if tick is not None else np.rint(np.diff(t) * tick_rate)
-    return np.concatenate([[0], np.maximum(step.astype(np.int64) - 1, 0)])
+    if tick is not None:
+        step = np.diff(tick).astype(np.int64)
+    else:
+        step = np.rint(np.diff(t) * tick_rate).astype(np.int64)
+        if hitches is not None:
+            step = step - np.asarray(hitches[1:], np.int64)
+    return np.concatenate([[0], np.maximum(step - 1, 0)])
 
 
 def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataFrame:
@@ -94,7 +183,9 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
 
     Optional channels refine it: ``OnPitRoad``, ``PlayerTrackSurface``,
     ``PlayerCarMyIncidentCount``, ``LapLastLapTime``, ``SessionTick``, ``Speed``.
-    Times are seconds of ``SessionTime``.
+    ``start_s``/``end_s`` are ``SessionTime`` [s] at the crossings; ``time_s`` is the lap time
+    on physics time (:func:`physics_time`) and ``hitch_ticks`` the ticks ``SessionTime``
+    skipped in the lap while the physics did not advance.
     """
     t = np.asarray(ch["SessionTime"], dtype=np.float64)
     lap = np.asarray(ch["Lap"]).astype(np.int64)
@@ -104,13 +195,16 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
     surf = np.asarray(ch["PlayerTrackSurface"]) if "PlayerTrackSurface" in ch else None
     inc = np.asarray(ch["PlayerCarMyIncidentCount"]) if "PlayerCarMyIncidentCount" in ch else None
     tick = np.asarray(ch["SessionTick"]).astype(np.int64) if "SessionTick" in ch else None
-    drops = dropped_ticks(t, tick, tick_rate)
+    hitches = hitch_ticks(t, pct, tick_rate, tick)
+    phys = t - np.cumsum(hitches) / float(tick_rate)
+    drops = dropped_ticks(t, tick, tick_rate, hitches)
     rows: list[dict] = []
     blank = blank_rows(ch) if len(t) else np.zeros(0, bool)
     for seg_start, seg_stop, reset in _segments(blank, lap):
         seg_lap = lap[seg_start:seg_stop]
         cross = seg_start + np.flatnonzero(np.diff(seg_lap) == 1)
         t_cross = crossing_times(t, pct, cross) if len(cross) else np.zeros(0)
+        p_cross = crossing_times(phys, pct, cross) if len(cross) else np.zeros(0)
         bounds = np.concatenate([[seg_start], cross + 1, [seg_stop]])
         for k in range(len(bounds) - 1):
             a, b = int(bounds[k]), int(bounds[k + 1])
@@ -120,6 +214,7 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
             ended = k < len(cross)
             start_s = float(t_cross[k - 1]) if started else float(t[a])
             end_s = float(t_cross[k]) if ended else float(t[b - 1])
+            lap_time = float(p_cross[k] - p_cross[k - 1]) if started and ended else None
             reasons: list[str] = []
             if not started:
                 reasons.append("out_lap" if pit is not None and pit[a] else "partial")
@@ -137,10 +232,12 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
             nxt = int(bounds[k + 2]) if k + 2 < len(bounds) else seg_stop
             rows.append({
                 "lap": int(lap[a]), "start_s": start_s, "end_s": end_s,
-                "time_s": end_s - start_s if complete else None,
+                "time_s": lap_time,
                 "complete": complete, "valid": complete and not reasons,
                 "reason": ",".join(dict.fromkeys(reasons)),
                 "start_row": a, "end_row": b, "samples": b - a, "dropped_ticks": dropped,
+                "hitch_ticks": (round((end_s - start_s - lap_time) * tick_rate) if lap_time is not None
+                                else int(hitches[a + 1 : b].sum())),
                 "iracing_time_s": _iracing_time(t, llt, b - 1, nxt, end_s) if ended else None,
                 "incidents": n_inc,
             })

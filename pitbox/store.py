@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from pitbox.errors import (
     IbtFormatError,
     LapNotFound,
+    MissingChannel,
     PitboxError,
     SessionNotFound,
     StoreError,
@@ -44,7 +45,7 @@ from pitbox.errors import (
 )
 from pitbox.ibt.layout import VarHeader, VarType
 from pitbox.ibt.reader import TelemetryFile, open_telemetry, sha256_file
-from pitbox.laps import lap_table
+from pitbox.laps import LAP_COLUMNS, LAP_TABLE_VERSION, lap_table
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,7 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
                 "source_kind": tf.kind, "source_rows": [a, b], "row_group_rows": ROW_GROUP_ROWS,
                 "laps": int(laps.complete.sum()), "valid_laps": int(len(complete)),
                 "best_lap_s": float(complete.time_s.min()) if len(complete) else None,
-                "lap_table": json.loads(laps.to_json(orient="records")),
+                "lap_table": json.loads(laps.to_json(orient="records")), "lap_table_version": LAP_TABLE_VERSION,
                 "units": {v.name: v.unit for v in tf.variables},
                 "session_yaml": tf.session_info_text,
             }
@@ -338,6 +339,33 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def stored_lap_table(path: str | os.PathLike[str], meta: dict[str, Any]) -> pd.DataFrame:
+    """A session file's lap table: the one in its footer, or, when the footer's was built by
+    older rules (``lap_table_version`` below :data:`pitbox.laps.LAP_TABLE_VERSION`), rebuilt
+    from the file's lap channels (the file itself is never rewritten)."""
+    table = pd.DataFrame(meta.get("lap_table") or [], columns=LAP_COLUMNS)
+    if int(meta.get("lap_table_version") or 1) < LAP_TABLE_VERSION and len(table):
+        pf = pq.ParquetFile(path)
+        fields = {f.name: f for f in pf.schema_arrow}
+        names = [n for n in LAP_CHANNELS if n in fields and not pa.types.is_fixed_size_list(fields[n].type)]
+        if {"SessionTime", "Lap", "LapDistPct"} <= set(names):
+            cols = pf.read(columns=names)
+            table = lap_table({n: cols.column(n).to_numpy() for n in names}, float(meta.get("tick_rate") or 60))
+            log.info("%s: lap table rebuilt (stored by lap-table rules version %s, now %s)", path,
+                     meta.get("lap_table_version") or 1, LAP_TABLE_VERSION)
+    return table.astype({"time_s": "float64", "iracing_time_s": "float64"})
+
+
+def _catalogue_row(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    row = {k: meta.get(k) for k in CATALOGUE_COLUMNS if k != "path"}
+    if int(meta.get("lap_table_version") or 1) < LAP_TABLE_VERSION and meta.get("lap_table"):
+        laps = stored_lap_table(path, meta)
+        valid = laps[laps.valid.astype(bool)]
+        row.update(laps=int(laps.complete.sum()), valid_laps=len(valid),
+                   best_lap_s=float(valid.time_s.min()) if len(valid) else None)
+    return row
+
+
 CATALOGUE_COLUMNS = ["id", "track", "car", "driver", "session_type", "start", "samples", "laps",
                      "valid_laps", "best_lap_s", "truncated", "simulated", "source_name", "path"]
 
@@ -383,8 +411,7 @@ class Store:
             except StoreError as exc:
                 log.warning("skipping %s", exc)
                 continue
-            row = {k: meta.get(k) for k in CATALOGUE_COLUMNS if k != "path"}
-            entries[rel] = {"stamp": stamp, "row": row}
+            entries[rel] = {"stamp": stamp, "row": _catalogue_row(p, meta)}
         if entries != cache and self.root.exists():
             tmp = self.root / f".{CATALOGUE_NAME}.part"
             try:
@@ -418,11 +445,10 @@ class Store:
         return read_meta(self.resolve(session))
 
     def laps(self, session: str | os.PathLike[str]) -> pd.DataFrame:
-        """The session's lap table (from the footer; no rows read)."""
-        from pitbox.laps import LAP_COLUMNS
-
-        table = pd.DataFrame(self.meta(session)["lap_table"], columns=LAP_COLUMNS)
-        return table.astype({"time_s": "float64", "iracing_time_s": "float64"})
+        """The session's lap table (from the footer; no rows read unless it was stored by
+        older lap-table rules, see :func:`stored_lap_table`)."""
+        path = self.resolve(session)
+        return stored_lap_table(path, read_meta(path))
 
     def read(self, session: str | os.PathLike[str], columns: Sequence[str] | None = None,
              rows: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -435,7 +461,7 @@ class Store:
         if columns is not None:
             missing = [c for c in columns if c not in pf.schema_arrow.names]
             if missing:
-                raise PitboxError(f"{path}: no channel {missing[0]!r} in this session")
+                raise MissingChannel(path, missing[0])
         if rows is None:
             table = pf.read(columns=columns)
         else:
@@ -454,4 +480,5 @@ class Store:
         return self.read(session, columns, rows=(int(r.start_row), int(r.end_row)))
 
 
-__all__ = ["ImportResult", "IbtFormatError", "Store", "import_file", "import_paths", "read_meta", "slug"]
+__all__ = ["ImportResult", "IbtFormatError", "Store", "import_file", "import_paths", "read_meta", "slug",
+           "stored_lap_table"]

@@ -155,6 +155,29 @@ def test_corners_are_the_two_ends_of_each_oval(store, path: Path) -> None:
 
 
 @pytest.mark.real
+def test_a_users_corner_file_from_pitbox_tracks_names_the_oval_ends(store, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Corner files are track data a user writes: one in a PITBOX_TRACKS folder names real
+    Langley's two ends; a malformed one is one error line naming the file."""
+    data, ids = store
+    s = pa.load_session(ids[LANGLEY.name], data)
+    (tmp_path / "langley.corners.yaml").write_text(
+        f"track_name: {s.track}\ntrack_config: '{s.track_config}'\ncorners:\n"
+        "  - {name: Turns 1-2, start_pct: 0.05, end_pct: 0.45}\n  - {name: Turns 3-4, start_pct: 0.55, end_pct: 0.95}\n",
+        encoding="utf-8")
+    monkeypatch.setenv("PITBOX_TRACKS", str(tmp_path))
+    a = pa.analyse(s, data=data)
+    assert [c.name for c in a.corners] == ["Turns 1-2", "Turns 3-4"]
+    assert a.track_file is not None and a.track_file.path == tmp_path / "langley.corners.yaml"
+    assert [c.name for c in pa.analyse(s, data=data, corner_file=False).corners] == ["T1", "T2"]
+    (tmp_path / "langley.corners.yaml").write_text(f"track_name: {s.track}\ncorners: []\n", encoding="utf-8")
+    assert cli_main(["coach", ids[LANGLEY.name], "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "langley.corners.yaml: corners must be a non-empty list" in err[0]
+
+
+@pytest.mark.real
 def test_fuel_used_per_lap_from_raw_samples(store) -> None:
     data, ids = store
     s = pa.load_session(ids[LANGLEY.name], data)

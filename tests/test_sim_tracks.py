@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pitbox.errors import PitboxError
+from pitbox.errors import PitboxError, TrackFileError
 from pitbox.sim import SimError, list_tracks, load_corner_file, load_track, read_corner_file
 from pitbox.sim.driver import computed_corner_file
-from pitbox.sim.tracks import TRACKS_DIR, track_from_dict
+from pitbox.sim.tracks import track_from_dict
+from pitbox.tracks import TRACKS_DIR
 
 TRACKS = ["pitboxsim_demo", "pitboxsim_ring", "pitboxsim_glen"]
 
@@ -140,7 +141,7 @@ def test_corner_file_lookup_by_iracing_names(tmp_path: Path) -> None:
 def test_malformed_corner_file_names_the_file_and_field(tmp_path: Path, doc: dict, needle: str) -> None:
     p = tmp_path / "bad.corners.yaml"
     p.write_text(yaml.safe_dump(doc))
-    with pytest.raises(SimError, match="bad.corners.yaml") as exc:
+    with pytest.raises(TrackFileError, match="bad.corners.yaml") as exc:
         read_corner_file(p)
     assert needle in str(exc.value)
     assert isinstance(exc.value, PitboxError)

@@ -13,8 +13,10 @@ See docs/analysis.md.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pitbox.analysis import accessor as _accessor  # noqa: F401  (registers DataFrame.pitbox)
 from pitbox.analysis.align import Delta, Trace, compute_delta
@@ -29,7 +31,7 @@ from pitbox.analysis.context import (
     sector_times,
     setup_diff,
 )
-from pitbox.analysis.corners import Corner, find_corners
+from pitbox.analysis.corners import Corner, corner_table, find_corners
 from pitbox.analysis.errors import (
     AnalysisError,
     BadReference,
@@ -40,9 +42,22 @@ from pitbox.analysis.errors import (
 from pitbox.analysis.explain import explain_corners
 from pitbox.analysis.export import export_csv, export_motec
 from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
-from pitbox.analysis.report import build_report
 from pitbox.analysis.session import Lap, Session, load_session, resolve_lap
 from pitbox.analysis.trackmap import TrackModel, find_track_model, lap_xy, learn_track_model
+
+if TYPE_CHECKING:
+    from pitbox.analysis.report import build_report
+
+#: Loaded on first use: plotly comes in only when a figure or a report is made.
+_LAZY_MODULES = ("figures", "report")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_report":
+        return importlib.import_module("pitbox.analysis.report").build_report
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"pitbox.analysis.{name}")
+    raise AttributeError(f"module 'pitbox.analysis' has no attribute {name!r}")
 
 
 def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | None = None,
@@ -66,6 +81,8 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
     a = analyse(s, data=root)
     r = coach(a)
     out = Path(report) if report is not None else root / "_reports" / f"{s.id}.html"
+    from pitbox.analysis.report import build_report
+
     build_report(s, out=out, data=root, analysis=a, result=r)
     lines = [f"Coaching {s.id}: {s.track} / {s.car} / {s.driver}, reference {a.reference.label} "
              f"({a.reference.time_s:.3f} s), {len(a.corners)} corners"]
@@ -84,7 +101,7 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
 __all__ = [
     "AnalysisError", "BadReference", "CoachResult", "Corner", "Delta", "Lap", "NoValidLap", "ReferenceLapNotFound",
     "Session", "SessionAnalysis", "Trace", "TrackMismatch", "TrackModel", "analyse", "best_sectors", "build_report",
-    "car_setup", "coach", "compare_laps", "compute_delta", "conditions", "consistency", "demo_summary",
+    "car_setup", "coach", "compare_laps", "corner_table", "compute_delta", "conditions", "consistency", "demo_summary",
     "explain_corners", "export_csv", "export_motec", "find_corners", "find_track_model", "follow_up_sessions",
     "fuel_per_lap", "lap_xy", "learn_track_model", "load_session", "progress", "resolve_lap", "sector_times",
     "setup_diff", "theoretical_best",

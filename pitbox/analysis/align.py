@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pitbox.errors import MissingChannel
+
 DEFAULT_STEP_M = 1.0
 
 
@@ -127,6 +129,8 @@ class Trace:
             return self.distance_m
         if name == "time_s":
             return self.time_s
+        if name not in self.channels:
+            raise MissingChannel(f"session {self.session_id} lap_index {self.lap_index}", name)
         return self.channels[name]
 
     def __contains__(self, name: str) -> bool:

@@ -22,6 +22,9 @@ CONTINUITY_KMH = 5.0
 
 
 def _speed_at(trace: Any, x: float) -> float:
+    """Speed [km/h] at distance ``x`` [m] (past the line: on the lap's own start); NaN without ``Speed``."""
+    if "Speed" not in trace.channels:
+        return float("nan")
     d = x if x <= trace.length_m else x - trace.length_m
     return float(np.interp(d, trace.distance_m, trace.channels["Speed"])) * 3.6
 
@@ -31,8 +34,9 @@ def theoretical_best(a: SessionAnalysis, include_invalid: bool = False) -> dict[
 
     Returns ``time_s`` (their sum), ``segments`` (corner, lap_index, time), ``continuity``
     (per boundary: the laps on each side, their speeds there and the jump [km/h]),
-    ``continuous`` (tiling exact and every jump under :data:`CONTINUITY_KMH`) and ``gap_m``
-    (how far the segments are from tiling the lap).
+    ``continuous`` (tiling exact and every jump under :data:`CONTINUITY_KMH`; False when the
+    session has no ``Speed`` to judge the jumps by) and ``gap_m`` (how far the segments are
+    from tiling the lap).
     """
     t = a.table if include_invalid else a.table[a.table.valid]
     t = t[t.session_id == a.session.id].dropna(subset=["segment_time_s"])
@@ -59,7 +63,7 @@ def theoretical_best(a: SessionAnalysis, include_invalid: bool = False) -> dict[
                      "to_corner": nxt.name, "to_lap": lb, "speed_from_kmh": va, "speed_to_kmh": vb,
                      "jump_kmh": abs(va - vb)})
     cont = pd.DataFrame(rows)
-    ok = gap < 1e-6 and (cont.empty or bool((cont.jump_kmh <= CONTINUITY_KMH).all()))
+    ok = gap < 1e-6 and (cont.empty or bool((cont.jump_kmh <= CONTINUITY_KMH).all()))  # NaN jumps: not ok
     return {"time_s": float(best.segment_time_s.sum()) if len(best) == len(a.corners) else None,
             "segments": best, "continuity": cont, "continuous": ok, "gap_m": float(gap)}
 

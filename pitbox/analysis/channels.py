@@ -1,9 +1,8 @@
 """Channels the analysis uses, and the one rule that turns an array channel into a scalar.
 
 Some channels are scalars in one iRacing build and float[6] (360 Hz sub-samples) in
-another; the analysis never assumes either. :func:`as_scalar` applies the project's rule
-(:func:`pitbox.catalogue.scalar_view` when it exists, else the last sub-sample, which is
-the newest value of the tick).
+another; the analysis never assumes either. :func:`as_scalar` applies the project's rule,
+:func:`pitbox.catalogue.scalar_view`.
 """
 
 from __future__ import annotations
@@ -35,12 +34,10 @@ WHEEL_SPEEDS = ("LFspeed", "RFspeed", "LRspeed", "RRspeed")
 
 def as_scalar(values: np.ndarray, name: str) -> np.ndarray:
     """One value per row: 1-D channels as they are, ``(rows, n)`` arrays reduced by the
-    catalogue's rule (or their last element when the catalogue is not installed)."""
+    catalogue's rule (:func:`pitbox.catalogue.scalar_view`)."""
     values = np.asarray(values)
     if values.ndim == 1:
         return values
-    try:
-        from pitbox.catalogue import scalar_view
-    except ImportError:
-        return np.ascontiguousarray(values[:, -1])
+    from pitbox.catalogue import scalar_view
+
     return np.asarray(scalar_view(values, name))

@@ -9,12 +9,12 @@ shrunk towards the same input's σ pooled over all corners (a driver's brake-poi
 is much the same everywhere, and ten laps give a poor σ on their own), with floors so a
 very consistent driver is not told about centimetres.
 
-**Diagnosis.** An input is faulty when it is at least :data:`Z_FAULT` σ from the baseline
-in the fault's direction. When several are, the first in the order of the corner is the
-cause (lock-up, which wheel speeds show beyond doubt, then braking point, coasting, minimum
-speed, throttle pickup) and the others its
-consequences (braking late makes the car run wide: lower minimum speed, later throttle).
-Faults are named in the simulator's words.
+**Diagnosis** (:mod:`pitbox.analysis.diagnosis`, shared with the explanations). An input is
+faulty when it is at least :data:`Z_FAULT` σ from the baseline in the fault's direction. When
+several are, the first in the order of the corner is the cause (lock-up, which wheel speeds
+show beyond doubt, then braking point, coasting, minimum speed, throttle pickup) and the
+others its consequences (braking late makes the car run wide: lower minimum speed, later
+throttle). Faults are named in the simulator's words.
 
 **Time cost.** The corner's segment time minus what this lap would have taken with the
 driver's usual input where the fault is, and its own inputs elsewhere: a per-corner linear
@@ -42,37 +42,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pitbox.analysis.diagnosis import (
+    CHECKS,
+    FAULT_METRIC,
+    FAULT_SIGN,
+    FAULTS,
+    METRICS,
+    Z_FAULT,
+    diagnose,
+    mad_sigma,
+    num,
+)
+from pitbox.analysis.explain import explain_corners
+
 if TYPE_CHECKING:
     from pitbox.analysis.laps_analysis import SessionAnalysis
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("brake_early", "brake_late", "low_min_speed", "late_throttle", "coasting", "lockup")
 MIN_BASELINE_LAPS = 3
 MIN_FIT_LAPS = 6
 MIN_LOSS_S = 0.05
 MAX_TIPS = 2
-Z_FAULT = 4.0
-Z_CAUSE = 2.0  #: a cause seen together with a clear consequence needs less evidence
 RIDGE_ALPHA = 0.3
 SHRINK_LAPS = 10.0  #: weight (in laps) of the pooled σ against a corner's own σ
-#: input -> (floor of its noise scale, unit)
-METRICS: dict[str, tuple[float, str]] = {
-    "brake_point_m": (2.0, "m"),
-    "lockup_s": (0.05, "s"),
-    "min_speed_kmh": (0.8, "km/h"),
-    "coasting_s": (0.1, "s"),
-    "throttle_pickup_m": (2.0, "m"),
-    "segment_entry_speed_kmh": (1.0, "km/h"),  #: not a fault: how fast the car arrives from the corner before
-}
-#: diagnosis order: (input, fault, direction of the fault: +1 above the baseline, -1 below)
-CHECKS: tuple[tuple[str, str, float], ...] = (
-    ("lockup_s", "lockup", 1.0),
-    ("brake_point_m", "brake_early", -1.0), ("brake_point_m", "brake_late", 1.0), ("coasting_s", "coasting", 1.0),
-    ("min_speed_kmh", "low_min_speed", -1.0), ("throttle_pickup_m", "late_throttle", 1.0),
-)
-FAULT_METRIC = {f: m for m, f, _ in CHECKS}
-FAULT_SIGN = {f: s for _, f, s in CHECKS}
 #: inputs of the time model; each fault's own input and its consequences are not corrected for
 MODEL_INPUTS = ("segment_entry_speed_kmh", "brake_point_m", "min_speed_kmh", "throttle_pickup_m")
 TOUCHES = {
@@ -99,25 +92,14 @@ class Baseline:
     fit_range: dict[str, pd.DataFrame] = field(default_factory=dict)  #: corner -> min/max of each input in the fit
 
 
-def _num(s: pd.Series) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce").astype(float)
-
-
-def _mad_sigma(x: pd.Series) -> float:
-    x = _num(x).dropna()
-    if len(x) < 3:
-        return np.nan
-    return float(1.4826 * np.median(np.abs(x - x.median())))
-
-
 def _noise(valid: pd.DataFrame, corners: pd.Index) -> pd.DataFrame:
     noise = pd.DataFrame(index=corners)
     for m, (floor, _) in METRICS.items():
         if m not in valid:
             noise[m] = floor
             continue
-        per = valid.groupby("corner")[m].agg(_mad_sigma).reindex(corners)
-        n = valid.groupby("corner")[m].agg(lambda s: _num(s).notna().sum()).reindex(corners).fillna(0)
+        per = valid.groupby("corner")[m].agg(mad_sigma).reindex(corners)
+        n = valid.groupby("corner")[m].agg(lambda s: num(s).notna().sum()).reindex(corners).fillna(0)
         pooled = float(np.nanmedian(per)) if per.notna().any() else floor
         own = per.fillna(pooled)
         shrunk = np.sqrt((n * own**2 + SHRINK_LAPS * pooled**2) / (n + SHRINK_LAPS))
@@ -130,7 +112,7 @@ def _clean_rows(ct: pd.DataFrame, values: pd.Series, noise: pd.Series) -> pd.Dat
     ok = pd.Series(True, index=ct.index)
     for m in FAULT_METRIC.values():
         if m in ct and m in values:
-            z = (_num(ct[m]) - values[m]).abs() / noise[m]
+            z = (num(ct[m]) - values[m]).abs() / noise[m]
             ok &= ~(z >= Z_FAULT)
     return ct[ok]
 
@@ -140,9 +122,9 @@ def _slopes(ct: pd.DataFrame) -> pd.Series | None:
     from sklearn.linear_model import Ridge
 
     cols = [m for m in MODEL_INPUTS if m in ct]
-    X = ct[cols].apply(_num)
+    X = ct[cols].apply(num)
     X = X.loc[:, X.notna().all()]
-    y = _num(ct.segment_time_s)
+    y = num(ct.segment_time_s)
     if len(ct) < MIN_FIT_LAPS or X.shape[1] == 0 or y.isna().any():
         return None
     sd = X.std(ddof=0).replace(0, np.nan)
@@ -164,10 +146,10 @@ def baseline(a: SessionAnalysis, use_reference: bool = False) -> Baseline:
             from pitbox.analysis.corners import corner_table
 
             ref_rows = corner_table([a.ref_trace], a.corners)
-        values = ref_rows.set_index("corner")[[c for c in cols if c in ref_rows]].apply(_num)
+        values = ref_rows.set_index("corner")[[c for c in cols if c in ref_rows]].apply(num)
         source = "reference"
     else:
-        values = valid.groupby("corner")[[c for c in cols if c in valid]].agg(lambda s: _num(s).median())
+        values = valid.groupby("corner")[[c for c in cols if c in valid]].agg(lambda s: num(s).median())
         source = "median_of_valid_laps"
     noise = _noise(valid, values.index)
     slopes, fit, ranges = {}, {}, {}
@@ -176,44 +158,8 @@ def baseline(a: SessionAnalysis, use_reference: bool = False) -> Baseline:
         sl = _slopes(clean)
         if sl is not None:
             slopes[corner], fit[corner] = sl, len(clean)
-            ranges[corner] = clean[list(sl.index)].apply(_num).agg(["min", "max"])
+            ranges[corner] = clean[list(sl.index)].apply(num).agg(["min", "max"])
     return Baseline(values, noise, source, pd.DataFrame(slopes).T, fit, ranges)
-
-
-def _z(row: pd.Series, base: pd.Series, noise: pd.Series, metric: str, sign: float) -> float | None:
-    if metric not in row or metric not in base:
-        return None
-    v, b = pd.to_numeric(row[metric], errors="coerce"), pd.to_numeric(base[metric], errors="coerce")
-    if pd.isna(v) or pd.isna(b):
-        return None
-    return sign * float(v - b) / float(noise[metric])
-
-
-def diagnose(row: pd.Series, base: pd.Series, noise: pd.Series) -> tuple[str, float, float, str] | None:
-    """The fault of one lap at one corner: (fault, deviation from the baseline, z, unit), or
-    None when no input stands out. Deviations: brake point [m] (+ later), lock-up [s],
-    minimum speed [km/h] (- slower), coasting [s], throttle pickup [m] (+ later).
-
-    Braking early *and* carrying less speed through the apex is ``low_min_speed`` (the driver
-    slowed the car more than needed); braking early at the usual apex speed is ``brake_early``.
-    A slow apex after braking later than usual (by :data:`Z_CAUSE` σ or more) is ``brake_late``:
-    the car ran wide.
-    """
-    for metric, fault, sign in CHECKS:
-        z = _z(row, base, noise, metric, sign)
-        if z is None or z < Z_FAULT:
-            continue
-        if fault == "brake_early":
-            zv = _z(row, base, noise, "min_speed_kmh", -1.0)
-            if zv is not None and zv >= Z_FAULT:
-                fault, metric, z = "low_min_speed", "min_speed_kmh", zv
-        elif fault == "low_min_speed":
-            zb = _z(row, base, noise, "brake_point_m", 1.0)
-            if zb is not None and zb >= Z_CAUSE:
-                fault, metric, z = "brake_late", "brake_point_m", zb
-        d = float(pd.to_numeric(row[metric], errors="coerce") - pd.to_numeric(base[metric], errors="coerce"))
-        return fault, d, z, METRICS[metric][1]
-    return None
 
 
 def fault_cost(row: pd.Series, fault: str | None, base: Baseline) -> float:
@@ -352,6 +298,13 @@ def coach(a: SessionAnalysis, use_reference: bool | None = None, min_loss_s: flo
     ``use_reference`` compares with the reference lap instead of the driver's median (the
     default when the analysis' reference comes from another session).
     """
+    if a.table.empty:  # no corner was found: nothing to judge, no tip
+        log.warning("session %s: no corners, so no tips", a.session.id)
+        tips = pd.DataFrame(columns=TIP_COLUMNS)
+        table = pd.DataFrame({"lap_index": pd.Series(dtype="int64"), "corner": pd.Series(dtype=object),
+                              "segment_time_s": pd.Series(dtype=float), "valid": pd.Series(dtype=bool)})
+        base = Baseline(pd.DataFrame(), pd.DataFrame(), "none")
+        return CoachResult(tips, table, base, follow_up(tips, table, base))
     if use_reference is None:
         use_reference = a.reference.session.id != a.session.id
     base = baseline(a, use_reference)
@@ -359,8 +312,6 @@ def coach(a: SessionAnalysis, use_reference: bool | None = None, min_loss_s: flo
     table = corner_losses(a, base)
     result = CoachResult(tips, table, base, follow_up(tips, table, base))
     if explain:
-        from pitbox.analysis.explain import explain_corners
-
         result.explain = explain_corners(a)
     return result
 
@@ -410,7 +361,7 @@ def follow_up_sessions(result: CoachResult, a: SessionAnalysis, later: list[Sess
             if ct.empty:
                 continue
             metric = FAULT_METRIC[fault]
-            z = FAULT_SIGN[fault] * (_num(ct[metric]) - base.values.loc[corner, metric]) / base.noise.loc[corner, metric]
+            z = FAULT_SIGN[fault] * (num(ct[metric]) - base.values.loc[corner, metric]) / base.noise.loc[corner, metric]
             now = float(ct.segment_time_s.median())
             rows.append({"session_id": other.session.id, "corner": corner, "fault": fault, "laps": len(ct),
                          "fault_rate": float((z >= Z_FAULT).mean()),
@@ -418,3 +369,8 @@ def follow_up_sessions(result: CoachResult, a: SessionAnalysis, later: list[Sess
                          "vs_baseline_s": float(base.values.loc[corner, "segment_time_s"] - now)})
     return pd.DataFrame(rows, columns=["session_id", "corner", "fault", "laps", "fault_rate", "gained_s",
                                        "vs_baseline_s"])
+
+
+__all__ = ["CHECKS", "FAULTS", "FAULT_METRIC", "FAULT_SIGN", "METRICS", "Z_FAULT", "Baseline", "CoachResult",
+           "baseline", "coach", "coachable_laps", "corner_losses", "diagnose", "fault_cost", "follow_up",
+           "follow_up_sessions", "lap_tips"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -11,8 +12,11 @@ import pandas as pd
 from pitbox.analysis import corners as C
 from pitbox.analysis.align import DEFAULT_STEP_M
 from pitbox.analysis.errors import BadReference
-from pitbox.analysis.laps_analysis import assign_segments, detect_corners
+from pitbox.analysis.laps_analysis import detect_corners
 from pitbox.analysis.session import Lap, check_same_track, resolve_lap
+from pitbox.errors import MissingChannel
+
+log = logging.getLogger(__name__)
 
 
 def _complete(lap: Lap, what: str) -> None:
@@ -34,11 +38,15 @@ def compare_laps(lap: Lap | str, ref: Lap | str, data: str | os.PathLike[str] | 
     _complete(lap, "lap")
     _complete(ref, "reference")
     delta = lap.delta_to(ref, step_m)
-    corners, source, entry = detect_corners(ref, data, step_m)
+    try:
+        corners, source, cf = detect_corners(ref, data, step_m)
+    except MissingChannel as exc:  # the delta stands without corners
+        log.warning("no per-corner deltas: %s", exc)
+        corners, source, cf = [], "none", None
     lt, rt = lap.trace(step_m), ref.trace(step_m)
     per_corner = pd.DataFrame()
     if corners:
-        assign_segments(corners, entry, rt, [lt])
+        corners, _ = C.assign_segments(corners, cf, rt, [lt])
         per_corner = C.corner_table([lt], corners, rt, next_lap=False)  # segments add up to the lap
         keep = ["corner", "segment_time_s", "ref_segment_time_s", "delta_s", "brake_point_m", "min_speed_kmh",
                 "exit_speed_kmh", "throttle_pickup_m"]

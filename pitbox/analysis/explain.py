@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pitbox.analysis.diagnosis import FAULT_METRIC, METRICS, diagnose, floored_noise
+
 if TYPE_CHECKING:
     from pitbox.analysis.laps_analysis import SessionAnalysis
 
@@ -87,16 +89,13 @@ def explain_corner(ct: pd.DataFrame, corner: str, min_laps: int = MIN_LAPS) -> d
 
 
 def _name_mistake(ct: pd.DataFrame, row: pd.Series) -> tuple[str | None, str | None]:
-    """The coaching engine's diagnosis of one lap against the corner's medians (causes before
-    consequences, so a brake point moved with its release is named as the brake point)."""
-    from pitbox.analysis import coaching as K
-
-    cols = [m for m in K.METRICS if m in ct]
+    """The coaching engine's diagnosis (:mod:`pitbox.analysis.diagnosis`) of one lap against
+    the corner's medians (causes before consequences, so a brake point moved with its release
+    is named as the brake point)."""
+    cols = [m for m in METRICS if m in ct]
     base = ct[cols].apply(pd.to_numeric, errors="coerce").median()
-    noise = pd.Series({m: max(K._mad_sigma(ct[m]), K.METRICS[m][0]) if m in ct else K.METRICS[m][0]
-                       for m in K.METRICS}).fillna(pd.Series({m: v[0] for m, v in K.METRICS.items()}))
-    found = K.diagnose(row, base, noise)
-    return (found[0], K.FAULT_METRIC[found[0]]) if found else (None, None)
+    found = diagnose(row, base, floored_noise(ct))
+    return (found[0], FAULT_METRIC[found[0]]) if found else (None, None)
 
 
 def explain_corners(a: SessionAnalysis, min_laps: int = MIN_LAPS) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pitbox.analysis.errors import AnalysisError
+from pitbox.errors import writing
 
 if TYPE_CHECKING:
     from pitbox.analysis.session import Lap
@@ -62,10 +63,7 @@ def _scalar_numeric(lap: Lap) -> list[str]:
     for n in src.channel_names:
         if n in ("SessionTime",):
             continue
-        try:
-            v = src.columns([n], (a, a + 1))[n]
-        except Exception:  # noqa: BLE001 - a channel that cannot be read as a scalar is skipped
-            continue
+        v = src.columns([n], (a, a + 1))[n]
         if v.ndim == 1 and (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
             names.append(n)
     return names
@@ -88,7 +86,8 @@ def export_csv(lap: Lap, out: str | os.PathLike[str]) -> Path:
     units = lap.session.source.units
     tel.columns = ["time [s]", "distance [m]", *(f"{c} [{_plain_unit(units.get(c, ''))}]" for c in tel.columns[2:])]
     out = Path(out)
-    tel.to_csv(out, index=False, float_format="%.6g", lineterminator="\n")
+    with writing(out):
+        tel.to_csv(out, index=False, float_format="%.6g", lineterminator="\n")
     return out
 
 
@@ -144,7 +143,7 @@ def export_motec(lap: Lap, out: str | os.PathLike[str]) -> Path:
     rate = float(lap.session.tick_rate)
     duration = float(tel.time_s.iloc[-1])
     out = Path(out)
-    with open(out, "w", newline="", encoding="utf-8") as f:
+    with writing(out), open(out, "w", newline="", encoding="utf-8") as f:
         for row in motec_header(lap, duration, rate):
             f.write(",".join(_q(v) if v != "" else "" for v in row) + "\n")
         f.write("\n\n")

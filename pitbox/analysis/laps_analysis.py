@@ -20,8 +20,11 @@ import pandas as pd
 from pitbox.analysis import corners as C
 from pitbox.analysis.align import DEFAULT_STEP_M, Delta, Trace, compute_delta
 from pitbox.analysis.channels import TRACE_CHANNELS
+from pitbox.analysis.corners.naming import CornerFileSpec
+from pitbox.analysis.errors import AnalysisError
 from pitbox.analysis.session import Lap, Session, load_session
 from pitbox.analysis.trackmap import has_gps, lap_xy
+from pitbox.tracks import CornerFile
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,8 @@ class SessionAnalysis:
     deltas: dict[int, Delta]
     table: pd.DataFrame  #: per (lap_index, corner): metrics, segment_time_s, delta_s, valid
     corner_source: str  #: "gps", "yaw_rate" or "lat_accel"
-    segment_source: str  #: "track_file" or "braking_points"
-    track_file: dict[str, Any] | None = None
+    segment_source: str  #: "track_file", "braking_points" or "none" (no corners)
+    track_file: CornerFile | None = None  #: the corner file that named the corners (None: detection alone)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,7 +59,8 @@ class SessionAnalysis:
         for c in self.corners:
             if c.name == name:
                 return c
-        raise KeyError(name)
+        raise AnalysisError(f"session {self.session.id}: no corner {name!r}; corners are "
+                            f"{', '.join(self.corner_names()) or '(none found)'}")
 
     def corner_summary(self) -> pd.DataFrame:
         """One row per corner: geometry, reference values and the spread over valid laps."""
@@ -86,18 +90,18 @@ def _xy(session: Session, trace: Trace, data: str | os.PathLike[str] | None) -> 
 
 
 def detect_corners(ref: Lap, data: str | os.PathLike[str] | None = None, step_m: float = DEFAULT_STEP_M,
-                   corner_file: str | os.PathLike[str] | None = None
-                   ) -> tuple[list[C.Corner], str, dict[str, Any] | None]:
-    """Corners of the reference lap, named from the track's corner file when there is one
-    (``corner_file`` overrides the shipped one)."""
+                   corner_file: CornerFileSpec = None) -> tuple[list[C.Corner], str, CornerFile | None]:
+    """Corners of the reference lap, their source (``"gps"``, ``"yaw_rate"``, ``"lat_accel"``)
+    and the corner file that named them: the track's own (see :mod:`pitbox.tracks`), or
+    ``corner_file`` (a path), or none when ``corner_file`` is False (detection alone)."""
     tr = ref.trace(step_m)
     xy = _xy(ref.session, tr, data)
     _, source = C.curvature(tr, xy)
     corners = C.find_corners(tr, xy)
-    entry = C.load_track_file(ref.session.track, ref.session.track_config, corner_file)
-    if entry is not None:
-        corners = C.name_corners(corners, C.file_corners(entry, tr.length_m), tr.length_m)
-    return corners, source, entry
+    cf = C.load_track_file(ref.session.track, ref.session.track_config, corner_file)
+    if cf is not None:
+        corners = C.name_corners(corners, C.file_corners(cf, tr.length_m), tr.length_m)
+    return corners, source, cf
 
 
 PHASES = ("braking", "entry", "apex", "exit")
@@ -116,35 +120,23 @@ def _with_phases(table: pd.DataFrame, traces: dict[int, Trace], corners: list[C.
     return table.merge(ph, on=["lap_index", "corner"], how="left")
 
 
-def assign_segments(corners: list[C.Corner], entry: dict[str, Any] | None, ref: Trace,
-                    laps: list[Trace]) -> str:
-    """Give each corner its segment: the corner file's ranges when they tile the lap, else
-    from the braking points seen on ``laps`` and the reference. Returns the source used."""
-    if not corners:
-        return "none"
-    named = C.file_corners(entry, ref.length_m) if entry else []
-    if named and C.segments_from_file(corners, named, ref.length_m):
-        return "track_file"
-    C.set_segments(corners, ref.length_m, [C.brake_points(t, corners) for t in [*laps, ref]])
-    return "braking_points"
-
-
 def analyse(session: Session | str | os.PathLike[str], reference: object = None,
             data: str | os.PathLike[str] | None = None, step_m: float = DEFAULT_STEP_M,
-            laps: list[int] | None = None, corner_file: str | os.PathLike[str] | None = None) -> SessionAnalysis:
+            laps: list[int] | None = None, corner_file: CornerFileSpec = None) -> SessionAnalysis:
     """Analyse every complete lap of a session (or ``laps``) against a reference lap
     (default: the session's fastest valid lap; see :meth:`Session.reference`).
-    ``corner_file`` is a corners YAML to use instead of the shipped one for the track."""
+    ``corner_file``: a corners YAML to use instead of the track's own (:mod:`pitbox.tracks`),
+    or False for corners found from the telemetry alone."""
     s = load_session(session, data)
     s.source.preload(["SessionTime", "Lap", "LapDistPct", "OnPitRoad", "PlayerTrackSurface", *TRACE_CHANNELS])
     ref = s.reference(reference)
-    corners, source, entry = detect_corners(ref, data, step_m, corner_file)
+    corners, source, cf = detect_corners(ref, data, step_m, corner_file)
     complete = s.source.laps[s.source.laps.complete]
     wanted = [int(i) for i in complete.lap_index] if laps is None else [int(i) for i in laps]
     traces = {i: s.trace(i, step_m) for i in wanted}
     ref_tr = ref.trace(step_m)
     valid = set(int(i) for i in s.valid_laps().lap_index)
-    seg_source = assign_segments(corners, entry, ref_tr, [t for i, t in traces.items() if i in valid])
+    corners, seg_source = C.assign_segments(corners, cf, ref_tr, [t for i, t in traces.items() if i in valid])
     deltas = {i: compute_delta(t, ref_tr) for i, t in traces.items()}
     table = C.corner_table(list(traces.values()), corners, ref_tr) if corners else pd.DataFrame()
     if len(table):
@@ -153,4 +145,4 @@ def analyse(session: Session | str | os.PathLike[str], reference: object = None,
         table.insert(0, "session_id", s.id)
         table["lap"] = table.lap_index.map(info.lap)
         table["valid"] = table.lap_index.map(info.valid).astype(bool) & table.segment_clean.astype(bool)
-    return SessionAnalysis(s, ref, corners, traces, deltas, table, source, seg_source, entry)
+    return SessionAnalysis(s, ref, corners, traces, deltas, table, source, seg_source, cf)

@@ -6,6 +6,7 @@ explains each corner's spread, figures (delta, overlays, track maps, losses)."""
 from __future__ import annotations
 
 import html
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,9 @@ from pitbox.analysis.explain import explain_messages
 from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
 from pitbox.analysis.session import Session, load_session
 from pitbox.analysis.trackmap import lap_xy
+from pitbox.errors import MissingChannel, writing
+
+log = logging.getLogger(__name__)
 
 CSS = """
 body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;max-width:1400px;color:#222}
@@ -84,10 +88,15 @@ def figures(a: SessionAnalysis, result: CoachResult, data: str | os.PathLike[str
     figs.append(F.overlay_figure(traces, [labels[i] for i in show] + [f"reference {ref.label}"],
                                  deltas=[a.deltas[i] for i in show] + [None], corners=a.corners,
                                  title="Inputs by distance"))
-    xy = lap_xy(ref.session, a.ref_trace, data=data)
-    figs.append(F.track_map_figure(xy, a.ref_trace.channels.get("Speed", np.zeros(len(xy))) * 3.6,
-                                   "Speed [km/h]", a.corners, f"Reference lap speed ({xy.attrs['source']})"))
-    if worst is not None:
+    try:
+        xy = lap_xy(ref.session, a.ref_trace, data=data)
+    except MissingChannel as exc:
+        log.warning("report of session %s: no track map: %s", a.session.id, exc)
+        xy = None
+    if xy is not None:
+        figs.append(F.track_map_figure(xy, a.ref_trace.channels.get("Speed", np.zeros(len(xy))) * 3.6,
+                                       "Speed [km/h]", a.corners, f"Reference lap speed ({xy.attrs['source']})"))
+    if worst is not None and xy is not None:
         d = a.deltas[worst]
         local = np.gradient(d.delta_s)  # where time is lost, per metre
         figs.append(F.track_map_figure(xy, local * 1000, "Δ per metre [ms/m]", a.corners,
@@ -162,6 +171,9 @@ def build_report(session: Session | str, reference: object = None, out: str | os
                  data: str | os.PathLike[str] | None = None, analysis: SessionAnalysis | None = None,
                  result: CoachResult | None = None) -> Path:
     """Write the session's HTML report to ``out`` and return its path."""
+    out = Path(out)
+    with writing(out):  # a folder that cannot be made fails before the analysis, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
     s = load_session(session, data)
     a = analysis or analyse(s, reference, data)
     r = result or coach(a)
@@ -170,7 +182,6 @@ def build_report(session: Session | str, reference: object = None, out: str | os
              _corners_section(a, r), _context_section(a), "<h2>Figures</h2>"]
     parts += [_fig_html(fig, i == 0) for i, fig in enumerate(figures(a, r, data))]
     parts.append(f"<p class='muted'>PitBox · {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</p></body></html>")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(parts), encoding="utf-8")
+    with writing(out):
+        out.write_text("".join(parts), encoding="utf-8")
     return out

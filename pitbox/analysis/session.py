@@ -105,6 +105,31 @@ class Session:
     def tick_rate(self) -> float:
         return float(self.meta.get("tick_rate", 60) or 60)
 
+    @cached_property
+    def physics_time_s(self) -> np.ndarray:
+        """Per row: physics time [s], ``SessionTime`` with the sim's hitches taken out (ticks
+        in which ``SessionTime`` advanced and the car did not; see :func:`pitbox.laps.physics_time`).
+        Every time base of the analysis (lap times, delta, segment, phase and sector times)
+        counts this time, as iRacing's lap timer does; ``SessionTime`` stays as recorded."""
+        from pitbox.laps import physics_time
+
+        src = self.source
+        names = ["SessionTime", *(n for n in ("LapDistPct", "SessionTick") if src.has(n))]
+        c = src.columns(names)
+        t = c["SessionTime"].astype(np.float64)
+        if "LapDistPct" not in c:
+            return t
+        return physics_time(t, c["LapDistPct"], self.tick_rate, c.get("SessionTick"))
+
+    def lap_clock(self, row: pd.Series, rows: tuple[int, int]) -> np.ndarray:
+        """Physics time [s] since ``row``'s start line for the rows ``rows`` (a, b) of the session."""
+        a, b = rows
+        st = self.channels(["SessionTime"])["SessionTime"].astype(np.float64)
+        phys = self.physics_time_s
+        lo, hi = max(int(row.start_row) - 1, 0), min(int(row.start_row) + 1, len(st))
+        start = float(np.interp(float(row.start_s), st[lo:hi], phys[lo:hi]))
+        return phys[a:b] - start
+
     def __repr__(self) -> str:
         return f"<Session {self.id}: {self.track} {self.car} {self.driver}, {len(self.laps)} laps>"
 
@@ -225,8 +250,9 @@ class Lap:
         return lap_rows(self.session, self.row)
 
     def telemetry(self, channels: Sequence[str] | None = None) -> pd.DataFrame:
-        """Measured samples of the lap (no interpolation) with ``time_s`` since the start line
-        [s] and ``distance_m`` from it [m]; includes the sample on each side of the line."""
+        """Measured samples of the lap (no interpolation) with ``time_s``, physics time since
+        the start line [s] (:attr:`Session.physics_time_s`), and ``distance_m`` from it [m];
+        includes the sample on each side of the line."""
         names = list(channels) if channels is not None else self.session.available(TRACE_CHANNELS)
         a, b, _, _ = self.rows()
         t, d = lap_time_distance(self.session, self.row)
@@ -265,12 +291,12 @@ def lap_rows(session: Session, row: pd.Series) -> tuple[int, int, bool, bool]:
 
 
 def lap_time_distance(session: Session, row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample of the lap (see :func:`lap_rows`): time since the start line [s] and
-    distance from it [m]."""
+    """Per sample of the lap (see :func:`lap_rows`): physics time since the start line [s]
+    (:attr:`Session.physics_time_s`) and distance from it [m]."""
     a, b, started, _ = lap_rows(session, row)
-    names = ["SessionTime"] + (["LapDistPct"] if session.source.has("LapDistPct") else ["Speed"])
+    t = session.lap_clock(row, (a, b))
+    names = ["LapDistPct"] if session.source.has("LapDistPct") else ["Speed"]
     c = session.channels(names, (a, b))
-    t = c["SessionTime"].astype(np.float64) - float(row.start_s)
     if "LapDistPct" in c:
         d = unwrap_distance(c["LapDistPct"], session.track_length_m, started)
     else:
@@ -318,9 +344,9 @@ def _overrun(session: Session, row: pd.Series, names: list[str], step_m: float) 
     a = int(row.end_row) - 1
     b = min(int(nxt.iloc[0].end_row) + 1, session.source.n_rows)
     flags = session.available(["OnPitRoad", "PlayerTrackSurface"])
-    c = session.channels(["SessionTime", "LapDistPct", *names, *flags], (a, b))
+    c = session.channels(["LapDistPct", *names, *flags], (a, b))
     d = unwrap_distance(c["LapDistPct"], length, started=True) + length
-    t = c["SessionTime"].astype(np.float64) - float(row.start_s)
+    t = session.lap_clock(row, (a, b))
     stop = min(float(d[-1]), length * (1 + OVERRUN_FRACTION))
     grid = length + np.arange(step_m, stop - length + 1e-9, step_m)
     if len(grid) < 2:

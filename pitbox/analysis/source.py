@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pitbox.analysis.channels import as_scalar
-from pitbox.errors import PitboxError, SessionNotFound, TruncatedWarning
+from pitbox.errors import MissingChannel, SessionNotFound, TruncatedWarning
 from pitbox.ibt import session_yaml
-from pitbox.laps import LAP_COLUMNS, lap_table
+from pitbox.laps import lap_table
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,11 @@ class Source:
     def columns(self, names: Sequence[str], rows: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
         """Channels as 1-D numpy arrays, for all rows or ``rows=(start, stop)``.
 
-        Raises :class:`PitboxError` naming the session and the channel when one is missing.
+        Raises :class:`MissingChannel` naming the session and the channel when one is missing.
         """
         missing = [n for n in names if n not in self.units]
         if missing:
-            raise PitboxError(f"{self.path}: no channel {missing[0]!r} in session {self.id}")
+            raise MissingChannel(f"{self.path} (session {self.id})", missing[0])
         todo = [n for n in dict.fromkeys(names) if n not in self._cache]
         if rows is not None and todo:  # a slice of channels not read yet: read only those rows
             a, b = max(rows[0], 0), min(rows[1], self.n_rows)
@@ -105,7 +105,7 @@ class StoreSource(Source):
     """A session file of the Parquet store."""
 
     def __init__(self, path: Path):
-        from pitbox.store import read_meta
+        from pitbox.store import read_meta, stored_lap_table
 
         super().__init__()
         self.path = Path(path)
@@ -117,8 +117,7 @@ class StoreSource(Source):
         self.kinds = {f.name: _kind((f.metadata or {}).get(b"irsdk_type", b"float").decode()) for f in schema}
         self.n_rows = self._pf.metadata.num_rows
         self.info = parse_yaml_text(self.meta.get("session_yaml", ""))
-        table = pd.DataFrame(self.meta.get("lap_table") or [], columns=LAP_COLUMNS)
-        self.laps = table.astype({"time_s": "float64", "iracing_time_s": "float64"})
+        self.laps = stored_lap_table(self.path, self.meta)
 
     def _read(self, names: list[str]) -> dict[str, np.ndarray]:
         table = self._pf.read(columns=names)

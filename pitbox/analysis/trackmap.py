@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pitbox.analysis.align import Trace
+from pitbox.errors import MissingChannel
 
 if TYPE_CHECKING:
     from pitbox.analysis.session import Session
@@ -85,7 +86,8 @@ def dead_reckoning(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
         dt = np.diff(trace.time_s)
         heading = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * dt)])
     else:
-        raise ValueError("dead reckoning needs Yaw or YawRate")
+        raise MissingChannel(f"session {trace.session_id} lap_index {trace.lap_index}", ["Yaw", "YawRate"],
+                             "a track map without GPS or a track model needs the heading")
     dd = np.diff(trace.distance_m)
     mid = 0.5 * (heading[1:] + heading[:-1])
     x = np.concatenate([[0.0], np.cumsum(np.cos(mid) * dd)])
@@ -147,12 +149,13 @@ def find_track_model(session: Session, data: str | os.PathLike[str] | None = Non
     """A track model from another session in the store on the same track and layout (and the
     same kind: simulated and real data never mix)."""
     from pitbox.analysis.session import load_session
+    from pitbox.errors import StoreError
     from pitbox.store import Store
 
     try:
         cat = Store(data if data is not None else session.data).sessions()
-    except Exception as exc:  # noqa: BLE001 - a map is optional; no store means no model
-        log.info("no store for a track model: %s", exc)
+    except (StoreError, OSError) as exc:  # a map is optional: without a readable store there is no model
+        log.warning("no track model for session %s: the store cannot be read: %s", session.id, exc)
         return None
     same = cat[(cat.track == session.track) & (cat.id != session.id)
                & (cat.simulated.fillna(False).astype(bool) == session.simulated)]

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pitbox.errors import IbtFormatError, TruncatedWarning
+from pitbox.errors import IbtFormatError, MissingChannel, TruncatedWarning
 from pitbox.ibt import session_yaml
 from pitbox.ibt.layout import (
     DISK_SUB_HEADER_DTYPE,
@@ -240,7 +240,7 @@ class TelemetryFile:
         names = list(self.channels) if names is None else list(names)
         missing = [n for n in names if n not in self.dtype.names]
         if missing:
-            raise KeyError(f"{self.path}: no channel {missing[0]!r}")
+            raise MissingChannel(self.path, missing[0])
         return {n: np.ascontiguousarray(rows[n]) for n in names}
 
     def iter_chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS, names: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:

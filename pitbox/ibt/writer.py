@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pitbox.errors import PitboxError
+from pitbox.errors import PitboxError, writing
 from pitbox.ibt.layout import (
     DISK_SUB_HEADER_DTYPE,
     DISK_SUB_HEADER_SIZE,
@@ -129,11 +129,16 @@ def write_ibt(
 
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(head.tobytes())
-        f.write(disk.tobytes())
-        f.write(pack_var_headers(variables))
-        f.write(yaml_bytes)
-        f.write(pack_rows(channels, variables, buf_len))
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(head.tobytes())
+                f.write(disk.tobytes())
+                f.write(pack_var_headers(variables))
+                f.write(yaml_bytes)
+                f.write(pack_rows(channels, variables, buf_len))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return path

@@ -57,8 +57,9 @@ def server_ssl_context(certfile: str | Path | None, keyfile: str | Path | None) 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         ctx.load_cert_chain(str(certfile), None if keyfile is None else str(keyfile))
-    except FileNotFoundError as exc:
-        raise LiveError(f"{exc.filename}: certificate or key file not found") from None
+    except FileNotFoundError:  # ssl names no file: say which of the two is missing
+        missing = [str(p) for p in (certfile, keyfile) if p is not None and not Path(p).is_file()]
+        raise LiveError(f"{' and '.join(missing) or certfile}: certificate or key file not found") from None
     except (ssl.SSLError, OSError) as exc:
         raise LiveError(f"certfile {certfile} / keyfile {keyfile}: expected a PEM certificate and its "
                         f"private key ({exc})") from None

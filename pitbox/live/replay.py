@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from pitbox.errors import MissingChannel
 from pitbox.ibt import open_telemetry
 from pitbox.live.protocol import LiveError
 
@@ -24,7 +25,7 @@ def ibt_frames(path: str | os.PathLike[str], channels: Sequence[str] | None = No
     channel (all when ``channels`` is None) to its numpy value for that row."""
     with open_telemetry(path) as f:
         if "SessionTime" not in f.channels:
-            raise LiveError(f"{path}: channel SessionTime: expected in every iRacing telemetry file")
+            raise MissingChannel(path, "SessionTime", "every iRacing telemetry file has it")
         names = list(f.channels) if channels is None else list(dict.fromkeys([*channels]))
         data = f.read(list(dict.fromkeys([*names, "SessionTime"])), start, stop)
     t = data["SessionTime"]

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from pitbox.errors import IbtFormatError, StoreError
 from pitbox.ibt import session_yaml
-from pitbox.laps import lap_table
+from pitbox.laps import LAP_TABLE_VERSION, lap_table
 from pitbox.recorder.history import diff_lines
 from pitbox.recorder.segments import FolderLock, Recording, read_recording, recording_root, remove_folder
 from pitbox.store import (
@@ -137,6 +137,7 @@ def build_meta(rec: Recording, fp: _FirstPass, recovered: bool) -> dict[str, Any
         "valid_laps": int(len(valid)) if valid is not None else 0,
         "best_lap_s": float(valid.time_s.min()) if valid is not None and len(valid) else None,
         "lap_table": json.loads(laps.to_json(orient="records")) if laps is not None else [],
+        "lap_table_version": LAP_TABLE_VERSION,
         "units": {v.name: v.unit for v in rec.variables},
         "yaml_updates": ymeta["yaml_updates"],
         "sources": [{"kind": m.get("source_kind", "live"), "name": m.get("source_name", ""), "id": m["id"]}],

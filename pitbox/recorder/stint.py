@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pitbox.errors import PitboxError, SessionNotFound, StoreError
+from pitbox.errors import MissingChannel, SessionNotFound, StoreError
 from pitbox.ibt import session_yaml
 from pitbox.store import META_KEY, Store, read_meta
 
@@ -206,7 +206,7 @@ def merged_view(store: Store, session_id: str | os.PathLike[str], columns: list[
     if want is not None:
         missing = [c for c in want if c not in df.columns]
         if missing:
-            raise PitboxError(f"session {session_id}: no channel {missing[0]!r} in either source")
+            raise MissingChannel(f"session {session_id} (its .ibt and live sources)", missing[0])
     df.attrs["channel_source"] = origin
     df.attrs["sources"] = [meta["id"], *[read_meta(p)["id"] for p in lives]]
     return df

@@ -6,7 +6,7 @@ Public API::
     simulate_session(track="pitboxsim_demo", laps=8, faults=[...], seed=0, out=path) -> SimResult
     simulate_to_channels(track=..., laps=..., faults=..., seed=...) -> SimSession
     load_track(name) -> Track;  list_tracks() -> list[str]
-    load_corner_file(track_name, config) -> CornerFile | None
+    load_corner_file(track_name, config) -> CornerFile | None   (from :mod:`pitbox.tracks`)
 """
 
 from pitbox.sim.api import (
@@ -21,15 +21,8 @@ from pitbox.sim.car import Car
 from pitbox.sim.driver import DriverSpec
 from pitbox.sim.errors import SimError
 from pitbox.sim.faults import FAULTS, Fault, parse_fault, parse_faults
-from pitbox.sim.tracks import (
-    CornerFile,
-    CornerRange,
-    Track,
-    list_tracks,
-    load_corner_file,
-    load_track,
-    read_corner_file,
-)
+from pitbox.sim.tracks import Track, list_tracks, load_track
+from pitbox.tracks import CornerFile, CornerRange, load_corner_file, read_corner_file
 
 __all__ = [
     "FAULTS", "Car", "CornerFile", "CornerRange", "DriverSpec", "Fault", "SimError", "SimResult", "SimSession",

@@ -40,7 +40,8 @@ from pitbox.sim.session_info import (
     weekend_info,
 )
 from pitbox.sim.telemetry import CHANNELS, PRE_ROLL_S, TICK_RATE, Extras, build_channels, tick_kinematics
-from pitbox.sim.tracks import load_corner_file, load_track
+from pitbox.sim.tracks import load_track
+from pitbox.tracks import load_corner_file
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pitbox.sim.car import Car, periodic_profile
-from pitbox.sim.tracks import CornerFile, CornerRange, Track
+from pitbox.sim.tracks import Track
+from pitbox.tracks import CornerFile, CornerRange
 
 #: Speed margin (m/s) that delimits a corner's minimum-speed region.
 MIN_REGION_MS = 0.15
@@ -176,7 +177,8 @@ before the corner's brake point and ends where the next one starts. Regenerate w
 
 def write_shipped_corner_files() -> list[str]:
     """Regenerate ``<track>.corners.yaml`` for every shipped simulated track (a maintainer's tool)."""
-    from pitbox.sim.tracks import TRACKS_DIR, list_tracks, load_track, write_corner_file
+    from pitbox.sim.tracks import list_tracks, load_track
+    from pitbox.tracks import TRACKS_DIR, write_corner_file
 
     written = []
     for name in list_tracks():

@@ -7,28 +7,25 @@ the heading turns by exactly ±360° and the end lands on the start (the residua
 ``CLOSURE_TOL_M``, is spread along the lap). Lat/Lon come from a local tangent-plane
 projection around the start/finish line (``origin``).
 
-Corner files (``<name>.corners.yaml``) name corners by LapDistPct range; they are keyed by
-``track_name`` and ``track_config`` exactly as iRacing writes ``WeekendInfo.TrackName`` and
-``TrackConfigName``, so the same format serves real tracks.
+Corner files (``<name>.corners.yaml``, corner names by LapDistPct range) are track data any
+user can write; their format and loading live in :mod:`pitbox.tracks`, which the simulator
+uses to write the files of its own tracks.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from pitbox.sim.errors import SimError
+from pitbox.tracks import CORNER_SUFFIX, TRACKS_DIR, read_yaml
 
-#: Folder of the shipped track and corner files.
-TRACKS_DIR = Path(__file__).resolve().parents[1] / "data" / "tracks"
-CORNER_SUFFIX = ".corners.yaml"
 #: Largest gap (m) between the end of the last element and the start that is spread along the lap.
 CLOSURE_TOL_M = 1.0
 #: Largest error of the total heading change (deg) against ±360°.
@@ -69,52 +66,6 @@ class TrackCorner:
     name: str
     start_m: float
     end_m: float
-
-
-@dataclass(frozen=True)
-class CornerRange:
-    """A named corner segment by LapDistPct; ``start_pct > end_pct`` wraps over the line."""
-
-    name: str
-    start_pct: float
-    end_pct: float
-    apex_pct: float | None = None
-    brake_pct: float | None = None
-
-    def contains(self, pct: np.ndarray | float) -> np.ndarray:
-        pct = np.asarray(pct, dtype=float)
-        if self.start_pct <= self.end_pct:
-            return (pct >= self.start_pct) & (pct < self.end_pct)
-        return (pct >= self.start_pct) | (pct < self.end_pct)
-
-
-@dataclass
-class CornerFile:
-    """Corner names of one track configuration (simulated or real)."""
-
-    track_name: str
-    track_config: str
-    corners: list[CornerRange]
-    source: str = "user"
-    covers_lap: bool = False
-    path: Path | None = None
-
-    def names(self) -> list[str]:
-        return [c.name for c in self.corners]
-
-    def corner_at(self, pct: np.ndarray | float) -> np.ndarray:
-        """Corner name at each LapDistPct (``""`` outside every corner)."""
-        pct = np.atleast_1d(np.asarray(pct, dtype=float))
-        out = np.full(pct.shape, "", dtype=object)
-        for c in self.corners:
-            out[c.contains(pct) & (out == "")] = c.name
-        return out
-
-    def get(self, name: str) -> CornerRange:
-        for c in self.corners:
-            if c.name.lower() == name.lower():
-                return c
-        raise SimError(f"{self.path or self.track_name}: no corner {name!r}; corners are {', '.join(self.names())}")
 
 
 @dataclass
@@ -448,13 +399,7 @@ def track_from_dict(d: dict[str, Any], src: object = "<track>", path: Path | Non
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as exc:
-        raise SimError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SimError(f"{path}: not valid YAML: {exc}") from None
+    return read_yaml(path, SimError)
 
 
 def _track_files(directory: Path = TRACKS_DIR) -> dict[str, Path]:
@@ -487,92 +432,3 @@ def load_track(name: str) -> Track:
     if p.suffix == ".yaml" and p.is_file():
         return _load_track_cached(str(p.resolve()))
     raise SimError(f"unknown track {name!r}; tracks are {', '.join(files) or '(none installed)'}")
-
-
-# ---------------------------------------------------------------------------------------
-# corner files
-# ---------------------------------------------------------------------------------------
-def _pct(src: object, c: dict[str, Any], key: str, required: bool = True) -> float | None:
-    if key not in c or c[key] is None:
-        if required:
-            raise SimError(f"{src}: corner {c.get('name', '?')!r} has no {key}")
-        return None
-    v = _num(src, c, key)
-    if not 0.0 <= v <= 1.0:
-        raise SimError(f"{src}: corner {c.get('name', '?')!r} {key} must be in [0, 1], found {v}")
-    return v % 1.0
-
-
-def corner_file_from_dict(d: Any, src: object = "<corners>", path: Path | None = None) -> CornerFile:
-    """Validate a parsed corner file."""
-    if not isinstance(d, dict) or "track_name" not in d or "corners" not in d:
-        raise SimError(f"{src}: a corner file needs track_name, track_config and a corners list")
-    raw = d["corners"]
-    if not isinstance(raw, list) or not raw:
-        raise SimError(f"{src}: corners must be a non-empty list")
-    corners = []
-    for c in raw:
-        if not isinstance(c, dict) or "name" not in c:
-            raise SimError(f"{src}: each corner needs a name, start_pct and end_pct, found {c!r}")
-        corners.append(CornerRange(str(c["name"]), _pct(src, c, "start_pct"), _pct(src, c, "end_pct"),
-                                   _pct(src, c, "apex_pct", False), _pct(src, c, "brake_pct", False)))
-    names = [c.name for c in corners]
-    if len(set(n.lower() for n in names)) != len(names):
-        raise SimError(f"{src}: corner names must be unique, found {names}")
-    cf = CornerFile(str(d["track_name"]), str(d.get("track_config", "")), corners,
-                    str(d.get("source", "user")), bool(d.get("covers_lap", False)), path)
-    if cf.covers_lap:
-        for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
-            if abs(a.end_pct - b.start_pct) > 1e-9:
-                raise SimError(f"{src}: covers_lap is set but corner {a.name} ends at {a.end_pct} "
-                               f"and {b.name} starts at {b.start_pct}")
-    return cf
-
-
-def read_corner_file(path: str | Path) -> CornerFile:
-    """Read one corner file."""
-    path = Path(path)
-    return corner_file_from_dict(_read_yaml(path), src=path, path=path)
-
-
-def _corner_files(dirs: Iterable[Path]) -> Iterable[Path]:
-    for d in dirs:
-        if Path(d).is_dir():
-            yield from sorted(Path(d).glob("*" + CORNER_SUFFIX))
-
-
-def load_corner_file(track_name: str, config: str, search_dirs: Sequence[str | Path] | None = None) -> CornerFile | None:
-    """The corner file for ``WeekendInfo.TrackName``/``TrackConfigName`` as iRacing writes them.
-
-    Looks in ``search_dirs`` (first) and then in the shipped tracks folder; an exact match
-    of both keys wins over a case-insensitive one. Returns ``None`` when no file names this
-    track (a normal case for real tracks); raises :class:`SimError` for a malformed file.
-    """
-    dirs = [Path(p) for p in (search_dirs or [])] + [TRACKS_DIR]
-    loose = None
-    for path in _corner_files(dirs):
-        d = _read_yaml(path)
-        if not isinstance(d, dict):
-            raise SimError(f"{path}: a corner file must be a mapping")
-        name, conf = str(d.get("track_name", "")), str(d.get("track_config", ""))
-        if name == track_name and conf == config:
-            return corner_file_from_dict(d, src=path, path=path)
-        if loose is None and name.lower() == str(track_name).lower() and conf.lower() == str(config).lower():
-            loose = (d, path)
-    if loose is not None:
-        return corner_file_from_dict(loose[0], src=loose[1], path=loose[1])
-    return None
-
-
-def write_corner_file(path: str | Path, cf: CornerFile, header: str = "") -> Path:
-    """Write a corner file (pct values rounded to 6 decimals)."""
-    path = Path(path)
-    lines = [f"# {line}" for line in header.splitlines()]
-    lines += [f"track_name: {cf.track_name}", f"track_config: {cf.track_config}", f"source: {cf.source}",
-              f"covers_lap: {'true' if cf.covers_lap else 'false'}", "corners:"]
-    for c in cf.corners:
-        extra = "".join(f", {k}: {v:.6f}" for k, v in (("apex_pct", c.apex_pct), ("brake_pct", c.brake_pct))
-                        if v is not None)
-        lines.append(f"  - {{name: {c.name}, start_pct: {c.start_pct:.6f}, end_pct: {c.end_pct:.6f}{extra}}}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
