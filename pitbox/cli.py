@@ -1,18 +1,30 @@
 """The ``pitbox`` command line: ``main(argv=None)`` with subcommands.
 
 Each feature module that adds commands exposes ``register(subparsers)``, which adds its
-parsers and sets ``func`` (taking the parsed args, returning an exit code). Expected
-errors (:class:`~pitbox.errors.PitboxError`) print one line and exit 2, no traceback.
+parsers and sets ``func``: a function taking the parsed args and returning an exit code, or
+the text ``"package.module:function"`` naming one, imported only when that command runs.
+Expected errors (:class:`~pitbox.errors.PitboxError`) print one line and exit 2, no traceback.
+
+**Start-up rule** (``pitbox --help`` and every ``pitbox CMD --help`` answer in under 0.15 s):
+building the parser imports every module in :data:`COMMAND_MODULES`, and with it its
+package's ``__init__``, so these import nothing heavy at their top: no numpy, pandas,
+pyarrow, scipy, sklearn, plotly, websockets, jwt, yaml, pyirsdk, duckdb, dask, PIL,
+imageio, elevenlabs, pocketsphinx, playwright, tqdm (the list is ``HEAVY`` in
+``tests/test_cli_startup.py``, which checks every module listed here). Put the work in
+functions that import what they need, or in another module named by ``func="mod:fn"``;
+a package ``__init__`` that exports heavy names loads them on first use with
+``lazy_loader.attach`` (see ``pitbox/live/__init__.py``); constants the help text needs live
+in a module that imports nothing (``pitbox/live/constants.py``). ``bench/cli_bench.py``
+times it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pitbox.errors import PitboxError
 
@@ -23,7 +35,7 @@ COMMAND_MODULES = [
     "pitbox.emulator.cli",  # emulate
     "pitbox.recorder.cli",  # record, watch, recover
     "pitbox.analysis.cli",  # compare, coach, report, export
-    "pitbox.live.cli",  # relay, token
+    "pitbox.live.cli",  # relay, token, listen
 ]
 
 EXIT_ERROR = 2
@@ -44,16 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_function(func: Callable[[argparse.Namespace], int | None] | str) -> Callable[[argparse.Namespace], int | None]:
+    """``func`` as set by a ``register``: a function, or ``"module:function"`` imported now."""
+    if not isinstance(func, str):
+        return func
+    module, _, name = func.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging  # after parsing: `--help` needs none of it
+
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
     try:
-        return int(args.func(args) or 0)
+        return int(command_function(args.func)(args) or 0)
     except PitboxError as exc:
         print(f"pitbox {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -6,14 +6,15 @@ import argparse
 import json
 import sys
 import warnings
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pitbox.config import data_dir
 from pitbox.errors import TruncatedWarning
-from pitbox.ibt.reader import open_telemetry
-from pitbox.store import Store, import_paths
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Heavy libraries (pandas, pyarrow, numpy) are imported inside the commands: see pitbox/cli.py.
 
 SESSION_COLUMNS = ["id", "track", "car", "driver", "start", "samples", "laps", "best_lap_s", "truncated", "path"]
 LAP_COLUMNS = ["lap_index", "lap", "start_s", "end_s", "time_s", "complete", "valid", "reason", "iracing_time_s",
@@ -21,6 +22,8 @@ LAP_COLUMNS = ["lap_index", "lap", "start_s", "end_s", "time_s", "complete", "va
 
 
 def _print_table(df: pd.DataFrame, as_json: bool) -> None:
+    import pandas as pd
+
     if as_json:
         print(df.to_json(orient="records", indent=1))
     elif df.empty:
@@ -31,6 +34,8 @@ def _print_table(df: pd.DataFrame, as_json: bool) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pitbox.store import import_paths
+
     data = data_dir(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncatedWarning)
@@ -57,12 +62,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    from pitbox.store import Store
+
     df = Store(args.data).sessions()
     _print_table(df[SESSION_COLUMNS] if not args.json else df, args.json)
     return 0
 
 
 def cmd_laps(args: argparse.Namespace) -> int:
+    from pitbox.store import Store
+
     df = Store(args.data).laps(args.session)
     _print_table(df if args.json else df[LAP_COLUMNS], args.json)
     return 0
@@ -70,6 +79,8 @@ def cmd_laps(args: argparse.Namespace) -> int:
 
 def file_info(path: str) -> dict[str, Any]:
     """Header, channels and a YAML summary of a telemetry file; reads no rows."""
+    from pitbox.ibt.reader import open_telemetry
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TruncatedWarning)
         tf = open_telemetry(path)
@@ -105,6 +116,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{k:12} {v}")
     for k, v in info["yaml"].items():
         print(f"{k:12} {v}")
+    import pandas as pd
+
     _print_table(pd.DataFrame(info["channels"]), False)
     return 0
 

@@ -13,51 +13,39 @@ See docs/analysis.md.
 
 from __future__ import annotations
 
-import importlib
 import os
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from pitbox.analysis import accessor as _accessor  # noqa: F401  (registers DataFrame.pitbox)
-from pitbox.analysis.align import Delta, Trace, compute_delta
-from pitbox.analysis.best import consistency, progress, theoretical_best
-from pitbox.analysis.coaching import CoachResult, coach, follow_up_sessions
-from pitbox.analysis.compare import compare_laps
-from pitbox.analysis.context import (
-    best_sectors,
-    car_setup,
-    conditions,
-    fuel_per_lap,
-    sector_times,
-    setup_diff,
-)
-from pitbox.analysis.corners import Corner, corner_table, find_corners
-from pitbox.analysis.errors import (
-    AnalysisError,
-    BadReference,
-    NoValidLap,
-    ReferenceLapNotFound,
-    TrackMismatch,
-)
-from pitbox.analysis.explain import explain_corners
-from pitbox.analysis.export import export_csv, export_motec
-from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
-from pitbox.analysis.session import Lap, Session, load_session, resolve_lap
-from pitbox.analysis.trackmap import TrackModel, find_track_model, lap_xy, learn_track_model
+import lazy_loader as _lazy
 
-if TYPE_CHECKING:
-    from pitbox.analysis.report import build_report
-
-#: Loaded on first use: plotly comes in only when a figure or a report is made.
-_LAZY_MODULES = ("figures", "report")
+# Names load on first use (lazy_loader), so that the command line builds its parser without
+# pandas, scipy or plotly (plotly comes in only when a figure or a report is made); the first
+# one used also registers the ``DataFrame.pitbox`` accessor.
+_getattr, _dir, _names = _lazy.attach(__name__, submodules=["figures", "report"], submod_attrs={
+    "align": ["Delta", "Trace", "compute_delta"],
+    "best": ["consistency", "progress", "theoretical_best"],
+    "coaching": ["CoachResult", "coach", "follow_up_sessions"],
+    "compare": ["compare_laps"],
+    "context": ["best_sectors", "car_setup", "conditions", "fuel_per_lap", "sector_times", "setup_diff"],
+    "corners": ["Corner", "corner_table", "find_corners"],
+    "errors": ["AnalysisError", "BadReference", "NoValidLap", "ReferenceLapNotFound", "TrackMismatch"],
+    "explain": ["explain_corners"],
+    "export": ["export_csv", "export_motec"],
+    "laps_analysis": ["SessionAnalysis", "analyse"],
+    "report": ["build_report"],
+    "session": ["Lap", "Session", "load_session", "resolve_lap"],
+    "trackmap": ["TrackModel", "find_track_model", "lap_xy", "learn_track_model"],
+})
 
 
-def __getattr__(name: str) -> Any:
-    if name == "build_report":
-        return importlib.import_module("pitbox.analysis.report").build_report
-    if name in _LAZY_MODULES:
-        return importlib.import_module(f"pitbox.analysis.{name}")
-    raise AttributeError(f"module 'pitbox.analysis' has no attribute {name!r}")
+def __getattr__(name: str) -> object:
+    import_module("pitbox.analysis.accessor")  # registers DataFrame.pitbox
+    return _getattr(name)
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
 
 
 def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | None = None,
@@ -67,6 +55,11 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
     ``session_id`` defaults to the newest session with a valid lap; the report goes to
     ``report`` (default ``<data>/_reports/<session id>.html``, ignored by the store).
     """
+    from pitbox.analysis.best import theoretical_best
+    from pitbox.analysis.coaching import coach
+    from pitbox.analysis.errors import NoValidLap
+    from pitbox.analysis.laps_analysis import analyse
+    from pitbox.analysis.session import load_session
     from pitbox.config import data_dir
     from pitbox.store import Store
 
@@ -98,11 +91,4 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
     return "\n".join(lines)
 
 
-__all__ = [
-    "AnalysisError", "BadReference", "CoachResult", "Corner", "Delta", "Lap", "NoValidLap", "ReferenceLapNotFound",
-    "Session", "SessionAnalysis", "Trace", "TrackMismatch", "TrackModel", "analyse", "best_sectors", "build_report",
-    "car_setup", "coach", "compare_laps", "corner_table", "compute_delta", "conditions", "consistency", "demo_summary",
-    "explain_corners", "export_csv", "export_motec", "find_corners", "find_track_model", "follow_up_sessions",
-    "fuel_per_lap", "lap_xy", "learn_track_model", "load_session", "progress", "resolve_lap", "sector_times",
-    "setup_diff", "theoretical_best",
-]
+__all__ = sorted({*_names, "demo_summary"} - {"figures", "report"})

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
-from pitbox.analysis.compare import compare_laps, jsonable
+# pandas and the analysis are imported inside the commands: see pitbox/cli.py.
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -23,12 +25,16 @@ def _print_df(df: pd.DataFrame, decimals: int = 3) -> None:
     if df.empty:
         print("  (none)")
         return
+    import pandas as pd
+
     with pd.option_context("display.width", 200, "display.max_columns", 40, "display.max_colwidth", 80,
                            "display.float_format", lambda v: f"{v:.{decimals}f}"):
         print(df.to_string(index=False))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from pitbox.analysis.compare import compare_laps, jsonable
+
     res = compare_laps(args.lap, args.reference, args.data)
     if args.json:
         out = {k: v for k, v in res.items() if k not in ("delta", "traces")}
@@ -56,6 +62,8 @@ def _coach(args: argparse.Namespace):
 
 
 def cmd_coach(args: argparse.Namespace) -> int:
+    from pitbox.analysis.compare import jsonable
+
     a, r = _coach(args)
     if args.json:
         out = {"session": a.session.id, "reference": a.reference.label, "reference_time_s": a.reference.time_s,

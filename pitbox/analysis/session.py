@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pitbox.analysis import accessor as _accessor  # noqa: F401  (registers DataFrame.pitbox)
 from pitbox.analysis.align import (
     DEFAULT_STEP_M,
     Delta,

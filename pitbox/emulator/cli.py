@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pitbox.emulator.core import TRANSITIONS, Emulator
+from pitbox.emulator.transitions import TRANSITIONS
 from pitbox.errors import ConfigError
 from pitbox.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from pitbox.emulator.core import Emulator
+
+# The emulator (numpy) is imported inside the commands: see pitbox/cli.py.
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +48,8 @@ def register(subparsers: Any) -> None:
 def emulator_from_args(args: argparse.Namespace) -> Emulator:
     if (args.stall_at is None) != (args.stall_for == 0.0):
         raise ConfigError("emulate: --stall-at and --stall-for go together")
+    from pitbox.emulator.core import Emulator
+
     transitions = [t.strip() for t in args.transition.split(",")]
     return Emulator(args.sources, args.memmap, speed=args.speed, loop=args.loop, stall_at=args.stall_at,
                     stall_for=args.stall_for, skip_every=args.skip_every, skip_count=args.skip_count,

@@ -26,13 +26,13 @@ import numpy as np
 from pitbox.emulator.channels import LiveLayout, live_layout
 from pitbox.emulator.livemap import NUM_BUF, LiveMapWriter, geometry
 from pitbox.emulator.rows import RowBuilder, out_of_car_source
+from pitbox.emulator.transitions import TRANSITIONS
 from pitbox.errors import ConfigError, PitboxError
 from pitbox.ibt.layout import STATUS_CONNECTED, pack_var_headers
 from pitbox.ibt.reader import TelemetryFile, open_telemetry
 
 log = logging.getLogger(__name__)
 
-TRANSITIONS = ("auto", "session", "exit", "restart")
 CHUNK_ROWS = 512
 MAX_LAG_S = 0.25  #: behind schedule by more than this (a suspended process): worth a warning in the log
 

@@ -24,10 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 
+from pitbox.live.constants import ENV_SECRET, ROLES
 from pitbox.live.protocol import LiveError
 
-ROLES = ("subscriber", "publisher")
-ENV_SECRET = "PITBOX_TOKEN_SECRET"
 MIN_SECRET_BYTES = 32
 ISSUER = "pitbox"
 #: The subprotocol a browser offers next to ``bearer.<token>``; the server answers with it.

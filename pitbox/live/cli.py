@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 from typing import Any
 
-from pitbox.live import auth, protocol
+from pitbox.live import constants
+
+# websockets, jwt and numpy are imported inside the commands: see pitbox/cli.py.
 
 
 def register(subparsers: Any) -> None:
@@ -23,9 +24,9 @@ def register(subparsers: Any) -> None:
 def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other address needs a token secret)")
-    p.add_argument("--port", type=int, default=protocol.DEFAULT_PORT, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=constants.DEFAULT_PORT, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--token-secret", default=None,
-                   help=f"HS256 secret, at least 32 bytes (default: ${auth.ENV_SECRET}); with it every client needs a token")
+                   help=f"HS256 secret, at least 32 bytes (default: ${constants.ENV_SECRET}); with it every client needs a token")
     p.add_argument("--certfile", default=None, help="PEM certificate: serve wss")
     p.add_argument("--keyfile", default=None, help="PEM private key of --certfile")
     p.add_argument("--origin", action="append", default=None, metavar="ORIGIN",
@@ -45,7 +46,7 @@ def _register_relay(subparsers: Any) -> None:
 
 
 def _run_relay(args: argparse.Namespace) -> int:
-    from pitbox.live import service
+    from pitbox.live import auth, protocol, service
 
     if args.from_env:
         given = [f"--{k.replace('_', '-')}" for k in ("host", "port", "token_secret", "certfile", "keyfile", "origin",
@@ -64,10 +65,10 @@ def _register_token(subparsers: Any) -> None:
     p = subparsers.add_parser("token", help="make tokens (JWT) and secrets for the live stream and relay")
     sub = p.add_subparsers(dest="token_command", metavar="ACTION")
     c = sub.add_parser("create", help="print a signed token")
-    c.add_argument("--role", required=True, choices=auth.ROLES, help="subscriber (read) or publisher (recorder)")
+    c.add_argument("--role", required=True, choices=constants.ROLES, help="subscriber (read) or publisher (recorder)")
     c.add_argument("--ttl", type=float, default=86400.0, help="seconds the token is valid (default 86400; 0: no expiry)")
     c.add_argument("--subject", default=None, help="who it is for; for a publisher, the driver id the relay shows")
-    c.add_argument("--token-secret", default=None, help=f"HS256 secret (default: ${auth.ENV_SECRET})")
+    c.add_argument("--token-secret", default=None, help=f"HS256 secret (default: ${constants.ENV_SECRET})")
     c.set_defaults(func=_create_token)
     s = sub.add_parser("secret", help="print a new random secret (for --token-secret)")
     s.set_defaults(func=_new_secret)
@@ -80,12 +81,16 @@ def _token_help(p: argparse.ArgumentParser) -> int:
 
 
 def _create_token(args: argparse.Namespace) -> int:
+    from pitbox.live import auth
+
     ttl = None if args.ttl == 0 else args.ttl
     print(auth.create_token(args.token_secret, args.role, ttl_s=ttl, subject=args.subject))
     return 0
 
 
 def _new_secret(args: argparse.Namespace) -> int:
+    from pitbox.live import auth
+
     print(auth.new_secret())
     return 0
 
@@ -96,8 +101,8 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("live stream")
     g.add_argument("--stream", action="store_true", help="serve the live stream (WebSocket, default 127.0.0.1:8765)")
     g.add_argument("--stream-host", default="127.0.0.1", help="address of the stream (other than loopback needs a secret)")
-    g.add_argument("--stream-port", type=int, default=protocol.DEFAULT_PORT, help="port of the stream (default 8765)")
-    g.add_argument("--token-secret", default=None, help=f"HS256 secret for stream tokens (default ${auth.ENV_SECRET})")
+    g.add_argument("--stream-port", type=int, default=constants.DEFAULT_PORT, help="port of the stream (default 8765)")
+    g.add_argument("--token-secret", default=None, help=f"HS256 secret for stream tokens (default ${constants.ENV_SECRET})")
     g.add_argument("--certfile", default=None, help="PEM certificate: serve the stream as wss")
     g.add_argument("--keyfile", default=None, help="PEM private key of --certfile")
     g.add_argument("--origin", action="append", default=None, metavar="ORIGIN", help="browser origin allowed (repeat)")
@@ -105,7 +110,7 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
                    help="also publish to a relay (ws://host:port or wss://); repeat to publish to several (replicas)")
     g.add_argument("--token", default=os.environ.get("PITBOX_TOKEN"), help="publisher token for --publish")
     g.add_argument("--driver-id", default=None, help="driver id on the relay (default: the token's subject)")
-    g.add_argument("--publish-rate", type=int, default=60, choices=protocol.RATES, help="frames per second sent upstream")
+    g.add_argument("--publish-rate", type=int, default=60, choices=constants.RATES, help="frames per second sent upstream")
     g.add_argument("--publish-channel", action="append", default=None, help="channel sent upstream (repeat; default all)")
     g.add_argument("--relay-cafile", default=None, help="certificate to trust for a wss relay (a self-made one)")
 
@@ -137,10 +142,10 @@ def open_publishers(args: argparse.Namespace, *, history_provider: Any = None,
 
 def _register_listen(subparsers: Any) -> None:
     p = subparsers.add_parser("listen", help="print a live stream's messages as JSON lines")
-    p.add_argument("url", nargs="?", default=f"ws://127.0.0.1:{protocol.DEFAULT_PORT}", help="stream or relay URL")
+    p.add_argument("url", nargs="?", default=f"ws://127.0.0.1:{constants.DEFAULT_PORT}", help="stream or relay URL")
     p.add_argument("--token", default=os.environ.get("PITBOX_TOKEN"), help="subscriber token (default $PITBOX_TOKEN)")
     p.add_argument("--channel", action="append", default=None, help="channel to receive (repeat; default all)")
-    p.add_argument("--rate", type=int, default=1, choices=protocol.RATES, help="frames per second (default 1)")
+    p.add_argument("--rate", type=int, default=1, choices=constants.RATES, help="frames per second (default 1)")
     p.add_argument("--driver", action="append", default=None, help="relay: driver id (repeat; default all)")
     p.add_argument("--count", type=int, default=0, help="stop after this many frames (default: never)")
     p.add_argument("--cafile", default=None, help="certificate to trust for wss (a self-made one)")
@@ -149,6 +154,8 @@ def _register_listen(subparsers: Any) -> None:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    import asyncio
+
     from pitbox.live.client import LiveClient
 
     async def run() -> None:

@@ -31,12 +31,8 @@ from typing import Any
 import numpy as np
 
 from pitbox.errors import PitboxError
+from pitbox.live.constants import DEFAULT_PORT, RATES, TICK_RATE_HZ, VERSION  # noqa: F401  (re-exported)
 
-VERSION = 1
-#: Frame rates a client may ask for [Hz]; the recorder ticks at 60 Hz.
-RATES = (60, 30, 10, 1)
-TICK_RATE_HZ = 60
-DEFAULT_PORT = 8765
 MAX_CHANNELS = 4096
 MAX_NAME_LEN = 64
 _DRIVER_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")

@@ -1,14 +1,15 @@
 """The live recorder: pyirsdk at 60 Hz into crash-safe Parquet sessions, recovery, the
-telemetry-folder watcher, and one stint stored once (see ``docs/recorder.md``)."""
+telemetry-folder watcher, and one stint stored once (see ``docs/recorder.md``). Names load
+on first use (``lazy_loader``): ``pitbox record --help`` loads neither numpy nor pyarrow."""
 
-from pitbox.recorder.finalize import finalize, pending_recordings, recover
-from pitbox.recorder.history import yaml_at, yaml_history
-from pitbox.recorder.recorder import Recorder, RecorderStats
-from pitbox.recorder.sources import IrsdkSource, Layout, ReplaySource, SourceGone
-from pitbox.recorder.stint import link_session, link_store, merged_view, same_stint
+from __future__ import annotations
 
-__all__ = [
-    "IrsdkSource", "Layout", "Recorder", "RecorderStats", "ReplaySource", "SourceGone",
-    "finalize", "link_session", "link_store", "merged_view", "pending_recordings", "recover", "same_stint",
-    "yaml_at", "yaml_history",
-]
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
+    "finalize": ["finalize", "pending_recordings", "recover"],
+    "history": ["yaml_at", "yaml_history"],
+    "recorder": ["Recorder", "RecorderStats"],
+    "sources": ["IrsdkSource", "Layout", "ReplaySource", "SourceGone"],
+    "stint": ["link_session", "link_store", "merged_view", "same_stint"],
+})

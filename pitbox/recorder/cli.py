@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,9 +13,6 @@ from typing import Any
 from pitbox.config import data_dir, telemetry_dir
 from pitbox.errors import ConfigError, PitboxError
 from pitbox.signals import stop_on_signals
-
-log = logging.getLogger(__name__)
-
 
 
 def register(subparsers: Any) -> None:
@@ -182,6 +177,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     pubs = _publishers(args)
     stop_threads = threading.Event()
     switch = sys.getswitchinterval()
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="pitbox-replay-") as tmp:
         src, emu = _source(args, Path(tmp))
         rec = Recorder(src, data, flush_s=args.flush_s, fsync=not args.no_fsync, publisher=pubs,

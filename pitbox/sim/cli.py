@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from pitbox.sim.api import simulate_session
 from pitbox.sim.errors import SimError
 from pitbox.sim.faults import FAULTS
-from pitbox.sim.tracks import list_tracks, load_track
+
+# The simulator (numpy, yaml) is imported inside the commands: see pitbox/cli.py.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".ibt":
         raise SimError(f"--out {args.out}: expected a path ending in .ibt")
+    from pitbox.sim.api import simulate_session
+
     result = simulate_session(args.track, args.laps, args.faults, args.seed, out=args.out,
                               in_lap=not args.no_in_lap)
     if args.json:
@@ -56,6 +58,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _tracks(args: argparse.Namespace) -> int:
+    from pitbox.sim.tracks import list_tracks, load_track
+
     rows = [load_track(name).summary() for name in list_tracks()]
     if args.json:
         print(json.dumps(rows, indent=1))
