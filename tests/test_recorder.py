@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from pitbox.emulator import Emulator, LiveMapWriter, TickRecord, geometry
 from pitbox.emulator.channels import COPY, WIDEN
+from pitbox.emulator.livemap import NUM_BUF
 from pitbox.ibt import open_telemetry, write_ibt
 from pitbox.ibt.layout import pack_var_headers
 from pitbox.recorder import IrsdkSource, Recorder, ReplaySource, yaml_history
@@ -102,11 +103,28 @@ def column(table, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
+def backpressure(emu: Emulator, rec: Recorder, timeout: float = 30) -> None:
+    """After each tick the paced emulator waits until the recorder has taken the oldest tick
+    still in the sim's three buffers (the one the next tick overwrites). On an idle machine
+    that is never a wait; on a busy one the emulator falls behind its schedule instead of
+    the recorder losing ticks, so the test's outcome depends on no timing."""
+
+    def on_tick(r: TickRecord) -> None:
+        if len(emu.ticks) < NUM_BUF or emu.ticks[-NUM_BUF].layout_id != r.layout_id:
+            return
+        oldest = emu.ticks[-NUM_BUF].tick_count
+        wait_until(lambda: (rec.stats.last_tick or 0) >= oldest, timeout, f"the recorder to take tick {oldest}")
+
+    emu.on_tick = on_tick
+
+
 def record_emulated(tmp_path: Path, emu: Emulator, timeout: float = 60, **kw) -> tuple[Recorder, list[Path]]:
-    """Run the emulator (paced, in its thread) into a recorder until it finishes; returns the sessions."""
+    """Run the emulator (paced, in its thread, with :func:`backpressure`) into a recorder
+    until it finishes; returns the sessions."""
     src = IrsdkSource(emu.memmap_path)
     run = Running(src, tmp_path / "data", **kw)
     assert src.mapped.wait(10), "pyirsdk never mapped the emulator's file"
+    backpressure(emu, run.rec)
     emu.start()
     assert emu.wait_for(lambda: emu.finished, timeout), "emulator did not finish"
     wait_until(lambda: not run.rec.session_open and run.rec.stats.ticks > 0, 10, "the recorder to close the session")
@@ -315,3 +333,81 @@ def test_replay_via_the_emulator_goes_through_pyirsdk_and_keeps_every_tick(tmp_p
     assert column(table, "CarIdxLapDistPct").shape == (390, 64)  # the live layout, as pyirsdk read it
     truth = pyirsdk_columns(W13, ["SessionTick"])
     np.testing.assert_array_equal(column(table, "SessionTick"), truth["SessionTick"])
+
+
+# -- 5: the sim's first tick ------------------------------------------------------------------
+
+def test_a_recorder_started_before_the_sim_records_from_its_first_tick(tmp_path: Path) -> None:
+    """The recorder waits for a memory map that does not exist yet; the sim starts (its map
+    appears) and publishes three ticks before the recorder looks again: all three are still
+    in the buffers and recorded, then every later tick."""
+    memmap = tmp_path / "irsdk.bin"
+    src = IrsdkSource(memmap)
+    run = Running(src, tmp_path / "data")
+    assert not memmap.exists() and not src.mapped.is_set()
+    emu = Emulator([need(W13)], memmap, speed=math.inf).open()  # the sim starts: map written, status 0
+    assert src.mapped.wait(10), "the recorder never found the map"
+    backpressure(emu, run.rec)  # from the third tick on: the fourth overwrites the first
+    for _ in range(NUM_BUF):  # the recorder may look between these, or only after all three
+        assert isinstance(emu.step(), TickRecord)
+    while emu.step() is not None:
+        pass
+    wait_until(lambda: not run.rec.session_open, 10, "the session to close")
+    (path,) = run.stop()
+    emu.close()
+    meta = read_meta(path)
+    published = [r.tick_count for r in emu.ticks]
+    assert published[0] == 1 and len(published) == 390
+    np.testing.assert_array_equal(stored_ticks(meta), published)  # from the sim's first tick, none lost
+    assert meta["first_tick"] == 1 and meta["joined_at_tick"] is None and meta["dropped_ticks"] == 0
+    assert run.rec.stats.first_tick == 1 and run.rec.stats.joined_at_tick is None
+    check_rows_equal_source(pq.read_table(path), emu, 0, stored_ticks(meta), slice(0, 10))
+
+
+def test_joining_a_running_sim_catches_up_on_its_three_buffers_and_says_so(tmp_path: Path) -> None:
+    """Started after the sim published 5 ticks, the recorder records the three still in the
+    buffers (3, 4, 5), oldest first, then on; the session says it joined at tick 5."""
+    emu = Emulator([need(W13)], tmp_path / "irsdk.bin", speed=math.inf).open()
+    for _ in range(5):
+        emu.step()
+    src = IrsdkSource(emu.memmap_path)
+    run = Running(src, tmp_path / "data")
+    wait_until(lambda: run.rec.stats.ticks >= NUM_BUF, 10, "the catch-up")
+    backpressure(emu, run.rec)
+    while emu.step() is not None:
+        pass
+    wait_until(lambda: not run.rec.session_open, 10, "the session to close")
+    (path,) = run.stop()
+    emu.close()
+    meta = read_meta(path)
+    published = [r.tick_count for r in emu.ticks]
+    np.testing.assert_array_equal(stored_ticks(meta), published[2:])
+    assert meta["first_tick"] == 3 and meta["joined_at_tick"] == 5 and meta["dropped_ticks"] == 0
+    check_rows_equal_source(pq.read_table(path), emu, 0, stored_ticks(meta), slice(0, 10))
+
+
+def test_record_summary_says_from_which_tick_it_recorded_when_it_joined_a_running_sim(tmp_path: Path,
+                                                                                     capsys) -> None:
+    from pitbox.cli import main
+
+    emu = Emulator([need(W13)], tmp_path / "irsdk.bin", speed=math.inf).open()
+    for _ in range(5):
+        emu.step()
+    data = tmp_path / "d"
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(main(["record", "--irsdk-file", str(emu.memmap_path), "--data",
+                                                           str(data), "--until-gone", "--no-fsync"])))
+    t.start()
+    # the session began (its folder is written) once the catch-up returned ticks 3, 4 and 5
+    wait_until(lambda: any(data.glob(".recording/*/meta.json")), 30, "the recording to begin")
+    emu.close()  # status 0: the sim stops; the recorder keeps the ticks it already copied
+    t.join(60)
+    assert codes == [0]
+    out = capsys.readouterr().out
+    assert ": 3 ticks from tick 3 (joined the running sim at its tick 5), 0 dropped" in out
+    assert "1 session(s) stored, 3 ticks recorded, 0 dropped, from tick 3 (joined the running sim at its tick 5)" in out
+    meta = read_meta(next(data.rglob("*.parquet")))
+    assert (meta["first_tick"], meta["joined_at_tick"], meta["samples"]) == (3, 5, 3)
+    truth = pyirsdk_columns(W13, ["SessionTick"])["SessionTick"]
+    np.testing.assert_array_equal(column(pq.read_table(next(data.rglob("*.parquet"))), "SessionTick"),
+                                  truth[[r.source_row for r in emu.ticks[2:5]]])

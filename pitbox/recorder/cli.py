@@ -103,8 +103,15 @@ def _print_session(path: Path) -> None:
     except PitboxError:
         print(f"stored {path}", flush=True)
         return
-    print(f"stored {m['id']}: {m['track']} / {m['car']} / {m['session_type'] or '?'}: {m['samples']} ticks, "
+    print(f"stored {m['id']}: {m['track']} / {m['car']} / {m['session_type'] or '?'}: {m['samples']} ticks "
+          f"from tick {m.get('first_tick', '?')}{_joined(m.get('joined_at_tick'))}, "
           f"{m.get('dropped_ticks', 0)} dropped, {m['laps']} laps -> {path}", flush=True)
+
+
+def _joined(tick: int | None) -> str:
+    """How the recording began, for the summaries: nothing when the recorder was waiting
+    for the sim (it records from the sim's first tick)."""
+    return "" if tick is None else f" (joined the running sim at its tick {tick})"
 
 
 def _source(args: argparse.Namespace, tmp: Path) -> tuple[Any, Any]:
@@ -209,7 +216,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             if pubs is not None:
                 pubs.stop()
     s = rec.stats
-    print(f"{len(stored)} session(s) stored, {s.ticks} ticks recorded, {s.dropped} dropped, "
+    first = "" if s.first_tick is None else f", from tick {s.first_tick}{_joined(s.joined_at_tick)}"
+    print(f"{len(stored)} session(s) stored, {s.ticks} ticks recorded, {s.dropped} dropped{first}, "
           f"in {time.monotonic() - t0:.1f} s", flush=True)
     return 0
 

@@ -129,7 +129,7 @@ def build_meta(rec: Recording, fp: _FirstPass, recovered: bool) -> dict[str, Any
         "source_name": m.get("source_name", ""), "source_sha256": None,
         "source_kind": m.get("source_kind", "live"), "source_rows": None,
         "row_group_rows": LIVE_ROW_GROUP_ROWS,
-        "first_tick": int(fp.ticks[0]), "last_tick": int(fp.ticks[-1]),
+        "first_tick": int(fp.ticks[0]), "last_tick": int(fp.ticks[-1]), "joined_at_tick": m.get("joined_at_tick"),
         "dropped_ticks": int(sum(g[1] for g in gaps)), "tick_gaps": gaps,
         "session_unique_id": int(fp.small["SessionUniqueID"][0]) if "SessionUniqueID" in fp.small else None,
         "session_time_range": [float(t[0]), float(t[-1])] if t is not None else None,

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from pitbox.errors import StoreError
-from pitbox.ibt.layout import VarHeader, VarType
+from pitbox.ibt.layout import MAX_BUFS, VarHeader, VarType
 from pitbox.recorder.finalize import recover
 from pitbox.recorder.segments import variables_to_json
 from pitbox.recorder.sources import Layout, Source, SourceGone
@@ -87,6 +87,10 @@ class RecorderStats:
     dropped: int = 0
     sessions_started: int = 0
     connects: int = 0
+    first_tick: int | None = None  #: the first tick recorded
+    last_tick: int | None = None  #: the last tick recorded (readable from any thread)
+    #: the sim's newest tick when the recorder joined it running (None: it waited for the sim's first tick)
+    joined_at_tick: int | None = None
     tick_cost_ns: list[int] | None = None  #: per-tick cost when measuring (poll + freeze + decode + buffer)
     max_stall_ms: float = 0.0  #: longest time between two looks at the sim while connected (OS or interpreter stalls)
 
@@ -122,6 +126,8 @@ class Recorder:
         self._dtype: np.dtype | None = None
         self._uid = self._num = self._on_track = self._time = _field_reader(None, 0)
         self._held_info: tuple[int, bytes] | None = None
+        self._resync = False  # just connected: ticks already stored may come again
+        self._joined_at: int | None = None  # Layout.joined_at_tick, until the connection's first tick
 
     # -- public ----------------------------------------------------------------------
     def stop(self) -> None:
@@ -239,6 +245,8 @@ class Recorder:
         self._on_track = _field_reader(chans.get("IsOnTrack"), True)
         self._time = _field_reader(chans.get("SessionTime"), 0.0)
         self._yaml = None
+        self._resync = True
+        self._joined_at = layout.joined_at_tick
 
     def _loop(self) -> None:
         src, stop = self.source, self._stop
@@ -270,9 +278,11 @@ class Recorder:
         key = (self._uid(row), self._num(row))
         on_track = bool(self._on_track(row))
         s = self._session
-        if s is not None and tick == s.last_tick and key == s.key:
-            self._held_info = info or self._held_info  # the newest tick again, after reconnecting
+        if self._resync and s is not None and key == s.key and 0 <= s.last_tick - tick < MAX_BUFS:
+            self._held_info = info or self._held_info  # a stored tick again: the catch-up after reconnecting
             return
+        self._resync = False
+        joined, self._joined_at = self._joined_at, None
         if info is None and self._held_info is not None:
             info, self._held_info = self._held_info, None
         if info is not None:
@@ -292,7 +302,7 @@ class Recorder:
                 s.suspended_at = None
                 log.info("session %s resumed at tick %d", s.id, tick)
         if s is None:
-            s = self._begin(tick, key, on_track)
+            s = self._begin(tick, key, on_track, joined)
         elif info is not None:
             self._flush(s)
             self._writer.yaml(s.id, tick, info[0], info[1])
@@ -306,7 +316,11 @@ class Recorder:
         s.ticks.append(tick)
         s.rows.append(row)
         s.n_rows += 1
-        self.stats.ticks += 1
+        stats = self.stats
+        if stats.first_tick is None:
+            stats.first_tick, stats.joined_at_tick = tick, joined
+        stats.last_tick = tick
+        stats.ticks += 1
         if time.monotonic() - s.batch_start >= self.flush_s:
             self._flush(s)
         if self.publisher is not None:
@@ -314,7 +328,7 @@ class Recorder:
             self.publisher.publish_frame(tick, self._time(row), rec)
 
     # -- sessions --------------------------------------------------------------------
-    def _begin(self, tick: int, key: tuple[int, int], on_track: bool) -> _Session:
+    def _begin(self, tick: int, key: tuple[int, int], on_track: bool, joined_at: int | None = None) -> _Session:
         layout = self._layout
         assert layout is not None and self._dtype is not None
         now = datetime.now(timezone.utc)
@@ -323,7 +337,8 @@ class Recorder:
         meta = {
             "id": sid, "start": now.isoformat(), "tick_rate": layout.tick_rate, "buf_len": layout.buf_len,
             "variables": variables_to_json(list(layout.variables)), "source_name": layout.source_name,
-            "source_kind": layout.source_kind, "first_tick": tick, "session_unique_id": key[0],
+            "source_kind": layout.source_kind, "first_tick": tick, "joined_at_tick": joined_at,
+            "session_unique_id": key[0],
             "session_num": key[1],
         }
         self._writer.open(sid, meta, self._dtype)
@@ -331,7 +346,8 @@ class Recorder:
             self._writer.yaml(sid, tick, self._yaml[0], self._yaml[1])
         self._session = s
         self.stats.sessions_started += 1
-        log.info("session %s started at tick %d (SessionNum %d)", sid, tick, key[1])
+        log.info("session %s started at tick %d (SessionNum %d)%s", sid, tick, key[1],
+                 "" if joined_at is None else f"; joined the running sim at its tick {joined_at}")
         return s
 
     def _flush(self, s: _Session) -> None:

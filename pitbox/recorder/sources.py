@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -70,6 +71,10 @@ class Layout:
     tick_rate: int
     source_name: str
     source_kind: str  #: "live" (pyirsdk) or "replay"
+    #: newest tick the sim had already published when this connection first saw it
+    #: (the recorder joined a running sim); None when the recorder was waiting before the
+    #: sim's first tick of this layout (or for a replay)
+    joined_at_tick: int | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -103,21 +108,33 @@ def _quiet() -> Iterator[None]:
 class IrsdkSource:
     """iRacing's live memory through unmodified pyirsdk.
 
-    A new tick is a change in the newest buffer's ``tick_count``. Between looks it waits:
-    with ``test_file=None`` (Windows' shared memory ``Local\\IRSDKMemMapFileName``) on
-    iRacing's data-valid event, as iRacing's own ``irsdk_waitForDataReady`` does; with a
-    ``test_file`` (an emulator's memory map, any OS) ``poll_s`` seconds (default 0.25 ms).
+    **Attaching.** Until the memory exists, :meth:`connect` looks for it every
+    ``connect_poll_s`` (10 ms): a ``stat`` of the ``test_file``, or on Windows whether
+    iRacing's data-valid event exists (a kernel call; pyirsdk's own start-up, which first
+    asks iRacing's local web server, runs only once it does). Then pyirsdk maps it, and
+    while the header status is 0 the variable headers are parsed already and the status is
+    watched (every ``poll_s``; on Windows on the data-valid event). The first :meth:`poll`
+    after connecting **catches up**: it returns every tick still in the sim's row buffers
+    (iRacing keeps three), oldest first, so a recorder that was waiting records from the
+    sim's first tick even when it looks up to two ticks late; one that joins a running sim
+    records from the oldest tick still there and says so (:attr:`Layout.joined_at_tick`).
 
+    **Ticks.** A new tick is a change in the newest buffer's ``tick_count``. Between looks
+    it waits: with ``test_file=None`` (Windows' shared memory ``Local\\IRSDKMemMapFileName``)
+    on iRacing's data-valid event, as iRacing's own ``irsdk_waitForDataReady`` does; with a
+    ``test_file`` (an emulator's memory map, any OS) ``poll_s`` seconds (default 0.25 ms).
     Each new tick: ``freeze_var_buffer_latest()`` copies the newest row (on Windows the
     buffer's own ``freeze()``, the same copy: ``freeze_var_buffer_latest`` first waits on the
-    event, which would skip to the next tick); when the loop was late by a tick, the one
-    before it is copied from its buffer too (it is still intact). Then the tick counts are read again: a copy is kept only when its buffer still
-    holds the same tick and the sim has not finished the tick that would be written into it
-    next, so a row torn by the sim rewriting it is never returned (it counts as dropped).
+    event, which would skip to the next tick); a tick before it that was not read yet (the
+    loop was late, or is catching up) is copied from its own buffer. Then the tick counts
+    are read again and a copy is kept only when its buffer still holds the same tick: the
+    check of iRacing's own ``irsdk_getNewData``; the emulator clears a buffer's tick count
+    before it rewrites the row, so a row torn by the sim rewriting it is never returned (it
+    counts as dropped).
     """
 
     def __init__(self, test_file: str | os.PathLike[str] | None = None, *, timeout_s: float = 2.0,
-                 poll_s: float = 0.00025, connect_poll_s: float = 0.5, source_name: str | None = None):
+                 poll_s: float = 0.00025, connect_poll_s: float = 0.01, source_name: str | None = None):
         self.test_file = Path(test_file) if test_file is not None else None
         self.name = str(self.test_file) if self.test_file else "iRacing"
         #: stored as the sessions' ``source_name``
@@ -131,15 +148,28 @@ class IrsdkSource:
         self._last_tick: int | None = None
         self._last_seen = 0.0
         self._si_update: int | None = None
-        self.mapped = threading.Event()  #: set while pyirsdk has the memory mapped
+        #: set while pyirsdk has the memory mapped (and the recorder has looked at it once)
+        self.mapped = threading.Event()
         self._pending: list[tuple[int, bytes]] = []
         self._layout_cache: tuple[tuple[int, ...], bytes, list[VarHeader], int, int, int] | None = None
+        self._empty_key: tuple[int, ...] | None = None  # a layout seen before its first tick
         self.torn = 0  #: rows discarded because the sim rewrote them while they were copied
 
     # -- connection ----------------------------------------------------------------------
+    def _map_exists(self) -> bool:
+        """Cheap check, before pyirsdk's start-up, that the memory is there to map."""
+        if self.test_file is not None:
+            try:
+                return self.test_file.stat().st_size >= HEADER_SIZE
+            except OSError:
+                return False
+        return _data_valid_event_exists()  # pragma: no cover - Windows shared memory only
+
     def _startup(self) -> bool:
         import irsdk
 
+        if not self._map_exists():
+            return False
         ir = irsdk.IRSDK()
         try:
             with _quiet():
@@ -151,36 +181,44 @@ class IrsdkSource:
             _shutdown(ir)
             return False
         self.ir, self._mm = ir, ir._shared_mem
-        self.mapped.set()
+        self._empty_key = None
         return True
 
     def connect(self, stop: threading.Event, until: float | None = None) -> Layout | None:
         """Wait for the sim (until ``stop`` is set or the monotonic time ``until``).
 
         pyirsdk maps the memory once it exists; while the header status is 0 the mapping is
-        kept and the status polled every ``poll_s`` (so the first tick is not missed).
+        kept and the status watched (so the first tick is not missed).
         """
         while not stop.is_set():
             if self.ir is not None or self._startup():
-                if _HEADER.unpack_from(self._mm, 0)[_STATUS] == 1:
+                head = _HEADER.unpack_from(self._mm, 0)
+                if not any(head[_TICKS][: max(0, min(head[_NUM_BUF], 4))]):
+                    self._empty_key = head[_LAYOUT_FIELDS]  # the sim has not published a tick yet
+                self.mapped.set()  # after that first look
+                if head[_STATUS] == 1:
                     layout = self._read_layout()
                     if layout is not None:
                         return layout
                     self.disconnect()
                 else:
                     self._parse_layout()
-                wait = self.poll_s if self.ir is not None else self.connect_poll_s
+            if until is not None and until - time.monotonic() <= 0:
+                return None
+            if self.ir is not None:
+                self._wait_status()
             else:
                 wait = self.connect_poll_s
-            if until is not None:
-                wait = min(wait, until - time.monotonic())
-                if wait <= 0:
-                    return None
-            if wait == self.poll_s:
-                time.sleep(wait)
-            else:
-                stop.wait(wait)
+                stop.wait(wait if until is None else max(0.0, min(wait, until - time.monotonic())))
         return None
+
+    def _wait_status(self) -> None:
+        """Between two looks at a mapped header with status 0: iRacing's data-valid event
+        (signalled each tick once the sim is live), or ``poll_s``."""
+        if self.test_file is None:
+            self.ir._wait_valid_data_event()  # pragma: no cover - Windows shared memory only
+        else:
+            time.sleep(self.poll_s)
 
     def _parse_layout(self) -> tuple[tuple[int, ...], bytes, list[VarHeader], int, int, int] | None:
         """Header and variable headers of the map as they are now (None while not sane).
@@ -216,12 +254,14 @@ class IrsdkSource:
             return None
         key, _, variables, buf_len, tick_rate, num_buf = parsed
         self._layout_key = key
-        self._last_tick = None  # the newest tick is the first one recorded
+        self._last_tick = None  # the first poll catches up on every tick still in the buffers
         self._last_seen = time.monotonic()
         self._si_update = None
         self.num_buf = num_buf
-        log.info("connected to %s: %d channels, %d-byte rows", self.name, len(variables), buf_len)
-        return Layout(tuple(variables), buf_len, tick_rate, self.source_name, "live")
+        joined = None if self._empty_key == key else max(_HEADER.unpack_from(self._mm, 0)[_TICKS][:num_buf])
+        log.info("connected to %s: %d channels, %d-byte rows%s", self.name, len(variables), buf_len,
+                 "" if joined is None else f"; the sim was running (tick {joined})")
+        return Layout(tuple(variables), buf_len, tick_rate, self.source_name, "live", joined)
 
     def disconnect(self) -> None:
         if self.ir is not None:
@@ -254,14 +294,11 @@ class IrsdkSource:
             if time.monotonic() - self._last_seen > self.timeout_s:
                 raise SourceGone(f"no tick for {self.timeout_s:g} s")
             return None
-        floor = newest - 1 if last is None else last
-        copies = [(ticks[k], k, self._copy(k, k == order[-1])) for k in order if ticks[k] > floor and ticks[k] > 0]
+        floor = 0 if last is None else last  # just connected: catch up on every buffer
+        copies = [(ticks[k], k, self._copy(k, k == order[-1])) for k in order if ticks[k] > floor]
         after = _HEADER.unpack_from(self._mm, 0)[_TICKS][:nb]
-        top = max(after)
         for t, k, row in copies:
-            # kept when the slot still holds that tick and the sim has not finished the tick that
-            # would be written into it next (so the copy cannot be torn)
-            if row is not None and after[k] == t and top < t + nb - 1:
+            if row is not None and after[k] == t:  # the slot still holds that tick: not torn
                 self._pending.append((t, row))
             else:
                 self.torn += 1
@@ -303,6 +340,22 @@ class IrsdkSource:
             self.ir._wait_valid_data_event()  # pragma: no cover - Windows shared memory only
         else:
             time.sleep(self.poll_s)
+
+
+def _data_valid_event_exists() -> bool:  # pragma: no cover - Windows shared memory only
+    """Whether iRacing's data-valid event exists (iRacing is running), without waiting."""
+    if sys.platform != "win32":
+        return True  # pyirsdk's start-up says why it cannot map the memory
+    import ctypes
+
+    import irsdk
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenEventW(0x00100000, False, irsdk.DATAVALIDEVENTNAME)  # SYNCHRONIZE
+    if not handle:
+        return False
+    kernel32.CloseHandle(handle)
+    return True
 
 
 def _shutdown(ir: Any) -> None:
