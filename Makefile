@@ -16,7 +16,7 @@ DEPLOY_DEBS := podman runc debootstrap
 # Under CI the container tests fail instead of skipping when podman cannot run.
 PITBOX_REQUIRE_DEPLOY ?= $(if $(CI),1,0)
 
-.PHONY: demo test test-deploy deploy-debs lint bench clean venv system-test
+.PHONY: demo test test-deploy deploy-debs test-stress lint bench clean venv system-test
 
 venv: $(STAMP)
 
@@ -63,6 +63,22 @@ test-deploy: $(STAMP)
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deploy-debs; \
 	else echo "not root: podman cannot be installed or run here; the container tests will skip"; fi
 	PITBOX_DEPLOY=1 PITBOX_REQUIRE_DEPLOY=$(PITBOX_REQUIRE_DEPLOY) $(BIN)/python -m pytest tests/deploy -m deploy
+
+# The suite three times in a row while two CPU-bound processes run beside it (a busy machine);
+# fails at the first run that fails. The two processes are stopped afterwards, also on failure
+# or Ctrl-C.
+STRESS_RUNS ?= 3
+test-stress: $(STAMP) system-test lint
+	@hogs=""; \
+	trap 'kill $$hogs 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	for i in 1 2; do $(BIN)/python -c "while True: pass" & hogs="$$hogs $$!"; done; \
+	echo "test-stress: $(STRESS_RUNS) runs of the suite beside two CPU-bound processes (pids$$hogs)"; \
+	for run in $$(seq $(STRESS_RUNS)); do \
+	  start=$$(date +%s); \
+	  if $(BIN)/python -m pytest -q $(PYTEST_ARGS); then result=passed; else result=FAILED; fi; \
+	  echo "test-stress: run $$run of $(STRESS_RUNS) $$result in $$(( $$(date +%s) - start )) s (load: $$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"; \
+	  [ "$$result" = passed ] || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_bench.py

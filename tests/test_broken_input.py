@@ -36,7 +36,7 @@ from pitbox.store import import_file, read_meta
 
 from conftest import AMG, REAL, need
 
-pytestmark = [pytest.mark.real, pytest.mark.timeout(10)]
+pytestmark = [pytest.mark.real, pytest.mark.timeout(120)]  # safety nets only, for a loaded machine
 
 #: A small 2024 file that sits in the store before every broken import ("the rest of the store").
 NEIGHBOUR = REAL / "mercedesw13_spielberg-gp_teamjorge-ibt_valid.ibt"
@@ -546,7 +546,7 @@ def bounded_open_and_read(path: Path, tmp: Path) -> None:
         pass
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(600)
 @FUZZ
 @given(changes=st.lists(st.tuples(st.sampled_from(sorted(HEADER_FIELDS)), st.data()), min_size=1, max_size=3))
 def test_fuzz_header(changes: list, fuzz_raw: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -564,7 +564,7 @@ def test_fuzz_header(changes: list, fuzz_raw: bytes, tmp_path_factory: pytest.Te
     bounded_open_and_read(write(tmp, raw), tmp)
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(600)
 @FUZZ
 @given(changes=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["type", "offset", "count", "count_as_time"]),
                                   int32s), min_size=1, max_size=4))
@@ -579,7 +579,7 @@ def test_fuzz_var_headers(changes: list, fuzz_raw: bytes, tmp_path_factory: pyte
     bounded_open_and_read(write(tmp, raw), tmp)
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(600)
 @FUZZ
 @given(flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), min_size=1, max_size=8))
 def test_fuzz_metadata_bytes(flips: list, fuzz_raw: bytes, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -11,13 +11,13 @@ import pytest
 
 from pitbox.cli import main
 
-from conftest import INVALID_IBT, LANGLEY, REAL_IBT, need
+from conftest import INVALID_IBT, LANGLEY, REAL_IBT, missing_real, need
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not REAL_IBT:
-        pytest.skip("real iRacing files absent")
+        missing_real("*.ibt")
     data = tmp_path_factory.mktemp("store")
     assert main(["import", *map(str, REAL_IBT), "--data", str(data)]) == 0
     return data

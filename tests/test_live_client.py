@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +19,8 @@ from pitbox.live.client import backoff_delays
 from pitbox.live.replay import ibt_frames
 from pitbox.live.testing import close_all, open_log, wait_until
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-LANGLEY = REAL / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt"
+from conftest import LANGLEY, need
+
 pytestmark = pytest.mark.timeout(60)
 CHANNELS = ["Lap", "LapDistPct", "Speed", "Throttle"]
 
@@ -28,9 +28,7 @@ CHANNELS = ["Lap", "LapDistPct", "Speed", "Throttle"]
 @pytest.fixture(scope="module")
 def laps_window():
     """Rows 1000-2010: the end of lap 183, all of lap 184 (rows 1090-2000), start of 185."""
-    if not LANGLEY.exists():
-        pytest.skip(f"real data not found: {LANGLEY}")
-    with open_telemetry(LANGLEY) as f:
+    with open_telemetry(need(LANGLEY)) as f:
         source = f.read(CHANNELS + ["SessionTime", "LapLastLapTime"], 1000, 2010)
     return ibt_frames(LANGLEY, channels=CHANNELS, start=1000, stop=2010), source
 
@@ -41,7 +39,7 @@ def test_live_feed_gives_frames_laps_and_one_lap_as_a_dataframe(laps_window):
     frames, source = laps_window
     lap_184 = source["Lap"] == 184
     with StreamServer(port=0) as server, LiveFeed(server.url, channels=CHANNELS, rate=60) as feed:
-        wait_until(lambda: server.clients() and server.clients()[0]["rate"] == 60)
+        wait_until(lambda: subscribed(server, rate=60))
         server.publish_session({"track": "langley"})
         for n, (tick, t, values) in enumerate(frames, start=1):
             server.publish_frame(tick, t, values)
@@ -67,7 +65,7 @@ def test_live_feed_gives_frames_laps_and_one_lap_as_a_dataframe(laps_window):
 
 def test_lap_frames_needs_the_lap_channel():
     with StreamServer(port=0) as server, LiveFeed(server.url, channels=["Speed"], rate=60) as feed:
-        wait_until(lambda: server.clients() and server.clients()[0]["channels"] == ["Speed"])
+        wait_until(lambda: subscribed(server, channels=["Speed"]))
         server.publish_frame(1, 0.0, {"Speed": 1.0, "Lap": 3})
         assert feed.wait(1)
         with pytest.raises(LiveError, match="Lap channel"):
@@ -98,12 +96,15 @@ def test_client_reconnects_and_fills_the_gap_from_history(laps_window):
         client = LiveClient(server.url, channels=["Speed"], rate=10, history=True, backoff_s=0.01, seed=1)
         got: list[dict] = []
         subscribed = asyncio.Event()
+        last_on_grid = asyncio.Event()
 
         async def consume():
             async for msg in client:
                 got.append(msg)
                 if msg["type"] == "subscribed":
                     subscribed.set()
+                if msg.get("tick") == 1594:  # the last tick on the 10 Hz grid
+                    last_on_grid.set()
 
         task = asyncio.ensure_future(consume())
         await subscribed.wait()
@@ -119,8 +120,7 @@ def test_client_reconnects_and_fills_the_gap_from_history(laps_window):
         await publish(frames[200:400])  # the recorder goes on meanwhile
         await subscribed.wait()
         await publish(frames[400:])
-        while not any(m.get("tick") == 1594 for m in got):  # the last tick on the 10 Hz grid
-            await asyncio.sleep(0.005)
+        await last_on_grid.wait()
         await client.aclose()
         await task
         return got, client
@@ -133,6 +133,12 @@ def test_client_reconnects_and_fills_the_gap_from_history(laps_window):
     assert sorted(ticks) == list(range(1000, 1600, 6)), "every 10 Hz frame once: live, history, live"
 
 
+def subscribed(server: StreamServer, **match) -> bool:
+    """A client with these settings is subscribed (one snapshot of the server's list: a
+    client may leave between two calls)."""
+    return any(all(c[k] == v for k, v in match.items()) for c in server.clients())
+
+
 async def _with_cleanup(coro):
     try:
         return await asyncio.wait_for(coro, 45)
@@ -141,12 +147,14 @@ async def _with_cleanup(coro):
 
 
 def test_client_gives_up_after_max_retries():
-    async def scenario():
-        async for _ in LiveClient("ws://127.0.0.1:9", max_retries=2, backoff_s=0.01):
+    async def scenario(port):
+        async for _ in LiveClient(f"ws://127.0.0.1:{port}", max_retries=2, backoff_s=0.01):
             pass
 
-    with pytest.raises(LiveError, match="after 3 attempts"):
-        asyncio.run(scenario())
+    with socket.socket() as closed:  # a port the OS picked, bound but not listening: refused
+        closed.bind(("127.0.0.1", 0))
+        with pytest.raises(LiveError, match="after 3 attempts"):
+            asyncio.run(scenario(closed.getsockname()[1]))
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter():
@@ -162,11 +170,13 @@ def test_cli_listen_prints_frames(capsys):
         thread = threading.Thread(target=lambda: result.setdefault(
             "rc", main(["listen", server.url, "--channel", "Speed", "--rate", "60", "--count", "2"])))
         thread.start()
-        wait_until(lambda: server.clients() and server.clients()[0]["rate"] == 60)
+        wait_until(lambda: subscribed(server, rate=60))
         for tick in (1, 2):
             server.publish_frame(tick, tick / 60, {"Speed": float(tick), "RPM": 1.0})
-            wait_until(lambda tick=tick: not server.clients() or server.clients()[0]["sent"] >= tick)
-        thread.join(10)
+            # sent, or the client already left (after its second frame): one snapshot of the list
+            wait_until(lambda tick=tick: all(c["sent"] >= tick for c in server.clients()))
+        thread.join(60)
+    assert not thread.is_alive()
     assert result["rc"] == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [m["values"] for m in lines if m["type"] == "frame"] == [{"Speed": 1.0}, {"Speed": 2.0}]

@@ -1,6 +1,7 @@
 """The team relay (issue 6): two recorders publish, subscribers choose drivers, channels
 and rates; the relay is killed and restarted mid-session and everything resumes without
-restarting the publishers, whose tick loop never waits."""
+restarting the publishers, whose tick loop never stops (that it never waits is measured by
+``bench/stream_bench.py``; no test asserts on time)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from pitbox.live import LiveClient, Relay, RelayPublisher, create_token, new_sec
 from pitbox.live.replay import ibt_frames
 from pitbox.live.testing import open_log, run, wait_until
 
+from conftest import REAL, need
+
 ROOT = Path(__file__).resolve().parents[1]
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 FILES = {"alice": (REAL / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt", 1000),
          "bob": (REAL / "skmodified_martinsville_iRacingTelemetry_2016-02-07.ibt", 100)}
 N = 120  # 2 s of clean 60 Hz rows from each file
@@ -37,9 +39,7 @@ def drivers():
     """Per driver: frames (tick, t, values) and the same rows read from the file."""
     out = {}
     for name, (path, start) in FILES.items():
-        if not path.exists():
-            pytest.skip(f"real data not found: {path}")
-        with open_telemetry(path) as f:
+        with open_telemetry(need(path)) as f:
             source = f.read(None, start, start + N)
         assert np.allclose(np.diff(source["SessionTime"]), 1 / 60, atol=1e-6)
         out[name] = (ibt_frames(path, start=start, stop=start + N), source)
@@ -89,7 +89,7 @@ def test_two_publishers_two_subscribers_each_get_what_they_asked(drivers):
     with Relay(port=0, token_secret=SECRET) as relay:
         pubs = {name: publisher(relay.url, name) for name in drivers}
         try:
-            assert all(p.wait_connected(10) for p in pubs.values())
+            assert all(p.wait_connected(60) for p in pubs.values())
             for name, pub in pubs.items():
                 pub.publish_session({"track": FILES[name][0].name.split("_")[1]})
             wait_until(lambda: len(relay.drivers()) == 2)
@@ -165,7 +165,6 @@ def test_relay_killed_and_restarted_mid_session(drivers):
     port = int(url.rsplit(":", 1)[1])
     pubs = {name: publisher(url, name, channels=["Speed", "Lap"]) for name in drivers}
     stop = threading.Event()
-    costs_ns: list[int] = []
     published = {"n": 0}
 
     def tick_loop() -> None:
@@ -177,14 +176,13 @@ def test_relay_killed_and_restarted_mid_session(drivers):
                 frames = drivers[name][0]
                 tick, t, values = frames[k % N]
                 lap_offset = (k // N) * N
-                t0 = time.perf_counter_ns()
                 pub.publish_frame(tick + lap_offset, t + lap_offset / 60, values)
-                costs_ns.append(time.perf_counter_ns() - t0)
             published["n"] = k = k + 1
             due += 1 / 120
             stop.wait(max(0.0, due - time.perf_counter()))
 
-    async def until(predicate, timeout=15.0):
+    async def until(predicate, timeout=60.0):
+        """Poll state no event signals (frames seen, publishers' connections), with a safety deadline."""
         deadline = time.monotonic() + timeout
         while not predicate():
             assert time.monotonic() < deadline, "condition not met in time"
@@ -203,7 +201,7 @@ def test_relay_killed_and_restarted_mid_session(drivers):
         before = {d: max(t) for d, t in seen.items()}
 
         procs[0].kill()
-        await asyncio.to_thread(procs[0].wait, 10)
+        await asyncio.to_thread(procs[0].wait, 60)
         await until(lambda: not any(p.connected for p in pubs.values()))
         n_down = published["n"]
         await until(lambda: published["n"] >= n_down + 30)  # the tick loop goes on with the relay down
@@ -221,29 +219,26 @@ def test_relay_killed_and_restarted_mid_session(drivers):
     thread = threading.Thread(target=tick_loop, daemon=True)
     procs = [proc]
     try:
-        assert all(p.wait_connected(15) for p in pubs.values())
+        assert all(p.wait_connected(60) for p in pubs.values())
         thread.start()
         client = LiveClient(url, token=token, channels=["Speed"], rate=60, backoff_s=0.02, backoff_max_s=0.2)
         seen, before, resumed_from = run(scenario(client, procs))
         stats = {name: pub.stats() for name, pub in pubs.items()}
     finally:
         stop.set()
-        thread.join(5)
+        thread.join(60)
         for pub in pubs.values():
             pub.stop()
         for p in procs:
             if p is not None:
                 p.kill()
-                p.wait(10)
+                p.wait(60)
                 p.stdout.close()
                 p.stderr.close()
 
     assert client.connects >= 2
     assert all(s["connects"] == 2 for s in stats.values()), "each publisher reconnected once, by itself"
     assert published["n"] > resumed_from, "the tick loop never stopped"
-    costs = np.array(costs_ns)
-    assert np.median(costs) < 50_000, f"publish_frame median {np.median(costs) / 1e3:.1f} us"
-    assert np.percentile(costs, 99) < 2_000_000, f"publish_frame p99 {np.percentile(costs, 99) / 1e3:.0f} us"
     for d in drivers:
         new = [t for t in seen[d] if t > before[d]]
         assert new == sorted(new) and len(set(new)) == len(new), "resumed stream in order"
@@ -267,7 +262,7 @@ def test_record_options_open_a_stream_and_a_relay_publisher():
         try:
             server, pub = outputs
             assert isinstance(server, StreamServer) and server.port > 0
-            assert pub.wait_connected(10) and pub.driver_id == "carol"
+            assert pub.wait_connected(60) and pub.driver_id == "carol"
             wait_until(lambda: [d["name"] for d in relay.drivers()] == ["Carol"])
         finally:
             for out in outputs:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,25 +17,21 @@ from pitbox.live import LiveError, StreamServer
 from pitbox.live.replay import ibt_frames
 from pitbox.live.testing import MessageLog, open_log, run, stalled_client, wait_until
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-LANGLEY = REAL / "skmodified_langley_iRacingTelemetry_2015-05-28_14-50-46.ibt"
+from conftest import LANGLEY, need
+
 START, STOP = 1000, 1600  # 10 s of clean 60 Hz rows (no dropped tick), lap 183 -> 184 at row 1090
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def rows() -> list:
-    if not LANGLEY.exists():
-        pytest.skip(f"real data not found: {LANGLEY}")
-    return ibt_frames(LANGLEY, start=START, stop=STOP)
+    return ibt_frames(need(LANGLEY), start=START, stop=STOP)
 
 
 @pytest.fixture(scope="module")
 def source() -> dict[str, np.ndarray]:
     """The same rows read straight from the file: what every client must receive."""
-    if not LANGLEY.exists():
-        pytest.skip(f"real data not found: {LANGLEY}")
-    with open_telemetry(LANGLEY) as f:
+    with open_telemetry(need(LANGLEY)) as f:
         return f.read(None, START, STOP)
 
 
@@ -107,7 +101,7 @@ def test_frames_arrive_in_order_with_chosen_channels_and_rate(server, rows, sour
 def test_rate_follows_session_time_across_dropped_ticks(server):
     """Rows 300-420 hold two dropped ticks (SessionTime jumps 2/60): a 10 Hz client still
     gets one frame per 0.1 s of session time, never two within 0.1 s - half a tick."""
-    frames = ibt_frames(LANGLEY, channels=["Speed"], start=300, stop=420) if LANGLEY.exists() else pytest.skip("no data")
+    frames = ibt_frames(need(LANGLEY), channels=["Speed"], start=300, stop=420)
 
     async def scenario():
         sync = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
@@ -181,51 +175,33 @@ def test_history_provider_gives_full_rate_history(rows, source):
     assert calls[0] == (["Speed", "RPM"], 60, START + 59)
 
 
-def test_stalled_client_changes_neither_others_latency_nor_publish_cost(server, rows):
-    """Ticks come at 120 Hz (twice iRacing's rate, as a recorder's tick loop would call),
-    each once the live client has the previous one, so nothing is lost by design."""
-    period_s = 1 / 120
-
-    async def phase(frames, sync):
-        cost_ns, latency_ns = [], []
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        for tick, t, values in frames:
-            due += period_s
-            await asyncio.sleep(max(0.0, due - loop.time()))  # the tick loop's pace
-            t0 = time.perf_counter_ns()
-            server.publish_frame(tick, t, values)
-            cost_ns.append(time.perf_counter_ns() - t0)
-            await sync.wait_for(last_frame_is(tick))
-            latency_ns.append(sync.arrival_ns[-1] - t0)
-        return np.array(cost_ns), np.array(latency_ns)
+def test_stalled_client_neither_holds_up_others_nor_the_publisher(server, rows):
+    """A client that stops reading fills its socket; from then on the server keeps only its
+    latest frame (counted as dropped), while the live client still gets every frame in
+    lock step and ``publish_frame`` keeps returning. Latency and publish cost with a stalled
+    client are measured by ``bench/stream_bench.py``, not asserted here."""
 
     async def scenario():
         sync = await open_log(server.url, subscribe={"channels": ["Speed", "RPM", "Throttle"], "rate": 60})
         await sync.wait_for(lambda lg: lg.of("subscribed"))
-        await phase(rows[:30], sync)  # warm-up
-        cost_a, lat_a = await phase(rows[30:180], sync)
+        await publish_lockstep(server, rows[:30], sync)
         stalled = await stalled_client(server.url, channels=None, rate=60)
-        i = 180
-        while not any(c["dropped"] > 0 for c in server.clients()):
-            await phase(rows[i : i + 10], sync)
+        i = 30
+        while not any(c["dropped"] > 0 for c in server.clients()):  # its socket is full
+            await publish_lockstep(server, rows[i : i + 10], sync)
             i += 10
             assert i < 400, "the stalled client never filled its socket"
-        cost_b, lat_b = await phase(rows[i : i + 150], sync)
+        await publish_lockstep(server, rows[i : i + 150], sync)
         stats = server.clients()
         stalled.transport.abort()
-        return sync, (cost_a, lat_a), (cost_b, lat_b), stats, i + 150
+        return sync, stats, i + 150
 
-    sync, (cost_a, lat_a), (cost_b, lat_b), stats, n = run(scenario())
+    sync, stats, n = run(scenario())
     assert [f["tick"] for f in sync.frames()] == list(range(START, START + n)), "the live client lost nothing"
     stalled = max(stats, key=lambda c: c["dropped"])
     assert stalled["channels"] is None and stalled["sent"] < n - 100, "the stalled client really stalled"
+    assert stalled["dropped"] >= 100 and stalled["queued"] == 0, "only its latest frame is kept, nothing queues"
     assert min(c["dropped"] for c in stats) == 0
-    p50_a, p50_b = np.median(lat_a), np.median(lat_b)
-    assert p50_b < 3 * p50_a + 2e6, f"latency p50 {p50_a / 1e3:.0f} us -> {p50_b / 1e3:.0f} us with a stalled client"
-    assert np.percentile(lat_b, 99) < 50e6
-    assert np.median(cost_b) < 3 * np.median(cost_a) + 20_000, "publish_frame got slower"
-    assert np.median(cost_b) < 50_000, f"publish_frame median {np.median(cost_b) / 1e3:.1f} us"
 
 
 def test_fifty_clients_at_once(server, rows):
@@ -335,32 +311,43 @@ def test_session_change_restarts_laps_and_history(server, rows):
 
 def test_healthz_and_unknown_path(server):
     host, port = "127.0.0.1", server.port
-    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn = http.client.HTTPConnection(host, port, timeout=60)
     conn.request("GET", "/healthz")
     resp = conn.getresponse()
     doc = json.loads(resp.read())
     assert resp.status == 200 and resp.getheader("Content-Type") == "application/json"
     assert doc["status"] == "ok" and doc["server"] == "pitbox-stream" and doc["clients"]["subscribers"] == 0
     conn.close()
-    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn = http.client.HTTPConnection(host, port, timeout=60)
     conn.request("GET", "/nothing-here")
     assert conn.getresponse().status == 404
     conn.close()
 
 
-def test_publish_never_raises_or_waits_when_not_running(rows):
+def test_publish_never_raises_when_not_running(rows):
+    """Before start and after stop, publishing returns at once without an error, and the
+    server then serves clients as usual. (That it never waits is measured by
+    ``bench/stream_bench.py``, not asserted on time here.)"""
     server = StreamServer(port=0)
     tick, t, values = rows[0]
-    costs = []
     for _ in range(100):
-        t0 = time.perf_counter_ns()
-        server.publish_frame(tick, t, values)
-        costs.append(time.perf_counter_ns() - t0)
+        assert server.publish_frame(tick, t, values) is None
+
+    async def scenario():
+        log = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+        await log.wait_for(lambda lg: lg.of("subscribed"))
+        server.publish_frame(tick + 1, t + 1 / 60, values)
+        await log.wait_for(last_frame_is(tick + 1))
+        return log
+
     server.start()
-    server.stop()
-    server.publish_frame(tick, t, values)
-    server.publish_lap({"lap": 1})
-    assert statistics.median(costs) < 20_000
+    try:
+        log = run(scenario())
+    finally:
+        server.stop()
+    assert server.publish_frame(tick, t, values) is None
+    assert server.publish_lap({"lap": 1}) is None
+    assert [f["tick"] for f in log.frames()] == [tick + 1]
 
 
 def test_port_in_use_is_a_clear_error(server):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from test_recorder import W13, Running, column, lockstep, stored_ticks, wait_until
+from test_recorder import W13, Running, column, stored_ticks, wait_until
 
-from pitbox.emulator import Emulator
+from pitbox.emulator import Emulator, TickRecord
 from pitbox.live import LiveFeed, StreamServer
 from pitbox.recorder import IrsdkSource
 from pitbox.store import read_meta
@@ -20,39 +20,46 @@ from conftest import need
 
 
 def test_recorder_streams_every_tick_and_the_session_to_a_client(tmp_path: Path) -> None:
+    """Lock step: each tick is published once the recorder took the one before and the
+    client received its frame, so every tick reaches the client whatever the load (a slow
+    client would get only the latest frame: tested in test_live_server)."""
     server = StreamServer("127.0.0.1", 0).start()
     messages: list[dict] = []
-    lock = threading.Lock()
+    changed = threading.Condition()
 
     def on_message(msg: dict) -> None:
-        with lock:
+        with changed:
             messages.append(msg)
+            changed.notify_all()
+
+    def frames() -> list[dict]:
+        with changed:
+            return [m for m in messages if m.get("type") == "frame"]
+
+    def wait_for(predicate, what: str) -> None:
+        with changed:
+            assert changed.wait_for(lambda: predicate([m for m in messages]), 60), f"timed out waiting for {what}"
 
     feed = LiveFeed(server.url, channels=["SessionTick", "Speed", "CarIdxLapDistPct"], rate=60,
                     on_message=on_message).start()
     try:
-        wait_until(lambda: feed.connected, 10, "the client to connect")
+        wait_for(lambda ms: any(m.get("type") == "subscribed" for m in ms), "the client to subscribe")
         emu = Emulator([need(W13)], tmp_path / "irsdk.bin", speed=math.inf).open()
         src = IrsdkSource(emu.memmap_path)
         run = Running(src, tmp_path / "data", publisher=server)
         assert src.mapped.wait(10)
-        lockstep(emu, run.rec)
+        while (r := emu.step()) is not None:
+            if isinstance(r, TickRecord):
+                wait_for(lambda ms, t=r.tick_count: any(m.get("tick") == t for m in reversed(ms)), f"tick {r.tick_count}")
         emu.close()
         wait_until(lambda: not run.rec.session_open, 10, "the session to close")
         (path,) = run.stop()
-
-        def frames() -> list[dict]:
-            with lock:
-                return [m for m in messages if m.get("type") == "frame"]
-
-        wait_until(lambda: frames() and frames()[-1]["tick"] == 390, 10, "the last frame")
     finally:
         feed.stop()
         server.stop()
     meta = read_meta(path)
     got = frames()
-    ticks = [m["tick"] for m in got]
-    assert ticks == sorted(set(ticks)) and len(ticks) >= 300  # in order; a slow moment keeps the latest only
+    assert [m["tick"] for m in got] == [r.tick_count for r in emu.ticks] == list(range(1, 391))
     table = pq.read_table(path)
     stored = dict(zip(stored_ticks(meta).tolist(), range(meta["samples"]), strict=True))
     speed, ticks_col, car = column(table, "Speed"), column(table, "SessionTick"), column(table, "CarIdxLapDistPct")

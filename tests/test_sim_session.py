@@ -7,7 +7,6 @@ simulator injected and measured with the fault removed; never from the channel c
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import irsdk
@@ -318,12 +317,10 @@ def test_other_tracks_drive_a_clean_lap(track: str) -> None:
     assert sim.channels["OnPitRoad"][-1] == 0 and sim.channels["Speed"][-1] > 10
 
 
-def test_ten_laps_simulate_in_a_few_seconds() -> None:
-    t0 = time.perf_counter()
+def test_ten_laps_with_two_faults_record_both_in_the_truth() -> None:
     sim = simulate_to_channels("pitboxsim_demo", laps=10, faults=["3:T2:brake_late:10", "7:T6:coasting:0.8"], seed=2)
-    elapsed = time.perf_counter() - t0
-    assert len(sim.truth["faults"]) == 2
-    assert elapsed < 10.0  # about 1 s on one core; generous for a shared machine
+    assert [(f["lap"], f["corner"], f["fault"]) for f in sim.truth["faults"]] == [(3, "T2", "brake_late"),
+                                                                               (7, "T6", "coasting")]
 
 
 @pytest.mark.parametrize(("faults", "needle"), [

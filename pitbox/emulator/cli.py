@@ -61,10 +61,11 @@ def write_ground_truth(emu: Emulator, path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["layout_id", "tick_count", "buf_index", "source_index", "source_row", "kind", "session_num",
-                    "wall_s"])
+                    "wall_s", "due_s"])
         for r in emu.ticks:
             w.writerow([r.layout_id, r.tick_count, r.buf_index, r.source_index,
-                        "" if r.source_row is None else r.source_row, r.kind, r.session_num, f"{r.wall_s:.6f}"])
+                        "" if r.source_row is None else r.source_row, r.kind, r.session_num, f"{r.wall_s:.6f}",
+                        f"{r.due_s:.6f}"])
 
 
 def run_emulate(args: argparse.Namespace) -> int:

@@ -50,6 +50,9 @@ class TickRecord:
     session_num: int  #: SessionNum published in the row
     layout_id: int  #: 0 for the first layout, +1 at each sim restart
     wall_s: float  #: time.perf_counter() just after publishing
+    #: time.perf_counter() the tick was due on the paced schedule (``wall_s - due_s`` is how
+    #: late the emulator published it); ``wall_s`` itself when not paced (``step``, speed inf)
+    due_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -441,11 +444,11 @@ class Emulator:
             self._cond.notify_all()
         return ev
 
-    def _execute(self, a: _Action) -> TickRecord | EmulatorEvent | None:
+    def _execute(self, a: _Action, due_s: float | None = None) -> TickRecord | EmulatorEvent | None:
         w = self._writer
         assert w is not None
         if a.kind == "tick":
-            return self._publish(a)
+            return self._publish(a, due_s)
         if a.kind == "layout":
             src = a.source
             assert src is not None
@@ -471,7 +474,7 @@ class Emulator:
             return None
         raise AssertionError(a.kind)  # pragma: no cover
 
-    def _publish(self, a: _Action) -> TickRecord:
+    def _publish(self, a: _Action, due_s: float | None = None) -> TickRecord:
         w = self._writer
         assert w is not None and a.record is not None and a.row is not None
         tick = a.record.tick_count
@@ -480,8 +483,9 @@ class Emulator:
         w.write_tick(self._buf, tick, a.row)
         if self._pending_connect:
             w.set_status(STATUS_CONNECTED)
+        now = time.perf_counter()
         rec = TickRecord(tick, self._buf, a.record.source_index, a.record.source_path, a.record.source_row,
-                         a.record.kind, a.record.session_num, self._layout_id, time.perf_counter())
+                         a.record.kind, a.record.session_num, self._layout_id, now, now if due_s is None else due_s)
         self.published += 1
         self.dropped += a.steps - 1
         self._last_tick = tick
@@ -535,6 +539,7 @@ class Emulator:
         for a in actions:
             if self._stop.is_set():
                 return
+            due: float | None = None
             if a.kind == "tick":
                 assert a.source is not None and a.record is not None
                 period = 1.0 / (a.source.tick_rate * self.speed) if paced else 0.0
@@ -544,6 +549,7 @@ class Emulator:
                     periods += a.steps
                 deadline = base + periods * period
                 if paced:
+                    due = deadline
                     lag = time.perf_counter() - deadline
                     if lag > MAX_LAG_S:
                         log.warning("emulator %.2f s behind schedule: re-anchoring (no burst)", lag)
@@ -558,7 +564,7 @@ class Emulator:
                     base += self._stall()
                 if self._stop.is_set():
                     return
-            self._execute(a)
+            self._execute(a, due)
             if a.kind == "offline":
                 self._sleep_until(time.perf_counter() + (a.data / self.speed if paced else 0.0))
             elif a.kind == "layout":

@@ -131,8 +131,10 @@ def run(coro: Any, timeout: float = 45.0) -> Any:
     return asyncio.run(main())
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll a condition that no event signals (a server's view of its clients), with a deadline."""
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll a condition that no event signals (a server's view of its clients), with a
+    deadline that is only a safety net. Read shared state once per call: a client may leave
+    between two reads (``any(... for c in server.clients())``, not ``clients()[0]``)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
