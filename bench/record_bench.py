@@ -1,18 +1,28 @@
-"""Live recording benchmark: PitBox's recorder against the common pyirsdk way.
+"""Live recording benchmark: PitBox's recorder against two pyirsdk peers, in the same run.
 
 The iRacing emulator (a separate process, as iRacing is) plays a real ``.ibt`` into a
 memory map with iRacing's live layout (every channel of a ~8 KB live row, ``CarIdx*``
-arrays of 64, float[6] channels); both readers go through unmodified pyirsdk:
+arrays of 64, float[6] channels); every reader goes through unmodified pyirsdk, and each is
+started before the emulator, as a recorder waiting for iRacing would be:
 
-* **pitbox**: the recorder's tick loop (``freeze_var_buffer_latest()``, one structured
-  dtype, rows handed to the writer threads that write crash-safe segments and the final
-  Parquet session);
-* **pyirsdk dict**: what tools commonly do: ``freeze_var_buffer_latest()`` and one
-  ``ir[name]`` per channel into a dict per tick, kept in a list.
+* **pitbox**: the recorder (``freeze_var_buffer_latest()``, one structured dtype, rows
+  handed to the writer threads that write crash-safe segments and the final Parquet session);
+* **pyirsdk dict** (peer 1): what tools commonly do: ``freeze_var_buffer_latest()`` and one
+  ``ir[name]`` per channel into a dict per tick, kept in a list;
+* **pyirsdk -> numpy** (peer 2, the fast obvious thing): ``freeze_var_buffer_latest()`` and one
+  copy of the row into a preallocated numpy array per tick, looking every 1 ms for a new tick.
 
-Per-tick cost is from seeing the new tick to the row being buffered. Then: direct replay
-throughput (× real time), and a drop count over ``--minutes`` emulated minutes at real time
-(``--minutes 10`` for the product goal; the default is short).
+Columns: the tick loop's own cost per tick (from seeing the new tick to the row being
+buffered), and the **whole CPU per tick**: the process's CPU time (every thread: the tick
+loop, the segment writer, decoding, Parquet buffering; sampled every 0.1 s, first to last
+tick) divided by the ticks recorded. The final Parquet merge at the session's end is shown
+apart (it happens once per session). Also: ticks the sim published before each reader's
+first tick (the sim starts after the readers), and the emulator's own lateness (its publish
+time minus the time the tick was due, from its ground truth), so that a dropped tick can be
+told from a late sim. Then: direct replay throughput (x real time), and drops over
+``--minutes`` emulated minutes at real time (``--minutes 10`` for the product goal).
+
+Goals (brief): whole CPU per tick under 100 us; no dropped tick; the sim's first tick recorded.
 
     .venv/bin/python bench/record_bench.py [--source FILE.ibt] [--seconds 15] [--minutes 1]
 """
@@ -20,6 +30,7 @@ throughput (× real time), and a drop count over ``--minutes`` emulated minutes 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import subprocess
@@ -64,73 +75,160 @@ def tiled(src: Path, dest: Path, seconds: float) -> Path:
                          tick_rate=rate, start_date=tf.disk.session_start_date)
 
 
-def emulator(source: Path, memmap: Path, speed: float = 1.0) -> subprocess.Popen:
+def emulator(source: Path, memmap: Path, truth: Path, speed: float = 1.0) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pitbox.cli", "emulate", str(source), "--memmap", str(memmap),
-                             "--speed", str(speed)], cwd=ROOT, stdout=subprocess.DEVNULL)
+                             "--speed", str(speed), "--ground-truth", str(truth)], cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def lateness_ms(truth: Path) -> np.ndarray:
+    """How late the emulator published each tick [ms] (its ground truth: wall_s - due_s)."""
+    with open(truth, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return np.array([(float(r["wall_s"]) - float(r["due_s"])) * 1e3 for r in rows])
+
+
+class CpuSampler:
+    """Samples the process's CPU time and a tick counter every 0.1 s (one wake-up per sample);
+    the CPU per tick is taken between the first and the last sample with new ticks."""
+
+    def __init__(self, ticks) -> None:
+        self.ticks = ticks
+        self.samples: list[tuple[int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.samples.append((self.ticks(), time.process_time()))
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def us_per_tick(self) -> tuple[float, float]:
+        """CPU per tick [us] between the sample before the first tick and the last sample with
+        new ticks, and the CPU time [s] of that last sample."""
+        s = self.samples
+        first = next((k for k in range(1, len(s)) if s[k][0] > 0), None)
+        if first is None:
+            return float("nan"), float("nan")
+        last = max(k for k in range(first, len(s)) if s[k][0] > s[k - 1][0])
+        (n0, c0), (n1, c1) = s[first - 1], s[last]
+        return (c1 - c0) / max(n1 - n0, 1) * 1e6, c1
 
 
 def run_pitbox(source: Path, tmp: Path, publish: bool = False) -> dict:
-    memmap, data = tmp / "pitbox.bin", tmp / "data"
+    memmap, data, truth = tmp / "pitbox.bin", tmp / "data", tmp / "truth.csv"
+    tmp.mkdir(parents=True, exist_ok=True)
     server = None
     if publish:
         from pitbox.live import StreamServer
 
         server = StreamServer("127.0.0.1", 0).start()
     src = IrsdkSource(memmap)
-    rec = Recorder(src, data, measure=True, publisher=server)
-    emu = emulator(source, memmap)
+    finalized: list[float] = []
+    rec = Recorder(src, data, measure=True, publisher=server, on_session=lambda p: finalized.append(time.process_time()))
+    emu: subprocess.Popen | None = None
+
+    def start_sim() -> None:  # the sim starts while the recorder waits for it
+        nonlocal emu
+        emu = emulator(source, memmap, truth)
+
+    threading.Timer(0.5, start_sim).start()
     try:
-        paths = rec.run(until_gone=True)
+        with CpuSampler(lambda: rec.stats.ticks) as cpu:
+            paths = rec.run(until_gone=True)
+            ended = time.process_time()
     finally:
-        emu.wait(30)
+        while emu is None:
+            time.sleep(0.01)
+        emu.wait(60)
         if server is not None:
             server.stop()
     cost = np.array(rec.stats.tick_cost_ns[1:]) / 1e3  # the first includes the session's start
+    cpu_us, cpu_last = cpu.us_per_tick()
     metas = [read_meta(p) for p in paths]
     gaps = [g for m in metas for g in m["tick_gaps"]]
     return {"ticks": rec.stats.ticks, "dropped": sum(m["dropped_ticks"] for m in metas), "cost_us": cost,
-            "gaps": gaps, "stall_ms": rec.stats.max_stall_ms,
+            "cpu_us": cpu_us, "finalize_cpu_s": (finalized[-1] if finalized else ended) - cpu_last,
+            "gaps": gaps, "stall_ms": rec.stats.max_stall_ms, "first_tick": rec.stats.first_tick,
+            "joined": rec.stats.joined_at_tick, "late_ms": lateness_ms(truth),
             "channels": len(src._layout_cache[2]) if src._layout_cache else 0,
             "row_bytes": src._layout_cache[3] if src._layout_cache else 0}
 
 
-def run_pyirsdk_dict(source: Path, tmp: Path) -> dict:
-    """The common way: freeze, then ``ir[name]`` for every channel into a dict per tick."""
-    import irsdk
-
-    memmap = tmp / "pyirsdk.bin"
-    emu = emulator(source, memmap)
-    ir = irsdk.IRSDK()
-    deadline = time.monotonic() + 30
-    while not (memmap.exists() and ir.startup(test_file=str(memmap))):
+def _wait_for_sim(ir, memmap: Path, poll_s: float) -> object:
+    """Start pyirsdk once the emulator's file exists, then wait for status 1 (plain polling)."""
+    deadline = time.monotonic() + 60
+    while not (memmap.exists() and memmap.stat().st_size > 0 and ir.startup(test_file=str(memmap))):
         if time.monotonic() > deadline:
             raise RuntimeError("emulator did not start")
         time.sleep(0.01)
     mm = ir._shared_mem
     while _HEADER.unpack_from(mm, 0)[1] != 1:
-        time.sleep(0.0005)
-    names = ir.var_headers_names
-    rows, cost, last, dropped = [], [], None, 0
+        time.sleep(poll_s)
+    return mm
+
+
+def run_peer(source: Path, tmp: Path, kind: str) -> dict:
+    """A pyirsdk reader started before the sim. ``dict``: ``ir[name]`` for every channel into
+    a dict per tick, polling every 0.25 ms; ``numpy``: one copy of the frozen row into a
+    preallocated array per tick, polling every 1 ms."""
+    import irsdk
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    memmap, truth = tmp / "peer.bin", tmp / "truth.csv"
+    poll_s = 0.00025 if kind == "dict" else 0.001
+    ir = irsdk.IRSDK()
+    emu: subprocess.Popen | None = None
+
+    def start_sim() -> None:
+        nonlocal emu
+        emu = emulator(source, memmap, truth)
+
+    threading.Timer(0.5, start_sim).start()
+    ticks = {"n": 0}
+    rows: list = []
+    cost: list[int] = []
+    last, dropped, first = None, 0, None
     try:
-        while True:
-            head = _HEADER.unpack_from(mm, 0)
-            t = max(head[_TICKS][:3])
-            if head[1] != 1 and (last is None or t <= last):
-                break
-            if last is not None and t <= last:
-                time.sleep(0.00025)
-                continue
-            t0 = time.perf_counter_ns()
-            ir.freeze_var_buffer_latest()
-            rows.append({name: ir[name] for name in names})
-            cost.append(time.perf_counter_ns() - t0)
-            if last is not None:
-                dropped += t - last - 1
-            last = t
+        with CpuSampler(lambda: ticks["n"]) as cpu:
+            mm = _wait_for_sim(ir, memmap, poll_s)
+            names = ir.var_headers_names
+            buf_len = ir._header.buf_len
+            table = np.empty((4 * 60 * 60 * 60, buf_len), np.uint8) if kind == "numpy" else None
+            while True:
+                head = _HEADER.unpack_from(mm, 0)
+                t = max(head[_TICKS][:3])
+                if head[1] != 1 and (last is None or t <= last):
+                    break
+                if last is not None and t <= last:
+                    time.sleep(poll_s)
+                    continue
+                t0 = time.perf_counter_ns()
+                ir.freeze_var_buffer_latest()
+                if table is not None:
+                    table[ticks["n"]] = np.frombuffer(ir._var_buffer_latest.get_memory(), np.uint8, buf_len)
+                else:
+                    rows.append({name: ir[name] for name in names})
+                cost.append(time.perf_counter_ns() - t0)
+                if last is not None:
+                    dropped += t - last - 1
+                else:
+                    first = t
+                last = t
+                ticks["n"] += 1
     finally:
         ir.shutdown()
-        emu.wait(30)
-    return {"ticks": len(rows), "dropped": dropped, "cost_us": np.array(cost[1:]) / 1e3, "channels": len(names)}
+        while emu is None:
+            time.sleep(0.01)
+        emu.wait(60)
+    return {"ticks": ticks["n"], "dropped": dropped, "cost_us": np.array(cost[1:]) / 1e3, "cpu_us": cpu.us_per_tick()[0],
+            "first_tick": first, "late_ms": lateness_ms(truth), "channels": len(names)}
 
 
 def replay_speed(source: Path, tmp: Path) -> tuple[float, int]:
@@ -141,6 +239,13 @@ def replay_speed(source: Path, tmp: Path) -> tuple[float, int]:
     rec.run()
     wall = time.perf_counter() - t0
     return seconds / wall, rec.stats.ticks
+
+
+def _row(label: str, r: dict) -> str:
+    late = r["late_ms"]
+    return (f"{label:34} {np.median(r['cost_us']):9.1f} {np.percentile(r['cost_us'], 99):9.1f} {r['cpu_us']:10.1f} "
+            f"{r['ticks']:7d} {r['dropped']:8d} {r['first_tick'] - 1:9d} "
+            f"{np.median(late):7.2f} {np.percentile(late, 99):7.2f} {late.max():7.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,30 +262,42 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="pitbox-record-bench-"))
     try:
         short = tiled(args.source, tmp / "short.ibt", args.seconds)
-        print(f"source: {args.source.name}, {args.seconds:g} s at 60 Hz through the emulator (separate process) "
-              f"and pyirsdk; {os.cpu_count()} CPUs", flush=True)
+        print(f"source: {args.source.name}, {args.seconds:g} s at 60 Hz through the emulator (separate process, "
+              f"started 0.5 s after each reader) and pyirsdk; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}",
+              flush=True)
         ours = run_pitbox(short, tmp / "a", publish=args.publish)
-        peer = run_pyirsdk_dict(short, tmp / "b")
-        med_o, med_p = np.median(ours["cost_us"]), np.median(peer["cost_us"])
-        p99_o, p99_p = np.percentile(ours["cost_us"], 99), np.percentile(peer["cost_us"], 99)
+        dict_peer = run_peer(short, tmp / "b", "dict")
+        np_peer = run_peer(short, tmp / "c", "numpy")
         print(f"\nlive row: {ours['channels']} channels, {ours['row_bytes']} bytes\n")
-        print(f"{'per tick':34} {'median µs':>10} {'p99 µs':>10} {'ticks':>7} {'dropped':>8}")
+        print(f"{'':34} {'tick loop':>9} {'':>9} {'whole CPU':>10} {'':>7} {'':>8} {'ticks':>9} "
+              f"{'emulator late ms':>23}")
+        print(f"{'per tick':34} {'p50 us':>9} {'p99 us':>9} {'us/tick':>10} {'ticks':>7} {'dropped':>8} "
+              f"{'before 1st':>9} {'p50':>7} {'p99':>7} {'max':>7}")
         label = "pitbox recorder" + (" + stream" if args.publish else "")
-        print(f"{label:34} {med_o:10.1f} {p99_o:10.1f} {ours['ticks']:7d} {ours['dropped']:8d}")
-        print(f"{'pyirsdk ir[name] -> dict (peer)':34} {med_p:10.1f} {p99_p:10.1f} {peer['ticks']:7d} {peer['dropped']:8d}")
-        print(f"{'ratio (peer / pitbox)':34} {med_p / med_o:9.1f}x {p99_p / p99_o:9.1f}x")
-        print(f"goal: median under 100 µs: {'met' if med_o < 100 else 'NOT met'}")
+        print(_row(label, ours))
+        print(_row("pyirsdk ir[name] -> dict (peer 1)", dict_peer))
+        print(_row("pyirsdk freeze -> numpy (peer 2)", np_peer))
+        for name, peer in (("peer 1", dict_peer), ("peer 2", np_peer)):
+            print(f"{'ratio ' + name + ' / pitbox':34} {np.median(peer['cost_us']) / np.median(ours['cost_us']):8.2f}x "
+                  f"{'':9} {peer['cpu_us'] / ours['cpu_us']:9.2f}x")
+        print(f"final Parquet merge of the session (once, after the last tick): {ours['finalize_cpu_s']:.2f} s CPU "
+              f"({ours['finalize_cpu_s'] / max(ours['ticks'], 1) * 1e6:.0f} us per tick of this {args.seconds:g} s session)")
+        print(f"goal: whole CPU under 100 us per tick: {'met' if ours['cpu_us'] < 100 else 'NOT met'}; "
+              f"first tick recorded: {'yes' if ours['first_tick'] == 1 else 'NO (' + str(ours['first_tick']) + ')'}")
         x, n = replay_speed(args.source, tmp)
         print(f"\nreplay (direct, every channel, to Parquet): {n} ticks at {x:.0f}x real time "
               f"(goal 50x: {'met' if x >= 50 else 'NOT met'})", flush=True)
         if args.minutes > 0:
             long_src = tiled(args.source, tmp / "long.ibt", args.minutes * 60)
             t0 = time.monotonic()
-            r = run_pitbox(long_src, tmp / "c", publish=args.publish)
-            print(f"\nreal time, {args.minutes:g} emulated min: {r['ticks']} ticks recorded, {r['dropped']} dropped "
-                  f"(wall {time.monotonic() - t0:.0f} s; median {np.median(r['cost_us']):.1f} µs, "
-                  f"p99 {np.percentile(r['cost_us'], 99):.1f} µs, max {r['cost_us'].max() / 1e3:.1f} ms; "
-                  f"longest stall between two polls {r['stall_ms']:.1f} ms)")
+            r = run_pitbox(long_src, tmp / "d", publish=args.publish)
+            late = r["late_ms"]
+            print(f"\nreal time, {args.minutes:g} emulated min: {r['ticks']} ticks recorded, {r['dropped']} dropped, "
+                  f"{r['first_tick'] - 1} before the first (wall {time.monotonic() - t0:.0f} s; tick loop median "
+                  f"{np.median(r['cost_us']):.1f} us, p99 {np.percentile(r['cost_us'], 99):.1f} us, max "
+                  f"{r['cost_us'].max() / 1e3:.1f} ms; whole CPU {r['cpu_us']:.1f} us per tick; longest stall between "
+                  f"two looks {r['stall_ms']:.1f} ms; emulator late p99 {np.percentile(late, 99):.2f} ms, "
+                  f"max {late.max():.1f} ms, {int((late > 1000 / 60).sum())} ticks more than a tick late)")
             if r["gaps"]:
                 print(f"gaps [row, ticks missing]: {r['gaps'][:20]}")
     finally:

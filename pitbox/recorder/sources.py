@@ -19,10 +19,12 @@ import contextlib
 import io
 import logging
 import os
+import statistics
 import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +143,15 @@ class IrsdkSource:
         self.source_name = source_name or ("iRacing live" if self.test_file is None else self.test_file.name)
         self.timeout_s = timeout_s
         self.poll_s = poll_s
+        #: reading a file: start looking this long (at most a quarter tick) before the next tick is due
+        self.early_s = 0.0005
+        self._phase = 0.0  # when the sim published its newest tick [monotonic s], as bracketed by two looks
+        self._interval = 0.0  # the sim's tick interval [s] as measured (0: not yet; at most a period)
+        self._intervals: deque[float] = deque(maxlen=9)
+        self._bracketed: float | None = None  # publish time of the last tick bracketed by two looks
+        self._missed_at: float | None = None
         self.connect_poll_s = connect_poll_s
+        self._period = 1 / 60
         self.ir: Any = None
         self._mm: Any = None
         self._layout_key: tuple[int, ...] = ()
@@ -214,11 +224,13 @@ class IrsdkSource:
 
     def _wait_status(self) -> None:
         """Between two looks at a mapped header with status 0: iRacing's data-valid event
-        (signalled each tick once the sim is live), or ``poll_s``."""
+        (signalled each tick once the sim is live), or a quarter of a tick (the first poll
+        catches up on the buffers, so a look up to two ticks late loses nothing)."""
         if self.test_file is None:
             self.ir._wait_valid_data_event()  # pragma: no cover - Windows shared memory only
         else:
-            time.sleep(self.poll_s)
+            rate = self._layout_cache[4] if self._layout_cache is not None and self._layout_cache[4] > 0 else 60
+            time.sleep(0.25 / rate)
 
     def _parse_layout(self) -> tuple[tuple[int, ...], bytes, list[VarHeader], int, int, int] | None:
         """Header and variable headers of the map as they are now (None while not sane).
@@ -255,9 +267,13 @@ class IrsdkSource:
         key, _, variables, buf_len, tick_rate, num_buf = parsed
         self._layout_key = key
         self._last_tick = None  # the first poll catches up on every tick still in the buffers
-        self._last_seen = time.monotonic()
+        self._last_seen = self._phase = time.monotonic()
+        self._missed_at = self._bracketed = None
+        self._interval = 0.0
+        self._intervals.clear()
         self._si_update = None
         self.num_buf = num_buf
+        self._period = 1.0 / tick_rate if tick_rate > 0 else 1 / 60
         joined = None if self._empty_key == key else max(_HEADER.unpack_from(self._mm, 0)[_TICKS][:num_buf])
         log.info("connected to %s: %d channels, %d-byte rows%s", self.name, len(variables), buf_len,
                  "" if joined is None else f"; the sim was running (tick {joined})")
@@ -280,6 +296,9 @@ class IrsdkSource:
     def poll(self) -> tuple[int, bytes] | None:
         if self._pending:
             return self._pending.pop(0)
+        if self.test_file is not None and self._last_tick is not None and \
+                time.monotonic() < self._phase + self._interval - self._early():
+            return None  # the next tick is not due yet: no need to look (idle() sleeps until it is)
         head = self._header()
         nb = self.num_buf
         ticks = head[_TICKS][:nb]
@@ -291,8 +310,10 @@ class IrsdkSource:
         if last is not None and newest <= last:
             if newest < last:
                 raise SourceGone(f"tick count went back from {last} to {newest} (the sim restarted)")
-            if time.monotonic() - self._last_seen > self.timeout_s:
+            now = time.monotonic()
+            if now - self._last_seen > self.timeout_s:
                 raise SourceGone(f"no tick for {self.timeout_s:g} s")
+            self._missed_at = now  # a look that found nothing: the next tick comes after it
             return None
         floor = 0 if last is None else last  # just connected: catch up on every buffer
         copies = [(ticks[k], k, self._copy(k, k == order[-1])) for k in order if ticks[k] > floor]
@@ -302,9 +323,29 @@ class IrsdkSource:
                 self._pending.append((t, row))
             else:
                 self.torn += 1
+        now = time.monotonic()
+        self._learn_phase(now, newest - (last if last is not None else newest - 1))
         self._last_tick = newest
-        self._last_seen = time.monotonic()
+        self._last_seen = now
         return self._pending.pop(0) if self._pending else None
+
+    def _learn_phase(self, now: float, new_ticks: int) -> None:
+        """When the sim published its newest tick, and how often it ticks. A tick found right
+        after a look that found nothing (``poll_s`` before) was published between the two:
+        that brackets its time, and two bracketed ticks give the interval (the median of
+        the last nine: a stall does not move it). A replay faster than real time is
+        learned the same way; until an interval is known the loop looks every ``poll_s``."""
+        missed, self._missed_at = self._missed_at, None
+        if missed is not None and now - missed <= 2 * self.poll_s:
+            if self._bracketed is not None:
+                self._intervals.append((missed - self._bracketed) / new_ticks)
+                self._interval = min(statistics.median(self._intervals), self._period)
+            self._bracketed = self._phase = missed
+        else:
+            self._bracketed, self._phase = None, now
+
+    def _early(self) -> float:
+        return min(self.early_s, self._interval / 4)
 
     def _copy(self, k: int, newest: bool) -> bytes | None:
         """Row bytes of buffer ``k``: through ``freeze_var_buffer_latest()`` for the newest one;
@@ -335,11 +376,23 @@ class IrsdkSource:
         return upd, raw.split(b"\x00", 1)[0]
 
     def idle(self) -> None:
-        """Wait for the next tick: iRacing's data-valid event (up to 32 ms), or ``poll_s``."""
+        """Wait for the next tick: iRacing's data-valid event (up to 32 ms). Reading a file:
+        one sleep until ``early_s`` before the next tick is due (its phase and interval
+        learned from the ticks, see :meth:`_learn_phase`), then a look every ``poll_s``: two
+        or three looks per tick instead of one every ``poll_s``; when the sim is more than
+        two ticks late (paused, or the machine busy), two looks a tick. Catching up on the
+        buffers makes a look up to two ticks late lose nothing."""
         if self.test_file is None:
             self.ir._wait_valid_data_event()  # pragma: no cover - Windows shared memory only
-        else:
+            return
+        now = time.monotonic()
+        due = self._phase + self._interval - self._early()
+        if self._interval and due - now > self.poll_s:
+            time.sleep(due - now)
+        elif not self._interval or now - self._phase < 2 * self._interval + self.poll_s:
             time.sleep(self.poll_s)
+        else:  # the sim is late (paused, or the machine busy): half-tick looks until it ticks
+            time.sleep(max(self.poll_s, self._interval / 2))
 
 
 def _data_valid_event_exists() -> bool:  # pragma: no cover - Windows shared memory only
