@@ -8,20 +8,26 @@ laps at 60 Hz, ~216,000 rows, a few faults) and imported into a store under ``be
 step                   what is timed
 =====================  =====================================================================
 pitbox analyse         ``pitbox.analysis.analyse(session)`` on a fresh ``Session``: the lap
-                       table (from the footer), channels read from Parquet, every complete
-                       lap on the 1 m grid, its delta to the fastest valid lap with closure
-                       and alignment error, corners detected and named, per-corner metrics
-                       of every lap
-peer analyse           pyirsdk ``IBT.get_all`` of the channels needed + pandas: lap table
-                       from the ``Lap`` steps (crossing interpolated in ``LapDistPct``),
-                       every lap's time on a 1 m grid and its delta to the fastest lap,
-                       per-corner brake point, minimum speed and segment time in the same
-                       corner segments (taken from the corner file, no detection)
+                       table, channels read, every complete lap on the 1 m grid, its delta
+                       to the fastest valid lap with closure and alignment error, corners
+                       detected and named, per-corner metrics of every lap. Twice: from the
+                       ``.ibt`` (``load_session(path)``) and from the store (Parquet)
+peer analyse           pandas + numpy: lap table from the ``Lap`` steps (crossing
+                       interpolated in ``LapDistPct``), every lap's time on a 1 m grid and
+                       its delta to the fastest lap, per-corner brake point, minimum speed
+                       and segment time in the same corner segments (taken from the corner
+                       file, no detection). Twice: from the ``.ibt`` (pyirsdk
+                       ``IBT.get_all`` of the channels needed) and from what a pandas user
+                       stores (every scalar channel as one Parquet file written by
+                       ``DataFrame.to_parquet``, built untimed; the six channels read back)
 pitbox one lap         ``load_session(id).lap(k).telemetry(10 channels)`` on a fresh
                        ``Session``: footer, lap table, the row groups of one lap
 peer one lap           pyirsdk: ``get_all("Lap")`` to find the lap's rows, then ``get(row,
-                       name)`` for 10 channels over those rows, into a DataFrame
+                       name)`` for 10 channels over those rows; and from the pandas Parquet
+                       file: 11 columns read, the lap's rows selected
 =====================  =====================================================================
+
+Both sides of a row start from the same input: the ``.ibt`` file, or what each stores.
 
 Goals (docs/analysis.md): analyse a 1-hour session in under 2 s; one lap's ten channels
 from the store in under 50 ms.
@@ -108,12 +114,32 @@ def peer_lap_table(df: pd.DataFrame) -> pd.DataFrame:
     return laps
 
 
-def peer_analyse(ibt: Path, corners: list[tuple[str, float, float]], length: float) -> pd.DataFrame:
+def peer_store(ibt: Path) -> Path:
+    """What a pyirsdk + pandas user stores: every scalar channel, one Parquet file (reused)."""
+    out = OUT / f"{ibt.stem}.pandas.parquet"
+    if not out.exists():
+        ib = _ibt(ibt)
+        try:
+            names = [n for n in ib.var_headers_names if ib._var_headers_dict[n].count == 1]
+            pd.DataFrame({n: ib.get_all(n) for n in names}).to_parquet(out)
+        finally:
+            ib.close()
+    return out
+
+
+def peer_read_ibt(ibt: Path, names: list[str]) -> pd.DataFrame:
     ib = _ibt(ibt)
     try:
-        df = pd.DataFrame({n: ib.get_all(n) for n in PEER_CHANNELS})
+        return pd.DataFrame({n: ib.get_all(n) for n in names})
     finally:
         ib.close()
+
+
+def peer_analyse(source: Path, corners: list[tuple[str, float, float]], length: float) -> pd.DataFrame:
+    if source.suffix == ".parquet":
+        df = pd.read_parquet(source, columns=PEER_CHANNELS)
+    else:
+        df = peer_read_ibt(source, PEER_CHANNELS)
     laps = peer_lap_table(df)
     grid = np.arange(0.0, length, 1.0)
     times = {}
@@ -138,6 +164,11 @@ def peer_analyse(ibt: Path, corners: list[tuple[str, float, float]], length: flo
                                                  np.interp(a, grid, times[r.lap])) if b > a else np.nan,
                          "delta_end_s": deltas[r.lap][-1]})
     return pd.DataFrame(rows)
+
+
+def peer_one_lap_parquet(store: Path, lap_number: int) -> pd.DataFrame:
+    df = pd.read_parquet(store, columns=["Lap", *TEN])
+    return df[df.Lap == lap_number][TEN].reset_index(drop=True)
 
 
 def peer_one_lap(ibt: Path, lap_number: int) -> pd.DataFrame:
@@ -170,16 +201,23 @@ def main() -> int:
     print(f"session {sid}: {rows} rows ({rows / 60 / 3600:.2f} h at 60 Hz), {len(s.laps)} laps, "
           f"{len(corners)} corners; one lap = lap_index {lap_index}")
 
+    store = peer_store(ibt)
     results = []
-    t_ours, a = timed(lambda: pitbox_analyse(data, sid), args.repeat)
+    t_ours, _ = timed(lambda: pa.analyse(pa.load_session(ibt)), args.repeat)
     t_peer, _ = timed(lambda: peer_analyse(ibt, corners, length), max(1, args.repeat // 2))
-    results.append(("lap table + deltas + corners, 1 h", t_ours, t_peer, "< 2 s"))
+    results.append(("analyse 1 h, both from the .ibt", t_ours, t_peer, "< 2 s"))
+    t_ours, a = timed(lambda: pitbox_analyse(data, sid), args.repeat)
+    t_peer, _ = timed(lambda: peer_analyse(store, corners, length), args.repeat)
+    results.append(("analyse 1 h, each from its store", t_ours, t_peer, "< 2 s"))
     t_ours1, tel = timed(lambda: pitbox_one_lap(data, sid, lap_index), args.repeat * 3)
     t_peer1, ptel = timed(lambda: peer_one_lap(ibt, lap_number), args.repeat)
-    results.append(("one lap, 10 channels", t_ours1, t_peer1, "< 50 ms"))
+    results.append(("one lap, 10 ch: store vs .ibt", t_ours1, t_peer1, "< 50 ms"))
+    t_peer2, ptel2 = timed(lambda: peer_one_lap_parquet(store, lap_number), args.repeat * 3)
+    results.append(("one lap, 10 ch: each from its store", t_ours1, t_peer2, "< 50 ms"))
     assert len(tel) >= len(ptel) and np.allclose(tel.Speed.iloc[1:-1].to_numpy(), ptel.Speed.to_numpy(), atol=0)
+    assert np.array_equal(ptel.Speed.to_numpy(), ptel2.Speed.to_numpy())
 
-    print(f"\n{'step':36} {'PitBox':>10} {'pyirsdk+pandas':>15} {'ratio':>7}  goal")
+    print(f"\n{'step':36} {'PitBox':>10} {'pyirsdk/pandas':>15} {'ratio':>7}  goal")
     for name, ours, peer, goal in results:
         print(f"{name:36} {ours * 1e3:8.1f} ms {peer * 1e3:12.1f} ms {peer / ours:6.1f}x  {goal}")
     print(f"\nPitBox analyse: {len(a.traces)} laps, {len(a.corners)} corners, {len(a.table)} corner rows; "
