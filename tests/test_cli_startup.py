@@ -132,3 +132,16 @@ def test_a_lazy_command_runs_through_main(tmp_path, monkeypatch, capsys) -> None
     assert capsys.readouterr().err == "pitbox hello: error: hello: failed on purpose\n"
     with pytest.raises(ModuleNotFoundError):
         cli.command_function("pitbox.no_such_module:run")
+
+
+@pytest.mark.parametrize("package", ["pitbox.analysis", "pitbox.live", "pitbox.recorder", "pitbox.emulator",
+                                     "pitbox.sim"])
+def test_every_lazily_exported_name_resolves(package: str) -> None:
+    """A package ``__init__`` that loads its names on first use (``lazy_loader``) names only
+    what its modules define: a name moved to another module breaks here, not in a user's
+    notebook."""
+    import importlib
+
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if getattr(module, name, None) is None]
+    assert not missing, f"{package}.__all__ names what no module defines: {missing}"
