@@ -124,7 +124,8 @@ class IrsdkSource:
     **Ticks.** A new tick is a change in the newest buffer's ``tick_count``. Between looks
     it waits: with ``test_file=None`` (Windows' shared memory ``Local\\IRSDKMemMapFileName``)
     on iRacing's data-valid event, as iRacing's own ``irsdk_waitForDataReady`` does; with a
-    ``test_file`` (an emulator's memory map, any OS) ``poll_s`` seconds (default 0.25 ms).
+    ``test_file`` (an emulator's memory map, any OS) until just before the next tick is due,
+    then every ``poll_s`` (0.25 ms): see :meth:`idle`.
     Each new tick: ``freeze_var_buffer_latest()`` copies the newest row (on Windows the
     buffer's own ``freeze()``, the same copy: ``freeze_var_buffer_latest`` first waits on the
     event, which would skip to the next tick); a tick before it that was not read yet (the
