@@ -8,57 +8,44 @@ Python API::
     from pitbox.livecoach import LiveCoach, Analyst, run_jobs
 
     coach = LiveCoach(reference="session_best")   # | "all_time_best" | "optimal" | "lap", lap="SESSION:LAP"
-    analyst = Analyst(data="data")                # the after-lap analysis (run it in another process)
+    analyst = Analyst(data="data")                # the after-lap analysis (beside a recorder: its own process)
     for tick, t, values in frames:                # values: dict channel -> value, or the recorder's np.void row
         derived = coach.feed(tick, t, values)     # {"pitbox_delta_s", "pitbox_predicted_lap_s", "pitbox_lap_dist_m"}
-        run_jobs(coach, analyst)                  # jobs -> analyst -> results -> coach (inline; tests, notebooks)
+        run_jobs(coach, analyst)                  # jobs -> analyst -> results -> coach, in this thread
         for msg in coach.messages(): ...          # "reference", "coach", "tip" messages (contract A)
     coach.set_reference("lap", "20240825-114000:4")
-    coach.state(); coach.tips; coach.laps; coach.reference
+    coach.state(); coach.tips; coach.laps; coach.reference   # coach message, tip messages, lap rows, ReferenceLap
 
-    from pitbox.livecoach import attach           # the core on a feed that lacks it (notebooks)
-    live = attach("ws://127.0.0.1:8765", reference=None, data="data", on_message=print)
+    from pitbox.livecoach import attach           # the core on a stream that lacks it (notebooks)
+    live = attach("ws://127.0.0.1:8765", data="data", on_message=print)
+    live.state(); live.tips(); live.set_reference("optimal"); live.stop()
 
-Beside the recorder: :class:`pitbox.livecoach.service.LiveCoachService` (``pitbox record
---stream/--publish``; ``--no-live-coach`` turns it off). See docs/live.md, "Live coach".
+Beside the recorder: :class:`LiveCoachService` (on with ``pitbox record --stream`` or
+``--publish``; ``--no-live-coach`` turns it off). See docs/live.md, "Live coach". Names load
+on first use, so the command line builds its parser without numpy or pandas.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from pitbox.livecoach.core import DERIVED, LiveCoach
-from pitbox.livecoach.reference import KINDS, ReferenceLap
-
-
-def run_jobs(coach: LiveCoach, analyst: Any) -> int:
-    """Hand the core's pending jobs to ``analyst`` (an :class:`~pitbox.livecoach.analyst.Analyst`)
-    in this thread and deliver the results; returns the number of jobs done."""
-    n = 0
-    while True:
-        todo = coach.jobs()
-        if not todo:
-            return n
-        for job in todo:
-            for result in analyst.handle(job):
-                coach.deliver(result)
-            n += 1
+_NAMES = {
+    "LiveCoach": "core", "DERIVED": "core", "ReferenceLap": "reference", "KINDS": "reference",
+    "Analyst": "analyst", "run_jobs": "analyst", "LiveCoachService": "service", "attach": "attach",
+    "AttachedCoach": "attach", "AnalystProcess": "worker", "InlineAnalyst": "worker",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Analyst":
-        from pitbox.livecoach.analyst import Analyst
-
-        return Analyst
-    if name == "attach":
-        from pitbox.livecoach.attach import attach
-
-        return attach
-    if name == "LiveCoachService":
-        from pitbox.livecoach.service import LiveCoachService
-
-        return LiveCoachService
-    raise AttributeError(name)
+    mod = _NAMES.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'pitbox.livecoach' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pitbox.livecoach.{mod}"), name)
 
 
-__all__ = ["DERIVED", "KINDS", "Analyst", "LiveCoach", "LiveCoachService", "ReferenceLap", "attach", "run_jobs"]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES])
+
+
+__all__ = sorted(_NAMES)

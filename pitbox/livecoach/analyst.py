@@ -419,3 +419,29 @@ class Analyst:
                            coach_reference=best.label)
         self._ref_time = ref.time_s
         return ref
+
+
+def warm_up() -> None:
+    """Import what the first analysis needs (a second or two on a cold start), so the first
+    lap's tips do not wait for it."""
+    import scipy.interpolate  # noqa: F401
+    import scipy.ndimage  # noqa: F401
+    import scipy.signal  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+    import pitbox.analysis.coaching  # noqa: F401
+    import pitbox.analysis.laps_analysis  # noqa: F401
+
+
+def run_jobs(coach: Any, analyst: Analyst) -> int:
+    """Hand a :class:`~pitbox.livecoach.LiveCoach`'s pending jobs to ``analyst`` in this
+    thread and deliver the results; returns the number of jobs done."""
+    n = 0
+    while True:
+        todo = coach.jobs()
+        if not todo:
+            return n
+        for job in todo:
+            for result in analyst.handle(job):
+                coach.deliver(result)
+            n += 1

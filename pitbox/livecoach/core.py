@@ -129,6 +129,8 @@ class LiveCoach:
         self.tips: list[dict[str, Any]] = []  #: the session's tips (messages), oldest first
         self.laps: list[dict[str, Any]] = []  #: lap-table rows of the completed laps
         self.corner_rows: list[dict[str, Any]] = []  #: per-corner table rows of the coached laps
+        #: every lap the after-lap analysis coached: lap_index, lap, cut_tick, tips (count), elapsed_s
+        self.coached: list[dict[str, Any]] = []
         self.meta: dict[str, Any] | None = None
         self.info: dict[str, Any] | None = None
         self.frames = 0
@@ -160,11 +162,13 @@ class LiveCoach:
         self._lap_tl: list[float] = []
         self._pending_coach: tuple[int, int] | None = None  # (crossing_row, lap)
         self._overrun_m: float | None = None
-        self._length_m: float | None = None
+        self._length_m: float | None = None  #: LapDist / LapDistPct of this session's data
+        self._length_yaml: float | None = None if info is None else _yaml_length(info)
         self._corners: _Corners | None = None
         self._delta: float | None = None
         self._last_lap_s: float | None = None
         self._last_lap_delta_s: float | None = None
+        self._last_lap_ref: str | None = None
         self._last_corner_deltas: list[dict[str, Any]] = []
         self._best_lap_s: float | None = None
         self._t = math.nan
@@ -177,6 +181,7 @@ class LiveCoach:
         self.tips = []
         self.laps = []
         self.corner_rows = []
+        self.coached = []
         self.meta, self.info = meta, info
         self.reference = None  # a stored reference is asked for again once the new session's track is known
         self._corners = None
@@ -209,8 +214,7 @@ class LiveCoach:
     def set_session_info(self, info: Mapping[str, Any]) -> None:
         """The stream's ``session_info`` message (the parsed session YAML)."""
         self.info = dict(info)
-        if self._length_m is None:
-            self._length_m = _yaml_length(self.info)
+        self._length_yaml = _yaml_length(self.info)
         self._jobs.append(J.SessionInfo(self._session_key, info=self.info))
         if self._ref_kind in ("all_time_best", "lap") and self.reference is None:
             self._ask_reference()
@@ -325,7 +329,7 @@ class LiveCoach:
         if "SessionTimeRemain" in ix or "SessionLapsRemainEx" in ix:
             self._remain = (_f(g(ix["SessionLapsRemainEx"])) if "SessionLapsRemainEx" in ix else math.nan,
                             _f(g(ix["SessionTimeRemain"])) if "SessionTimeRemain" in ix else math.nan)
-        if self._length_m is None and "LapDist" in ix and 0.05 < pct < 0.95:
+        if self._length_m is None and "LapDist" in ix and 0.01 < pct < 0.99:
             dist = _f(g(ix["LapDist"]))
             if dist > 0:
                 self._length_m = dist / pct
@@ -347,7 +351,7 @@ class LiveCoach:
     def _derived(self) -> dict[str, Any]:
         d = self._delta
         ref = self.reference
-        length = self._length_m or (ref.length_m if ref is not None else None)
+        length = self._length_m or (ref.length_m if ref is not None else self._length_yaml)
         pct = self._pct
         return {"pitbox_delta_s": None if d is None else round(d, 4),
                 "pitbox_predicted_lap_s": None if d is None or ref is None else round(ref.time_s + d, 4),
@@ -422,12 +426,14 @@ class LiveCoach:
         self._lap_x, self._lap_tl = [], []
         if self._corners is not None:
             self._corners.reset()
+        self._next_state_t = -math.inf  # a coach message at the end of this frame (the new lap's)
 
     def _lap_complete(self, crossing_row: int, t_cross: float, fuel_cross: float) -> None:
         assert self._lap_start_t is not None
         lap_time = t_cross - self._lap_start_t
         self._last_lap_s = lap_time
         ref = self.reference
+        self._last_lap_ref = None if ref is None else ref.label
         if ref is not None:
             self._last_lap_delta_s = lap_time - ref.time_s
             if self._corners is not None:
@@ -445,14 +451,14 @@ class LiveCoach:
         if self._pending_coach is not None:  # the previous lap's coaching is still waiting: run it now
             self._issue_coach(crossing_row - 1, self._prev_tick)
         self._pending_coach = (crossing_row, lap)
-        self._queue_state()
+        self._next_state_t = -math.inf  # a coach message at the end of this frame (the new lap's)
 
     def _maybe_coach(self, r: int, tick: int, pit: bool) -> None:
         crossing_row, _ = self._pending_coach  # type: ignore[misc]
         if r == crossing_row:
             return
         need = self._overrun_m
-        length = self.reference.length_m if self.reference is not None else (self._length_m or 0.0)
+        length = self.reference.length_m if self.reference is not None else (self._length_m or self._length_yaml or 0.0)
         covered = need is not None and self._lap_start_t is not None and \
             self._lap_frac * length >= need + OVERRUN_MARGIN_M
         if covered or need is None or pit or self._lap_start_t is None:
@@ -495,6 +501,10 @@ class LiveCoach:
     # -- results of the after-lap analysis ------------------------------------------------
     def deliver(self, result: Any) -> None:
         """A result of the analyst (:mod:`pitbox.livecoach.jobs`); stale ones are ignored."""
+        if isinstance(result, J.CoachResult) and result.session == self._session_key - 1:
+            for tip in result.tips:  # the last lap of the session just left: its tips still count
+                self._messages.append({"v": 1, "type": "tip", **tip})
+            return
         if getattr(result, "session", None) != self._session_key:
             return
         if isinstance(result, J.ReferenceResult):
@@ -517,6 +527,10 @@ class LiveCoach:
             if result.overrun_m is not None:
                 self._overrun_m = result.overrun_m
             self.corner_rows.extend(result.corner_row)
+            if result.lap_index is not None:
+                self.coached.append({"lap_index": result.lap_index, "lap": result.lap, "cut_tick": result.cut_tick,
+                                     "tips": len(result.tips), "elapsed_s": round(result.elapsed_s, 3),
+                                     "error": result.error})
             if result.error:
                 log.warning("after-lap analysis of lap %s failed: %s", result.lap, result.error)
             for tip in result.tips:
@@ -545,12 +559,13 @@ class LiveCoach:
         self._messages.append(self.state())
 
     def state(self) -> dict[str, Any]:
-        """The ``coach`` message now (contract A, plus ``delta_s``, ``last_lap_delta_s``,
-        ``last_lap_corner_deltas``, ``reference_error``, ``session``, ``t``, ``tick``)."""
+        """The ``coach`` message now (contract A, plus ``delta_s``, ``last_lap_delta_s`` and
+        ``last_lap_corner_deltas`` with ``last_lap_reference`` (the label they were measured
+        against), ``lap_dist_m``, ``reference_error``, ``session``, ``t``, ``tick``)."""
         ref = self.reference
         d = self._delta
         corners = self._corners.deltas(d) if self._corners is not None and d is not None else []
-        length = self._length_m or (ref.length_m if ref is not None else None)
+        length = self._length_m or (ref.length_m if ref is not None else self._length_yaml)
         lap_fraction = self._pct if math.isfinite(self._pct) else None
         laps_remain, time_remain = self._remain
         return {
@@ -559,6 +574,7 @@ class LiveCoach:
             "reference": None if ref is None else ref.summary(), "reference_error": self.reference_error,
             "corner_deltas": corners, "last_lap_corner_deltas": self._last_corner_deltas,
             "delta_s": _r(d, 4), "last_lap_s": _r(self._last_lap_s, 4), "last_lap_delta_s": _r(self._last_lap_delta_s, 4),
+            "last_lap_reference": self._last_lap_ref,
             "best_lap_s": _r(self._best_lap_s, 4),
             "predicted_lap_s": None if d is None or ref is None else _r(ref.time_s + d, 4),
             "lap_dist_m": None if length is None or lap_fraction is None else _r(lap_fraction * length, 2),

@@ -109,3 +109,10 @@ class ReferenceResult:
     lap: str | None
     reference: ReferenceLap | None
     error: str | None = None
+
+
+@dataclass
+class Done:
+    """The analyst finished a batch of ``jobs`` jobs (sent after their results)."""
+
+    jobs: int
