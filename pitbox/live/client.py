@@ -143,7 +143,7 @@ class LiveClient:
         ``error``; a lap that cannot be found shows as ``reference_error`` in ``coach``)."""
         if self._ws is None:
             raise LiveError(f"{self.url}: not connected; set_reference needs a connection")
-        msg = envelope("set_reference", kind=kind, lap=lap)
+        msg: dict[str, Any] = {"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}
         if driver is not None:
             msg["driver"] = driver
         await self._ws.send(dumps(msg), text=True)

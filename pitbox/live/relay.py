@@ -237,7 +237,8 @@ class Relay(Hub):
         feed = self._feeds.get(driver)
         if feed is None or feed.publisher is None:
             raise ProtocolError("bad_driver", f"driver {driver!r} is not connected")
-        await feed.publisher.send(dumps(envelope("set_reference", kind=kind, lap=lap)), text=True)
+        await feed.publisher.send(dumps({"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}),
+                                  text=True)
 
 
 def _object(msg: dict[str, Any], field: str) -> dict[str, Any]:
@@ -332,6 +333,12 @@ class RelayPublisher(Inbox):
         self._wake_event = asyncio.Event()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Send what was published before this call (up to 2 s when connected), then close."""
+        if self._bg.running:
+            try:
+                self._bg.run(self._flush(min(2.0, timeout)), timeout)
+            except LiveError:
+                pass
         self._detach_loop()
         if self._bg.running:
             try:
@@ -340,6 +347,13 @@ class RelayPublisher(Inbox):
                 pass
         self._bg.stop(timeout)
         self._connected.clear()
+
+    async def _flush(self, timeout: float) -> None:
+        self._drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._ws is not None and self._queue and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _shutdown(self) -> None:
         if self._task is not None:

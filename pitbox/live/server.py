@@ -66,8 +66,24 @@ class StreamServer(Inbox, Hub):
         self._attach_loop(self._bg.loop)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Send what was published before this call (up to ``flush_s``), then close."""
+        if self.running:
+            try:
+                self._bg.run(self._flush(min(self.flush_s, timeout)), timeout)
+            except protocol.LiveError:
+                pass
         self._detach_loop()
         super().stop(timeout)
+
+    #: at stop, how long clients get to receive what was published before [s]
+    flush_s = 2.0
+
+    async def _flush(self, timeout: float) -> None:
+        self._drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(sub.queue for sub in self._subs) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:
         return [self._feed]

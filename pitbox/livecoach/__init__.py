@@ -32,8 +32,8 @@ from typing import Any
 
 _NAMES = {
     "LiveCoach": "core", "DERIVED": "core", "ReferenceLap": "reference", "KINDS": "reference",
-    "Analyst": "analyst", "run_jobs": "analyst", "LiveCoachService": "service", "attach": "attach",
-    "AttachedCoach": "attach", "AnalystProcess": "worker", "InlineAnalyst": "worker",
+    "Analyst": "analyst", "run_jobs": "analyst", "LiveCoachService": "service", "attach": "notebook",
+    "AttachedCoach": "notebook", "AnalystProcess": "worker", "InlineAnalyst": "worker",
 }
 
 

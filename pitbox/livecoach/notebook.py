@@ -143,6 +143,8 @@ class AttachedCoach:
             if driver is None and len(self._drivers) == 1:
                 return next(iter(self._drivers.values()))
             c = self._drivers.get(driver)
+        if c is None and driver is None and not self._drivers:  # a stream's only coach, before its first frame
+            return self._coach_for(None)
         if c is None:
             raise LiveError(f"attach: no frames of driver {driver!r} yet (drivers: {sorted(map(str, self._drivers))})")
         return c

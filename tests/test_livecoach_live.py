@@ -1,0 +1,212 @@
+"""The live coach end to end: ``pitbox record --irsdk-file`` (its own process) reads the memory
+map our emulator writes while it replays a simulated practice with an injected fault, with
+the stream and a team relay on; real WebSocket clients receive the derived channels, the
+coach's state and a tip naming the injected corner and fault; a client joining late gets
+the reference, the state and the tips; ``set_reference`` switches the reference on the
+stream and through the relay. And :func:`pitbox.livecoach.attach` runs the same core on a
+stream that has no coach, catching up from its history."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitbox.emulator import Emulator, TickRecord
+from pitbox.live import Relay, StreamServer
+from pitbox.live.testing import open_log, run
+from pitbox.sim import read_truth, simulate_session
+
+FAULT = "3:T3:brake_early:25"
+SPEED = 12.0  #: emulated seconds per second (a few ticks may be missed on a loaded machine: no matter here)
+DERIVED = ["pitbox_delta_s", "pitbox_predicted_lap_s", "pitbox_lap_dist_m"]
+
+
+class Pacer(threading.Thread):
+    """Steps the emulator at SPEED x real time; ``hold`` pauses it (the sim sitting still), and
+    it holds by itself after ``hold_after`` ticks until released."""
+
+    def __init__(self, emu: Emulator, hold_after: int | None = None):
+        super().__init__(daemon=True)
+        self.emu = emu
+        self.hold = threading.Event()
+        self.halt = threading.Event()
+        self.published = 0
+        self.hold_after = hold_after
+
+    def run(self) -> None:
+        period = 1.0 / (60.0 * SPEED)
+        due = time.perf_counter()
+        while not self.halt.is_set():
+            if self.hold.is_set():
+                time.sleep(0.01)
+                due = time.perf_counter()
+                continue
+            r = self.emu.step()
+            if r is None:
+                break
+            if isinstance(r, TickRecord):
+                self.published += 1
+                if self.published == self.hold_after:
+                    self.hold.set()
+                due += period
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -0.05:
+                    due = time.perf_counter()
+        self.emu.close()  # status 0: the recorder ends the session and (--until-gone) exits
+
+
+def _pitbox() -> list[str]:
+    script = Path(sys.executable).with_name("pitbox")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from pitbox.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def _line(proc: subprocess.Popen, log: Path, prefix: str, timeout: float = 60.0) -> str:
+    """The first line of the process' output starting with ``prefix`` (a line, not a timing:
+    the process prints it once that stage is reached)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith(prefix):
+                return line.strip()
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no line starting {prefix!r} from pitbox record; got: {log.read_text()}")
+
+
+@pytest.mark.slow
+def test_record_irsdk_file_streams_derived_channels_coach_state_and_tips(tmp_path: Path) -> None:
+    sim = simulate_session("pitboxsim_demo", 4, [FAULT], 31, in_lap=False, out=tmp_path / "practice.ibt")
+    truth, _ = read_truth(sim.ibt_path)
+    (fault,) = truth["faults"]
+    emu = Emulator([sim.ibt_path], tmp_path / "irsdk.bin", speed=math.inf, keep_ground_truth=False).open()
+    relay = Relay("127.0.0.1", 0).start()
+    log = tmp_path / "record.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*_pitbox(), "record", "--irsdk-file", str(emu.memmap_path), "--data", str(tmp_path / "data"),
+             "--stream", "--stream-port", "0", "--publish", relay.url, "--driver-id", "alice", "--until-gone",
+             "--no-fsync", "--timeout-s", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
+    pacer = Pacer(emu, hold_after=sim.n_rows - 120)  # the sim sits still near the end until the checks are done
+    try:
+        url = _line(proc, log, "streaming on ").split()[-1]
+        _line(proc, log, "live coach on")
+        _line(proc, log, "recording ")
+        pacer.start()
+        try:
+            run(_clients(url, relay.url, pacer, fault), timeout=600)
+        except BaseException:
+            print(log.read_text())
+            raise
+        pacer.hold.clear()
+        pacer.join(120)
+        assert proc.wait(120) == 0, log.read_text()
+        assert "1 session(s) stored" in log.read_text()
+    finally:
+        pacer.halt.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        relay.stop()
+        emu.close()
+
+
+async def _clients(url: str, relay_url: str, pacer: Pacer, fault: dict[str, Any]) -> None:
+    local = await open_log(url, subscribe={"channels": ["Speed", *DERIVED], "rate": 10})
+    team = await open_log(relay_url, subscribe={"channels": ["pitbox_delta_s"], "rate": 10, "drivers": ["alice"]})
+
+    def tip(log: Any) -> list[dict]:
+        return [m for m in log.of("tip") if m["lap"] == fault["lap"]]
+
+    await local.wait_for(lambda log: tip(log), timeout=400)
+    pacer.hold.set()  # the sim sits still while we look (the recorder waits: --timeout-s 60)
+    (t,) = [m for m in tip(local) if m["rank"] == 1]
+    assert (t["corner"], t["fault"]) == (fault["corner"], fault["fault"])
+    assert t["time_loss_s"] > 0.2 and "brake" in t["change"]
+    frames = [m for m in local.frames() if m["values"].get("pitbox_delta_s") is not None]
+    assert frames, ([m["values"] for m in local.frames()[-3:]], local.of("reference")[-1:], local.of("coach")[-1:])
+    assert frames and set(frames[-1]["values"]) == {"Speed", *DERIVED}
+    assert all(isinstance(m["values"]["pitbox_lap_dist_m"], float) for m in frames[-20:])
+    states = local.of("coach")
+    assert states[-1]["reference"]["kind"] == "session_best" and states[-1]["fuel"]["per_lap_mean3_l"] > 0
+    (ref,) = local.of("reference")[-1:]
+    sid = ref["session"]
+    assert ref["label"].startswith(sid + ":") and ref["map"] is not None and ref["corners"]
+    # the relay forwards it all per driver
+    await team.wait_for(lambda log: tip(log) and log.of("reference") and log.of("coach"), timeout=30)
+    assert all(m["driver"] == "alice" for m in team.messages if m["type"] in ("tip", "coach", "reference", "frame"))
+    assert any("pitbox_delta_s" in m["values"] for m in team.frames("alice"))
+    # a client joining late gets the reference, the coach's state and the session's tips
+    late = await open_log(url, subscribe={"channels": ["pitbox_delta_s"], "rate": 1})
+    await late.wait_for(lambda log: log.of("reference") and log.of("coach") and tip(log), timeout=30)
+    # set_reference on the stream: a lap of this session
+    await local.send({"v": 1, "type": "set_reference", "kind": "lap", "lap": f"{sid}:1"})
+    await local.wait_for(lambda log: log.of("reference")[-1]["kind"] == "lap", timeout=60)
+    assert local.of("reference")[-1]["label"] == f"{sid}:1"
+    await local.send({"v": 1, "type": "set_reference", "kind": "fastest"})
+    await local.wait_for(lambda log: any(m.get("code") == "bad_reference" for m in log.of("error")), timeout=30)
+    # ... and through the relay, back to the session's best
+    await team.send({"v": 1, "type": "set_reference", "kind": "session_best", "driver": "alice"})
+    await team.wait_for(lambda log: log.of("reference")[-1]["kind"] == "session_best"
+                        and len(log.of("reference")) >= 3, timeout=60)
+    await team.send({"v": 1, "type": "set_reference", "kind": "optimal", "driver": "nobody"})
+    await team.wait_for(lambda log: any(m.get("code") == "bad_driver" for m in log.of("error")), timeout=30)
+
+
+def test_attach_runs_the_core_on_a_stream_without_a_coach(tmp_path: Path) -> None:
+    """A notebook on a stream that has no coach: the core runs on what the client receives
+    (here the whole session from the stream's history, at 60 Hz, as JSON) and tips the
+    injected fault; live frames then get the derived channels."""
+    from pitbox.ibt.reader import open_telemetry
+    from pitbox.livecoach import attach
+
+    sim = simulate_session("pitboxsim_demo", 3, [FAULT], 32, in_lap=False, out=tmp_path / "p.ibt")
+    truth, _ = read_truth(sim.ibt_path)
+    (fault,) = truth["faults"]
+    with open_telemetry(sim.ibt_path) as tf:
+        rows = tf.read_rows()
+        ticks = tf.read(["SessionTick"])["SessionTick"]
+        info = tf.session_info
+    frames = [(int(ticks[i]), float(rows[i]["SessionTime"]), rows[i]) for i in range(len(rows))]
+    server = StreamServer("127.0.0.1", 0, history_provider=lambda ch, rate, since: frames).start()
+    server.publish_session_info(info)
+    got: list[dict] = []
+    live = attach(server.url, on_message=got.append, process=False)
+    try:
+        deadline = time.monotonic() + 300
+        while live.coach().frames < len(frames) or len(live.coach().coached) < 2:
+            assert time.monotonic() < deadline, "the history did not arrive"
+            time.sleep(0.05)
+        live.coach().finish()  # the stream ends here: coach the last lap on what was received
+        live.set_reference("session_best")
+        while len(live.coach().coached) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        tips = live.tips()
+        assert [(t["lap"], t["corner"], t["fault"], t["rank"]) for t in tips.to_dict("records")][:1] == \
+            [(fault["lap"], fault["corner"], fault["fault"], 1)]
+        assert set(tips.lap) == {fault["lap"]}  # nothing on the clean laps
+        assert live.reference_message()["kind"] == "session_best"
+        assert live.state()["best_lap_s"] == pytest.approx(min(lap["lap_time_s"] for lap in truth["laps"]
+                                                               if lap["kind"] == "timed"), abs=0.002)
+        tick, t, row = frames[-1]
+        server.publish_frame(tick + 1, t + 1 / 60, row)  # a live frame after the history
+        while not [m for m in got if m["type"] == "frame"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (frame,) = [m for m in got if m["type"] == "frame"]
+        assert frame["tick"] == tick + 1 and frame["values"]["pitbox_delta_s"] is not None
+    finally:
+        live.stop()
+        server.stop()
