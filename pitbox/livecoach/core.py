@@ -26,6 +26,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -44,14 +45,7 @@ CHUNK_ROWS = 600
 #: the after-lap coaching waits until the next lap has covered the last corner's segment
 #: (which runs over the line) plus this margin [m], so the analysis sees what was driven.
 OVERRUN_MARGIN_M = 2.0
-_NONE: dict[str, Any] = dict.fromkeys(DERIVED)
-
-
-def _f(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
+_NAN1 = (math.nan,)
 
 
 def _r(x: float | None, digits: int = 3) -> float | None:
@@ -140,6 +134,8 @@ class LiveCoach:
     def _new_session(self, meta: dict[str, Any] | None, info: dict[str, Any] | None, first_tick: int | None) -> None:
         self._session_key += 1
         self._reader = FrameReader()
+        self._core: Any = None
+        self._core_names: Any = None
         self._rows: list[tuple] = []
         self._rows_first = 0
         self._row = 0
@@ -237,6 +233,14 @@ class LiveCoach:
     def reference_kind(self) -> tuple[str, str | None]:
         return self._ref_kind, self._ref_lap
 
+    def use_reference(self, ref: ReferenceLap) -> None:
+        """Measure against a :class:`ReferenceLap` built elsewhere (kept until the next
+        switch; its ``kind`` becomes the reference kind, so an automatic session best does not
+        replace it unless ``kind`` is ``session_best``)."""
+        self._ref_kind, self._ref_lap = ref.kind, None
+        self._ref_seq += 1  # answers to earlier requests are stale now
+        self._use_reference(ref)
+
     def _use_reference(self, ref: ReferenceLap) -> None:
         self.reference = ref
         self.reference_error = None
@@ -292,21 +296,20 @@ class LiveCoach:
         unknown (no reference yet, an out lap, after a reset)."""
         if self._last_tick is not None and tick == self._last_tick:
             return self._derived()  # the same tick again (a reconnect): not a new row
-        rd = self._reader
-        row = rd.read(values)
-        ix = rd.index
-        g = row.__getitem__
-        uid = g(ix["SessionUniqueID"]) if "SessionUniqueID" in ix else 0
-        num = g(ix["SessionNum"]) if "SessionNum" in ix else 0
-        on_track = bool(g(ix["IsOnTrack"])) if "IsOnTrack" in ix else True
+        row = self._reader.read(values)
+        if self._core is None or self._core_names is not self._reader.names:
+            self._compile_core()
+        uid, num, on_track, lap, pct, speed, fuel, pit, stall, laps_remain, time_remain, dist = \
+            self._core(row + _NAN1)
+        uid = 0 if uid != uid else uid
+        num = 0 if num != num else num
+        on_track = bool(on_track)  # NaN (no IsOnTrack channel) counts as on track
         if self._row > 0 and ((uid, num) != self._key or (self._last_tick is not None and tick < self._last_tick)
                               or (on_track and not self._on_track and self._had_on_track)):
             self._end_session()
             self._new_session(None, None, tick)
-            rd = self._reader
-            row = rd.read(values)
-            ix = rd.index
-            g = row.__getitem__
+            row = self._reader.read(values)
+            self._compile_core()
         self.frames += 1
         self._key = (uid, num)
         self._on_track = on_track
@@ -320,22 +323,15 @@ class LiveCoach:
         r = self._row
         self._rows.append(row)
         self._row += 1
-        lap = int(g(ix["Lap"])) if "Lap" in ix else 0
-        pct = _f(g(ix["LapDistPct"])) if "LapDistPct" in ix else math.nan
-        speed = _f(g(ix["Speed"])) if "Speed" in ix else math.nan
-        fuel = _f(g(ix["FuelLevel"])) if "FuelLevel" in ix else math.nan
-        pit = bool(g(ix["OnPitRoad"])) if "OnPitRoad" in ix else False
+        lap = int(lap) if lap == lap else 0
+        pit = pit is True or (pit == pit and bool(pit))
         self._pct = pct
-        if "SessionTimeRemain" in ix or "SessionLapsRemainEx" in ix:
-            self._remain = (_f(g(ix["SessionLapsRemainEx"])) if "SessionLapsRemainEx" in ix else math.nan,
-                            _f(g(ix["SessionTimeRemain"])) if "SessionTimeRemain" in ix else math.nan)
-        if self._length_m is None and "LapDist" in ix and 0.01 < pct < 0.99:
-            dist = _f(g(ix["LapDist"]))
-            if dist > 0:
-                self._length_m = dist / pct
-        self.fuel.tick(fuel)
-        stall = bool(g(ix["PlayerCarInPitStall"])) if "PlayerCarInPitStall" in ix else False
-        if stall:
+        self._remain = (laps_remain, time_remain)
+        if self._length_m is None and 0.01 < pct < 0.99 and dist > 0:
+            self._length_m = dist / pct
+        if fuel == fuel:
+            self.fuel.tick(fuel)
+        if stall is True or (stall == stall and stall):
             self.tyres.take(read_channels(values, TYRE_CHANNELS), t, lap)
         elif self.tyres.in_stall:
             self.tyres.left_stall()
@@ -347,6 +343,16 @@ class LiveCoach:
         if t >= self._next_state_t:
             self._queue_state()
         return self._derived()
+
+    def _compile_core(self) -> None:
+        """One itemgetter for the channels the core reads each tick (NaN when absent)."""
+        names = self._reader.names or ()
+        where = {n: k for k, n in enumerate(names)}
+        missing = len(names)
+        self._core = itemgetter(*[where.get(n, missing) for n in (
+            "SessionUniqueID", "SessionNum", "IsOnTrack", "Lap", "LapDistPct", "Speed", "FuelLevel", "OnPitRoad",
+            "PlayerCarInPitStall", "SessionLapsRemainEx", "SessionTimeRemain", "LapDist")])
+        self._core_names = self._reader.names
 
     def _derived(self) -> dict[str, Any]:
         d = self._delta

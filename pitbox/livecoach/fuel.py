@@ -59,33 +59,44 @@ class FuelTracker:
 
     @property
     def per_lap_mean3_l(self) -> float | None:
-        return float(np.mean(self.uses_l[-3:])) if self.uses_l else None
+        return self._stats()[0]
 
     @property
     def per_lap_p65_l(self) -> float | None:
-        return float(np.percentile(self.uses_l, 65)) if self.uses_l else None
+        return self._stats()[1]
+
+    def _stats(self) -> tuple[float | None, float | None, float | None, float | None, float | None]:
+        """(mean of the last 3, 65th percentile, min, max of the stint's uses, mean of the
+        last 3 lap times), computed once per change of the lap lists."""
+        key = (len(self.uses_l), self.uses_l[-1] if self.uses_l else None, len(self.lap_times_s))
+        if key != getattr(self, "_key", None):
+            u = self.uses_l
+            self._cache = (float(np.mean(u[-3:])) if u else None, float(np.percentile(u, 65)) if u else None,
+                           min(u) if u else None, max(u) if u else None,
+                           float(np.mean(self.lap_times_s[-3:])) if self.lap_times_s else None)
+            self._key = key
+        return self._cache
 
     def state(self, lap_fraction: float | None = None, laps_remain: float | None = None,
               time_remain_s: float | None = None) -> dict[str, Any]:
         """The ``fuel`` block of the ``coach`` message. ``lap_fraction``: how much of the
         current lap is driven (0-1); ``laps_remain``/``time_remain_s``: the session's."""
         level = self.level_l
-        mean3, p65 = self.per_lap_mean3_l, self.per_lap_p65_l
+        mean3, p65, lo, hi, lap_s = self._stats()
         out: dict[str, Any] = {"level_l": _r(level), "per_lap_mean3_l": _r(mean3), "per_lap_p65_l": _r(p65),
                                "laps_left": None, "laps_left_min": None, "laps_left_max": None, "to_add_l": None,
                                "stint_laps": len(self.uses_l)}
         if level is None or mean3 is None or mean3 <= 0:
             return out
         out["laps_left"] = _r(level / mean3, 2)
-        out["laps_left_min"] = _r(level / max(self.uses_l), 2)
-        out["laps_left_max"] = _r(level / min(self.uses_l), 2)
-        out["to_add_l"] = self._to_add(level, p65 or mean3, lap_fraction, laps_remain, time_remain_s)
+        out["laps_left_min"] = _r(level / hi, 2) if hi else None
+        out["laps_left_max"] = _r(level / lo, 2) if lo else None
+        out["to_add_l"] = self._to_add(level, p65 or mean3, lap_fraction, laps_remain, time_remain_s, lap_s)
         return out
 
     def _to_add(self, level: float, per_lap: float, lap_fraction: float | None, laps_remain: float | None,
-                time_remain_s: float | None) -> dict[str, Any] | None:
+                time_remain_s: float | None, lap_s: float | None) -> dict[str, Any] | None:
         rest = 1.0 - min(max(lap_fraction or 0.0, 0.0), 1.0)  # of the current lap
-        lap_s = float(np.mean(self.lap_times_s[-3:])) if self.lap_times_s else None
         t = self.target
         if t.laps is not None:
             laps, minutes = float(t.laps), None

@@ -107,6 +107,10 @@ class LiveCoachService:
                 t.control_handler = None
             t.stop()
 
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Until the analyst process has started (its imports take a second or two)."""
+        return self._analyst is not None and self._analyst.ready.wait(timeout)
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Until every frame handed over so far is handled and the analyst has answered every
         job (tests and benchmarks)."""
