@@ -210,3 +210,92 @@ def test_attach_runs_the_core_on_a_stream_without_a_coach(tmp_path: Path) -> Non
     finally:
         live.stop()
         server.stop()
+
+
+def _coach_messages(n: int) -> list[dict]:
+    ref = {"v": 1, "type": "reference", "kind": "session_best", "label": "S:1", "session": "S", "lap_index": 1,
+           "time_s": 83.7, "length_m": 3328.7, "step_m": 5.0, "distance_m": [0.0, 5.0], "channels": {},
+           "map": None, "corners": []}
+    coach = [{"v": 1, "type": "coach", "lap": k, "t": float(k)} for k in range(n)]
+    tips = [{"v": 1, "type": "tip", "lap": k, "lap_index": k, "corner": "T3", "fault": "brake_early",
+             "change": "brake 20 m later", "time_loss_s": 0.5, "rank": 1, "reference": "S:1"} for k in range(n)]
+    return [ref, *coach, *tips]
+
+
+def test_the_stream_keeps_the_coachs_messages_for_late_joiners_and_takes_set_reference() -> None:
+    server = StreamServer("127.0.0.1", 0).start()
+    controls: list[dict] = []
+    try:
+        server.publish_session({"id": "S", "track": "t"})
+        for m in _coach_messages(3):
+            server.publish_message(m)
+
+        async def main() -> None:
+            first = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+            await first.wait_for(lambda log: len(log.of("tip")) == 3)  # the server has them all
+            late = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
+            await late.wait_for(lambda log: len(log.of("tip")) == 3)
+            server.publish_frame(1, 0.0, {"Speed": 1.0})
+            await late.wait_for(lambda log: log.frames())
+            kinds = [m["type"] for m in late.messages if m["type"] in ("session", "reference", "coach", "tip")]
+            assert kinds == ["session", "reference", "coach", "tip", "tip", "tip"]  # the latest coach only
+            assert late.of("coach")[0]["lap"] == 2
+            await late.send({"v": 1, "type": "set_reference", "kind": "optimal"})
+            await late.wait_for(lambda log: log.of("error"))
+            assert late.of("error")[0]["code"] == "no_coach"  # no coach answers on this stream
+            server.control_handler = controls.append
+            await late.send({"v": 1, "type": "set_reference", "kind": "lap", "lap": "S:3"})
+            await late.send({"v": 1, "type": "set_reference", "kind": "lap", "lap": "3"})
+            await late.wait_for(lambda log: len(log.of("error")) == 2)
+            assert late.of("error")[1]["code"] == "bad_reference" and "SESSION:LAP" in late.of("error")[1]["message"]
+            server.publish_session({"id": "S2", "track": "t"})  # a new session forgets them
+            await late.wait_for(lambda log: log.of("session")[-1]["meta"]["id"] == "S2")
+            fresh = await open_log(server.url, subscribe={"channels": None, "rate": 60})
+            server.publish_frame(2, 0.0, {"Speed": 1.0})
+            await fresh.wait_for(lambda log: log.frames())
+            assert not [m for m in fresh.messages if m["type"] in ("reference", "coach", "tip")]
+
+        run(main())
+        assert controls == [{"type": "set_reference", "kind": "lap", "lap": "S:3"}]
+    finally:
+        server.stop()
+
+
+def test_the_relay_forwards_the_coachs_messages_per_driver_and_set_reference_to_the_driver() -> None:
+    from pitbox.live import RelayPublisher
+    from pitbox.live.protocol import Derived
+
+    relay = Relay("127.0.0.1", 0).start()
+    pub = RelayPublisher(relay.url, driver_id="alice", backoff_s=0.02, backoff_max_s=0.2).start()
+    controls: list[dict] = []
+    pub.control_handler = controls.append
+    try:
+        assert pub.wait_connected(20)
+        pub.publish_session({"id": "S", "track": "t"})
+        for m in _coach_messages(2):
+            pub.publish_message(m)
+
+
+        async def main() -> None:
+            first = await open_log(relay.url, subscribe={"channels": ["pitbox_delta_s"], "rate": 60})
+            await first.wait_for(lambda lg: len(lg.of("tip")) == 2)  # the relay has them all
+            log = await open_log(relay.url, subscribe={"channels": ["pitbox_delta_s"], "rate": 60})
+            await log.wait_for(lambda lg: len(lg.of("tip")) == 2)
+            pub.publish_frame(1, 0.0, Derived({"Speed": 3.0}, {"pitbox_delta_s": 0.25}))
+            await log.wait_for(lambda lg: lg.frames())
+            assert log.frames()[-1]["values"] == {"pitbox_delta_s": 0.25} and log.frames()[-1]["driver"] == "alice"
+            assert {m["driver"] for m in log.messages if m["type"] in ("reference", "coach", "tip")} == {"alice"}
+            assert [m["lap"] for m in log.of("coach")] == [1]
+            await log.send({"v": 1, "type": "set_reference", "kind": "all_time_best", "driver": "alice"})
+            await log.send({"v": 1, "type": "set_reference", "kind": "all_time_best"})
+            await log.wait_for(lambda lg: lg.of("error"))
+            assert log.of("error")[0]["code"] == "bad_driver"
+
+        run(main())
+        deadline = time.monotonic() + 20
+        while not controls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert controls == [{"type": "set_reference", "kind": "all_time_best", "lap": None}]
+    finally:
+        pub.stop()
+        relay.stop()
