@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pitbox.emulator import Emulator, TickRecord
+from pitbox.ibt.reader import open_telemetry
 from pitbox.live import Relay, StreamServer
 from pitbox.live.testing import open_log, run
 from pitbox.sim import read_truth, simulate_session
@@ -47,6 +49,7 @@ class Pacer(threading.Thread):
             if self.hold.is_set():
                 time.sleep(0.01)
                 due = time.perf_counter()
+                period = 0.0  # released: the rest as fast as it goes (the checks are done)
                 continue
             r = self.emu.step()
             if r is None:
@@ -98,7 +101,10 @@ def test_record_irsdk_file_streams_derived_channels_coach_state_and_tips(tmp_pat
             [*_pitbox(), "record", "--irsdk-file", str(emu.memmap_path), "--data", str(tmp_path / "data"),
              "--stream", "--stream-port", "0", "--publish", relay.url, "--driver-id", "alice", "--until-gone",
              "--no-fsync", "--timeout-s", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
-    pacer = Pacer(emu, hold_after=sim.n_rows - 120)  # the sim sits still near the end until the checks are done
+    with open_telemetry(sim.ibt_path) as tf:
+        c = tf.read(["Lap", "LapDistPct"])
+    after_cut = int(np.flatnonzero((c["Lap"] == fault["lap"] + 1) & (c["LapDistPct"] > 0.25))[0])
+    pacer = Pacer(emu, hold_after=after_cut + 1)  # the sim sits still after the lap's cut until the checks are done
     try:
         url = _line(proc, log, "streaming on ").split()[-1]
         _line(proc, log, "live coach on")
@@ -168,7 +174,6 @@ def test_attach_runs_the_core_on_a_stream_without_a_coach(tmp_path: Path) -> Non
     """A notebook on a stream that has no coach: the core runs on what the client receives
     (here the whole session from the stream's history, at 60 Hz, as JSON) and tips the
     injected fault; live frames then get the derived channels."""
-    from pitbox.ibt.reader import open_telemetry
     from pitbox.livecoach import attach
 
     sim = simulate_session("pitboxsim_demo", 3, [FAULT], 32, in_lap=False, out=tmp_path / "p.ibt")

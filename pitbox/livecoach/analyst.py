@@ -340,14 +340,15 @@ class Analyst:
 
     def _from_lap(self, lap: Any, kind: str, live: Any) -> ReferenceLap:
         """A reference from a driven lap: its analysis trace, corners and map."""
-        from pitbox.analysis.laps_analysis import assign_segments, detect_corners
+        from pitbox.analysis.corners import assign_segments
+        from pitbox.analysis.laps_analysis import detect_corners
 
         tr = lap.trace()
         corners: list[dict[str, Any]] = []
         try:
-            found, _, entry = detect_corners(lap, self.data)
+            found, _, cf = detect_corners(lap, self.data)
             if found:
-                assign_segments(found, entry, tr, [tr])
+                found, _ = assign_segments(found, cf, tr, [tr])
                 corners = [{"name": c.name, "start_m": c.start_m, "apex_m": c.apex_m, "end_m": c.end_m,
                             "seg_start_m": c.seg_start_m, "seg_end_m": c.seg_end_m, "direction": c.direction}
                            for c in found]

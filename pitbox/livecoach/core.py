@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pitbox.laps import MIN_TICK_PCT, NEIGHBOUR_STEPS, TICK_TOLERANCE
 from pitbox.livecoach import jobs as J
 from pitbox.livecoach.frames import TYRE_CHANNELS, FrameReader, read_channels
 from pitbox.livecoach.fuel import FuelTarget, FuelTracker
@@ -149,6 +150,10 @@ class LiveCoach:
         self._lap_index: int | None = None
         self._lap_count = 0
         self._prev_tick = 0
+        self._phys_prev: tuple[float, float, float] | None = None
+        self._hitch_s = 0.0  #: SessionTime the sim hitched so far this session [s]
+        self._regular: deque[tuple[int, float]] = deque(maxlen=4)
+        self.tick_rate = float((meta or {}).get("tick_rate") or 60.0)
         self._lap: int | None = None
         self._lap_start_t: float | None = None
         self._lap_start_fuel: float | None = None
@@ -299,7 +304,7 @@ class LiveCoach:
         row = self._reader.read(values)
         if self._core is None or self._core_names is not self._reader.names:
             self._compile_core()
-        uid, num, on_track, lap, pct, speed, fuel, pit, stall, laps_remain, time_remain, dist = \
+        uid, num, on_track, lap, pct, speed, fuel, pit, stall, laps_remain, time_remain, dist, stick = \
             self._core(row + _NAN1)
         uid = 0 if uid != uid else uid
         num = 0 if num != num else num
@@ -335,7 +340,7 @@ class LiveCoach:
             self.tyres.take(read_channels(values, TYRE_CHANNELS), t, lap)
         elif self.tyres.in_stall:
             self.tyres.left_stall()
-        self._laps(r, t, lap, pct, speed, fuel, pit)
+        self._laps(r, self._physics(t, pct, stick), lap, pct, speed, fuel, pit)
         if self._pending_coach is not None:
             self._maybe_coach(r, tick, pit)
         if len(self._rows) >= self.chunk_rows:
@@ -351,7 +356,7 @@ class LiveCoach:
         missing = len(names)
         self._core = itemgetter(*[where.get(n, missing) for n in (
             "SessionUniqueID", "SessionNum", "IsOnTrack", "Lap", "LapDistPct", "Speed", "FuelLevel", "OnPitRoad",
-            "PlayerCarInPitStall", "SessionLapsRemainEx", "SessionTimeRemain", "LapDist")])
+            "PlayerCarInPitStall", "SessionLapsRemainEx", "SessionTimeRemain", "LapDist", "SessionTick")])
         self._core_names = self._reader.names
 
     def _derived(self) -> dict[str, Any]:
@@ -363,8 +368,37 @@ class LiveCoach:
                 "pitbox_predicted_lap_s": None if d is None or ref is None else round(ref.time_s + d, 4),
                 "pitbox_lap_dist_m": None if length is None or not math.isfinite(pct) else round(pct * length, 2)}
 
+    def _physics(self, t: float, pct: float, session_tick: float) -> float:
+        """Physics time [s]: ``SessionTime`` with the sim's hitches taken out, as
+        :func:`pitbox.laps.hitch_ticks` tells them (a step of ``k`` >= 2 ticks in which the car
+        covered ``m`` ticks' distance holds ``k - m`` hitched ticks), judged here on the regular
+        one-tick steps before the gap (the lap table also looks at those after it)."""
+        prev = self._phys_prev
+        self._phys_prev = (t, pct, session_tick)
+        if prev is None:
+            return t - self._hitch_s
+        k = round((t - prev[0]) * self.tick_rate)
+        dp = pct - prev[1]
+        if dp < -0.5:
+            dp += 1.0
+        if k == 1:
+            if 0 <= dp < 0.5:
+                self._regular.append((self._row, dp))
+        elif k >= 2:
+            near = [d for row, d in self._regular if self._row - row <= NEIGHBOUR_STEPS + 1]
+            per_tick = near[-1] if near else math.nan
+            m = dp / per_tick if per_tick >= MIN_TICK_PCT else math.nan
+            phys = k
+            if m == m and abs(m - round(m)) <= TICK_TOLERANCE and 1 <= round(m) < k:
+                phys = round(m)
+            elif m != m and session_tick == session_tick and prev[2] == prev[2]:
+                phys = min(max(int(session_tick - prev[2]), 1), k)
+            self._hitch_s += (k - phys) / self.tick_rate
+        return t - self._hitch_s
+
     def _laps(self, r: int, t: float, lap: int, pct: float, speed: float, fuel: float, pit: bool) -> None:
-        """Line crossings and resets, as :func:`pitbox.laps.lap_table` finds them."""
+        """Line crossings and resets, as :func:`pitbox.laps.lap_table` finds them; ``t`` is
+        physics time [s]."""
         blank = lap == 0 and pct == 0 and (speed == 0 or math.isnan(speed))
         prev = self._prev
         if blank:
