@@ -40,7 +40,7 @@ from pitbox.livecoach.frames import FIELDS, TYRE_CHANNELS
 from pitbox.recorder import IrsdkSource
 from pitbox.recorder.cli import drive_emulator
 from pitbox.sim import read_truth, simulate_session
-from pitbox.store import read_meta
+from pitbox.store import import_file, read_meta
 
 from conftest import LANGLEY, REAL, need
 
@@ -128,6 +128,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     (path,) = run.stop()
     meta = read_meta(path)
     assert run.rec.stats.dropped == 0
+    # another session of the track with GPS in the store: the live map comes from its track model
+    other = simulate_session(SIM["track"], 1, (), 4, in_lap=False, out=root / "other.ibt")
+    import_file(other.ibt_path, root / "data")
     return Recorded(root, root / "data", res.ibt_path, truth, arrays, path, meta, np.array(log.ticks),
                     np.array(log.times), log.rows(), log.sessions[0])
 
@@ -233,7 +236,10 @@ def test_predicted_lap_and_lap_distance(recorded, coached) -> None:
             ref_time = [t for k, t in ref_at if k <= i][-1]
             assert d["pitbox_predicted_lap_s"] == pytest.approx(ref_time + d["pitbox_delta_s"], abs=2e-4)
     assert refs and refs[0]["kind"] == "session_best" and refs[0]["map"] is not None
-    assert refs[0]["map"]["source"] == "dead_reckoning"  # live data has no GPS and the store no other session
+    mp = refs[0]["map"]  # live data has no GPS: a track model learned from the stored session with GPS
+    assert mp["source"] == "model"
+    path_m = np.sum(np.hypot(np.diff(mp["x"]), np.diff(mp["y"])))
+    assert path_m == pytest.approx(length, rel=0.02)  # the map is the track, by its true length
     assert len(refs[0]["distance_m"]) == len(refs[0]["channels"]["Speed"]) == len(refs[0]["map"]["x"])
     assert [c["name"] for c in refs[0]["corners"]] == [c["name"] for c in recorded.truth["corners"]]
     assert len(json.dumps(refs[0])) < 100_000

@@ -239,7 +239,7 @@ def test_the_stream_keeps_the_coachs_messages_for_late_joiners_and_takes_set_ref
             first = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
             await first.wait_for(lambda log: len(log.of("tip")) == 3)  # the server has them all
             late = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 60})
-            await late.wait_for(lambda log: len(log.of("tip")) == 3)
+            await late.wait_for(lambda log: len(log.of("tip")) == 3)  # after its subscribed
             server.publish_frame(1, 0.0, {"Speed": 1.0})
             await late.wait_for(lambda log: log.frames())
             kinds = [m["type"] for m in late.messages if m["type"] in ("session", "reference", "coach", "tip")]
@@ -256,6 +256,7 @@ def test_the_stream_keeps_the_coachs_messages_for_late_joiners_and_takes_set_ref
             server.publish_session({"id": "S2", "track": "t"})  # a new session forgets them
             await late.wait_for(lambda log: log.of("session")[-1]["meta"]["id"] == "S2")
             fresh = await open_log(server.url, subscribe={"channels": None, "rate": 60})
+            await fresh.wait_for(lambda log: log.of("subscribed"))
             server.publish_frame(2, 0.0, {"Speed": 1.0})
             await fresh.wait_for(lambda log: log.frames())
             assert not [m for m in fresh.messages if m["type"] in ("reference", "coach", "tip")]
