@@ -170,6 +170,7 @@ class LiveCoach:
         self._last_lap_s: float | None = None
         self._last_lap_delta_s: float | None = None
         self._last_lap_ref: str | None = None
+        self._last_crossing_row: int | None = None
         self._last_corner_deltas: list[dict[str, Any]] = []
         self._best_lap_s: float | None = None
         self._t = math.nan
@@ -486,6 +487,7 @@ class LiveCoach:
             used = None if self._lap_start_fuel is None else self._lap_start_fuel - fuel_cross
             self.fuel.lap(used, lap_time)
         lap = int(self._lap) if self._lap is not None else -1
+        self._last_crossing_row = crossing_row
         self._flush_rows()
         self._jobs.append(J.LapDone(self._session_key, crossing_row, lap, self._ref_kind, self._ref_lap))
         if self._pending_coach is not None:  # the previous lap's coaching is still waiting: run it now
@@ -558,6 +560,8 @@ class LiveCoach:
         elif isinstance(result, J.LapResult):
             if result.row is not None:
                 self.laps.append(result.row)
+                if result.row.get("time_s") is not None and result.crossing_row == self._last_crossing_row:
+                    self._last_lap_s = float(result.row["time_s"])  # the lap table's own time of the lap just done
             self._best_lap_s = result.best_lap_s
             if result.reference is not None and result.reference.kind == self._ref_kind:
                 self._use_reference(result.reference)
