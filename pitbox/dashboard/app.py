@@ -422,6 +422,7 @@ class TeamDashboard(W.VBox):
         self.picker.observe(self._on_pick, names="value")
         self.canvas = LiveCanvas("team")
         self._map_key: Any = None
+        self._last_sample_ms: float | None = None
         self.pump = self.canvas.attach(self._build)
         self.columns = W.HBox([], layout=W.Layout(flex_flow="row wrap"))
         self._column_html: dict[str, W.HTML] = {}
@@ -476,6 +477,11 @@ class TeamDashboard(W.VBox):
             content.pop("reference", None)
             buffers.clear()
         self._map_key = key
+        newest = content.get("t_sample_ms")
+        if newest is not None and self._last_sample_ms is not None and newest <= self._last_sample_ms:
+            content["t_sample_ms"] = None  # nothing new since the last update: no lag to measure
+        else:
+            self._last_sample_ms = newest
         return content, buffers
 
     def _slow(self) -> None:

@@ -586,13 +586,13 @@ function renderTeam({ model, el: root }) {
   function driverRow(d, color) {
     let r = rows[d.id];
     if (!r) {
-      const box = el("div", { "data-pitbox-driver": d.id, style: "display:flex;gap:12px;align-items:center;padding:4px 0;border-bottom:1px solid #eee" }, strip);
+      const box = el("div", { "data-pitbox-driver": d.id, style: "display:grid;grid-template-columns:14px minmax(110px,auto) 56px 76px 150px 1fr;column-gap:10px;align-items:center;padding:4px 0;border-bottom:1px solid #eee" }, strip);
       el("span", { style: `display:inline-block;width:12px;height:12px;border-radius:6px;background:${color}` }, box);
       r = {
         box,
-        name: el("span", { "data-pitbox": "name", style: "min-width:120px;font-weight:600" }, box),
-        lap: el("span", { "data-pitbox": "lap", style: "min-width:56px" }, box),
-        delta: el("span", { "data-pitbox": "delta", style: "min-width:70px;font-weight:600;font-variant-numeric:tabular-nums" }, box),
+        name: el("span", { "data-pitbox": "name", style: "font-weight:600;white-space:nowrap" }, box),
+        lap: el("span", { "data-pitbox": "lap", style: "white-space:nowrap" }, box),
+        delta: el("span", { "data-pitbox": "delta", style: "font-weight:600;font-variant-numeric:tabular-nums" }, box),
       };
       const barBox = el("div", { style: "position:relative;width:140px;height:14px;background:#eee;border-radius:3px" }, box);
       el("div", { style: "position:absolute;left:50%;top:0;bottom:0;width:1px;background:#888" }, barBox);
@@ -606,8 +606,10 @@ function renderTeam({ model, el: root }) {
   function onMsg(msg, buffers) {
     if (!msg || msg.type !== "update") return;
     stats().updates++;
-    const key = msg.reference ? `${msg.map_driver}|${msg.reference.label}|${msg.reference.n}` : null;
-    if (key !== refKey) { store.setReference(msg.reference || null, buffers); refKey = key; mapDirty = true; }
+    if ("reference" in msg) {  // the kernel sends the map only when it changes
+      const key = msg.reference ? `${msg.map_driver}|${msg.reference.label}|${msg.reference.n}` : null;
+      if (key !== refKey) { store.setReference(msg.reference, buffers); refKey = key; mapDirty = true; }
+    }
     store.team = msg.drivers;
     store.connection = msg.connection;
     pending = msg.seq;
