@@ -24,6 +24,10 @@ told from a late sim. Then: direct replay throughput (x real time), and drops ov
 
 Goals (brief): whole CPU per tick under 100 us; no dropped tick; the sim's first tick recorded.
 
+``--live-coach`` adds a row: the recorder with the stream and the live coach in front of it
+(``pitbox.livecoach.LiveCoachService``, its pump thread in this process, its analyst in
+another), whose tick loop must cost what the stream's alone does (run with ``--publish``).
+
     .venv/bin/python bench/record_bench.py [--source FILE.ibt] [--seconds 15] [--minutes 1]
 """
 
@@ -39,6 +43,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,14 +126,19 @@ class CpuSampler:
         return (c1 - c0) / max(n1 - n0, 1) * 1e6, c1
 
 
-def run_pitbox(source: Path, tmp: Path, publish: bool = False) -> dict:
+def run_pitbox(source: Path, tmp: Path, publish: bool = False, coach: bool = False) -> dict:
     memmap, data, truth = tmp / "pitbox.bin", tmp / "data", tmp / "truth.csv"
     tmp.mkdir(parents=True, exist_ok=True)
-    server = None
-    if publish:
+    server: Any = None
+    if publish or coach:
         from pitbox.live import StreamServer
 
         server = StreamServer("127.0.0.1", 0).start()
+    if coach:  # the live coach in front of the stream, as pitbox record runs it
+        from pitbox.livecoach.service import LiveCoachService
+
+        server = LiveCoachService([server], data=data).start()
+        server.wait_ready(60)
     src = IrsdkSource(memmap)
     finalized: list[float] = []
     rec = Recorder(src, data, measure=True, publisher=server, on_session=lambda p: finalized.append(time.process_time()))
@@ -255,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=1.0,
                     help="emulated minutes at real time for the drop count (default 1; the goal is stated for 10)")
     ap.add_argument("--publish", action="store_true", help="also publish every tick to a StreamServer (pitbox.live)")
+    ap.add_argument("--live-coach", action="store_true",
+                    help="add a row: the recorder with the stream and the live coach in front of it")
     args = ap.parse_args(argv)
     if not args.source.is_file():
         print(f"record_bench: {args.source}: not found (give --source FILE.ibt)", file=sys.stderr)
@@ -275,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'before 1st':>9} {'p50':>7} {'p99':>7} {'max':>7}")
         label = "pitbox recorder" + (" + stream" if args.publish else "")
         print(_row(label, ours))
+        if args.live_coach:  # the whole CPU includes the coach's pump thread; its analyst is another process
+            print(_row("pitbox recorder + stream + coach", run_pitbox(short, tmp / "lc", coach=True)))
         print(_row("pyirsdk ir[name] -> dict (peer 1)", dict_peer))
         print(_row("pyirsdk freeze -> numpy (peer 2)", np_peer))
         for name, peer in (("peer 1", dict_peer), ("peer 2", np_peer)):

@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "pitbox.recorder.cli",  # record, watch, recover
     "pitbox.analysis.cli",  # compare, coach, report, export
     "pitbox.live.cli",  # relay, token, listen
+    "pitbox.dashboard.cli",  # live-demo
 ]
 
 EXIT_ERROR = 2

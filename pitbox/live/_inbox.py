@@ -31,7 +31,7 @@ from pitbox.live.protocol import LiveError
 
 log = logging.getLogger(__name__)
 
-FRAME, LAP, SESSION, SESSION_INFO = "frame", "lap", "session", "session_info"
+FRAME, LAP, SESSION, SESSION_INFO, MESSAGE = "frame", "lap", "session", "session_info", "message"
 #: At most this many items wait for the loop (10 s of 60 Hz ticks with room for laps).
 INBOX_MAX = 4096
 
@@ -79,6 +79,14 @@ class Inbox:
         """The session YAML changed: a parsed dict (best), or the raw YAML text or bytes
         (parsed, with iRacing's repairs, off the tick loop)."""
         self._inbox.append((SESSION_INFO, info))
+        self._wake()
+
+    def publish_message(self, msg: Mapping[str, object]) -> None:
+        """Another message for the clients, with its ``type`` (the live coach's
+        ``reference``, ``coach`` and ``tip``, see :data:`pitbox.live.protocol.COACH_TYPES`):
+        JSON-able, sent in order with the frames; the latest ``reference`` and ``coach`` and
+        the session's tips are kept for clients that join later."""
+        self._inbox.append((MESSAGE, msg))
         self._wake()
 
     def _wake(self) -> None:

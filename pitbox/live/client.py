@@ -136,6 +136,18 @@ class LiveClient:
         if self._ws is not None:
             await self._ws.send(self._subscribe_message(), text=True)
 
+    async def set_reference(self, kind: str, lap: str | None = None, driver: str | None = None) -> None:
+        """Ask the live coach to switch its reference lap: ``kind`` ``session_best``,
+        ``all_time_best``, ``optimal`` or ``lap`` with ``lap="SESSION:LAP"``; on a relay
+        ``driver`` names whose coach. The answer is a new ``reference`` message (or an
+        ``error``; a lap that cannot be found shows as ``reference_error`` in ``coach``)."""
+        if self._ws is None:
+            raise LiveError(f"{self.url}: not connected; set_reference needs a connection")
+        msg: dict[str, Any] = {"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}
+        if driver is not None:
+            msg["driver"] = driver
+        await self._ws.send(dumps(msg), text=True)
+
     def _subscribe_message(self, with_history: bool = False) -> bytes:
         msg = envelope("subscribe", channels=self.channels, rate=self.rate, drivers=self.drivers)
         if with_history:
@@ -232,6 +244,9 @@ class LiveFeed:
         self._session: dict[str | None, Any] = {}
         self._session_info: dict[str | None, Any] = {}
         self._drivers: list[dict[str, Any]] = []
+        self._coach: dict[str | None, dict[str, dict[str, Any]]] = {}  # driver -> type -> latest
+        self._tips: list[dict[str, Any]] = []
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._count = 0
@@ -272,6 +287,11 @@ class LiveFeed:
                 self._take(msg)
                 if self._on_message is not None:
                     self._on_message(msg)
+                for listener in list(self._listeners):
+                    try:
+                        listener(msg)
+                    except Exception:  # noqa: BLE001 - a listener's bug must not stop the feed
+                        log.exception("LiveFeed listener failed")
         except LiveError as exc:
             self.error = exc
             log.error("%s", exc)
@@ -298,6 +318,13 @@ class LiveFeed:
             elif kind == "session":
                 self._session[driver] = msg["meta"]
                 self._laps = [r for r in self._laps if r.get("driver") != driver]
+                self._coach.pop(driver, None)
+                self._tips = [t for t in self._tips if t.get("driver") != driver]
+            elif kind in ("reference", "coach"):
+                self._coach.setdefault(driver, {})[kind] = msg
+            elif kind == "tip":
+                if msg not in self._tips:
+                    self._tips.append(msg)
             elif kind == "session_info":
                 self._session_info[driver] = msg["info"]
             elif kind in ("drivers", "hello") and "drivers" in msg:
@@ -351,3 +378,34 @@ class LiveFeed:
     def drivers(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._drivers)
+
+    def coach(self, driver: str | None = None) -> dict[str, Any] | None:
+        """The live coach's latest ``coach`` message (delta, fuel, tyres …), or None."""
+        with self._lock:
+            return self._coach.get(driver, {}).get("coach")
+
+    def reference(self, driver: str | None = None) -> dict[str, Any] | None:
+        """The live coach's latest ``reference`` message, or None."""
+        with self._lock:
+            return self._coach.get(driver, {}).get("reference")
+
+    def tips(self, driver: str | None = None) -> pd.DataFrame:
+        """The session's tips so far (one row per ``tip`` message)."""
+        with self._lock:
+            rows = [t for t in self._tips if driver is None or t.get("driver") == driver]
+        return pd.DataFrame(rows)
+
+    def set_reference(self, kind: str, lap: str | None = None, driver: str | None = None,
+                      timeout: float = 10.0) -> None:
+        """Switch the live coach's reference (see :meth:`LiveClient.set_reference`)."""
+        if self._client is None or not self._bg.running:
+            raise LiveError("set_reference: the feed is not started")
+        self._bg.run(self._client.set_reference(kind, lap, driver), timeout)
+
+    def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(msg)`` on the feed's thread for every message from now on."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)

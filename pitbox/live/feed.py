@@ -18,6 +18,8 @@ from typing import Any
 
 from pitbox.live import protocol
 from pitbox.live.protocol import (
+    KEEP_ALL,
+    KEEP_LATEST,
     TICK_RATE_HZ,
     channel_names,
     dumps,
@@ -158,6 +160,8 @@ class Feed:
         self.laps: list[dict[str, Any]] = []
         self._lap_keys: set[bytes] = set()
         self.latest: Frame | None = None
+        self.kept: dict[str, bytes] = {}  #: latest live coach message of each KEEP_LATEST type
+        self.kept_all: list[bytes] = []  #: every KEEP_ALL message of the session (tips)
         self.subscribers: set[Subscriber] = set()
         self.frames_in = 0
         self.grid = RateGrid()
@@ -193,6 +197,8 @@ class Feed:
         self.session = meta
         self.laps.clear()
         self._lap_keys.clear()
+        self.kept.clear()
+        self.kept_all.clear()
         self.latest = None
         self.grid.reset()
         if self.history is not None:
@@ -205,18 +211,36 @@ class Feed:
         self.session_info = jsonable(info)
         self._broadcast("session_info", self.message("session_info", info=self.session_info))
 
+    def add_message(self, msg: Mapping[str, Any]) -> None:
+        """A live coach message (``reference``, ``coach``, ``tip`` …): sent to every
+        subscriber in order; kept for later ones as :data:`KEEP_LATEST`/:data:`KEEP_ALL` say."""
+        kind = str(msg["type"])
+        out = {**jsonable(msg), "v": protocol.VERSION, "type": kind}
+        out.pop("driver", None)
+        if self.driver is not None:
+            out["driver"] = self.driver
+        data = dumps(out)
+        if kind in KEEP_LATEST:
+            self.kept[kind] = data
+        elif kind in KEEP_ALL:
+            self.kept_all.append(data)
+        self._broadcast(kind, data)
+
     def message(self, kind: str, **fields: Any) -> bytes:
         if self.driver is not None:
             fields["driver"] = self.driver
         return dumps(envelope(kind, **fields))
 
     def state_messages(self) -> list[bytes]:
-        """What a client needs before frames make sense: the session and its info."""
+        """What a client needs before frames make sense: the session and its info, and the
+        live coach's latest reference and state and the session's tips."""
         out = []
         if self.session is not None:
             out.append(self.message("session", meta=self.session))
         if self.session_info is not None:
             out.append(self.message("session_info", info=self.session_info))
+        out.extend(self.kept[k] for k in KEEP_LATEST if k in self.kept)
+        out.extend(self.kept_all)
         return out
 
     def history_frames(self, channels: tuple[str, ...] | None, rate: int, since_tick: int | None) -> list[Frame]:

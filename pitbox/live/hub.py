@@ -415,8 +415,14 @@ class Hub:
             if not sub.subscribed:
                 raise ProtocolError("not_subscribed", "send subscribe before asking for history")
             sub.push("history", since)
+        elif kind == "set_reference":
+            await self._set_reference(sub, msg)
         else:
-            raise ProtocolError("unknown_type", f"field type: expected subscribe or history, got {kind!r}")
+            raise ProtocolError("unknown_type", f"field type: expected subscribe, history or set_reference, got {kind!r}")
+
+    async def _set_reference(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        """A client asks the live coach to switch its reference lap (see subclasses)."""
+        raise ProtocolError("no_coach", "this server runs no live coach")
 
     def _subscribe(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         channels = protocol.check_names(msg.get("channels"), "channels")

@@ -13,11 +13,15 @@ version, :data:`VERSION`) and ``"type"``. Server to client:
 * ``history``: ``{"frames": [{"tick", "t", "values"}...], "done": bool}`` chunks answering a
   ``history`` request, oldest first; the last chunk has ``"done": true``.
 * ``drivers`` (relay): the driver list changed. ``error``: ``{"code", "message"}``.
+* ``reference``, ``coach``, ``tip`` (the live coach, :mod:`pitbox.livecoach`): the latest
+  ``reference`` and ``coach`` and the session's tips are kept for clients that join later.
 
 Client to server: ``subscribe`` (``channels``: list or null for all, ``rate``: 60, 30, 10
-or 1, ``drivers``: list or null for all on a relay) and ``history`` (``since_tick``: only
-frames after that tick). A relay publisher sends ``hello`` (``driver``), then ``frame``,
-``lap``, ``session`` and ``session_info`` messages in the same envelope.
+or 1, ``drivers``: list or null for all on a relay), ``history`` (``since_tick``: only
+frames after that tick) and ``set_reference`` (``kind``, ``lap``; on a relay ``driver``:
+switch the live coach's reference). A relay publisher sends ``hello`` (``driver``), then
+``frame``, ``lap``, ``session``, ``session_info`` and the live coach's messages in the same
+envelope; the relay passes ``set_reference`` on to it.
 """
 
 from __future__ import annotations
@@ -101,8 +105,30 @@ def frame_message(tick: int, t: float, values: Mapping[str, Any], driver: str | 
     return msg
 
 
+#: Live coach messages a stream keeps for clients that join later: the latest of each of
+#: these types, and every message of :data:`KEEP_ALL` types (the session's tips).
+KEEP_LATEST = ("reference", "coach")
+KEEP_ALL = ("tip",)
+COACH_TYPES = (*KEEP_LATEST, *KEEP_ALL)
+REFERENCE_KINDS = ("session_best", "all_time_best", "optimal", "lap")
+
+
+class Derived:
+    """A frame's values with derived channels added (the live coach's ``pitbox_*``):
+    ``row`` is what the recorder published (a dict or its decoded ``np.void`` row), ``extra``
+    a dict of JSON-safe values. Clients see one set of channels."""
+
+    __slots__ = ("row", "extra")
+
+    def __init__(self, row: Any, extra: Mapping[str, Any]):
+        self.row = row
+        self.extra = extra
+
+
 def channel_names(values: Any) -> list[str]:
     """The channels of a frame's values: a dict's keys, or a numpy structured row's fields."""
+    if isinstance(values, Derived):
+        return [*channel_names(values.row), *values.extra]
     if isinstance(values, np.void):
         return list(values.dtype.names or ())
     return list(values)
@@ -111,9 +137,15 @@ def channel_names(values: Any) -> list[str]:
 def select_values(values: Any, channels: Sequence[str] | None, clean: bool) -> dict[str, Any]:
     """The chosen channels of one frame (all when ``channels`` is None), JSON-safe.
 
-    ``values`` is a dict (channel -> value) or a numpy structured row (``np.void``, the
-    reader's row dtype), whose channels are then converted only when asked for. ``clean``
-    says the values are already JSON-safe (they came from JSON)."""
+    ``values`` is a dict (channel -> value), a numpy structured row (``np.void``, the
+    reader's row dtype), whose channels are then converted only when asked for, or either
+    with derived channels (:class:`Derived`). ``clean`` says the values are already
+    JSON-safe (they came from JSON)."""
+    if isinstance(values, Derived):
+        extra = values.extra
+        out = select_values(values.row, None if channels is None else [k for k in channels if k not in extra], clean)
+        out.update(extra if channels is None else {k: extra[k] for k in channels if k in extra})
+        return out
     if isinstance(values, np.void):
         fields = values.dtype.fields or {}
         names = list(fields) if channels is None else [k for k in channels if k in fields]
@@ -182,3 +214,17 @@ def check_frame(msg: Mapping[str, Any]) -> tuple[int, float, dict[str, Any]]:
     if not isinstance(values, dict):
         raise ProtocolError("bad_frame", "field values: expected an object of channel values")
     return tick, float(t), values
+
+
+def check_set_reference(msg: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A ``set_reference`` message's ``(kind, lap)``; raises :class:`ProtocolError`."""
+    kind, lap = msg.get("kind"), msg.get("lap")
+    if kind not in REFERENCE_KINDS:
+        raise ProtocolError("bad_reference", f"field kind: expected one of {', '.join(REFERENCE_KINDS)}, got {kind!r}")
+    if kind == "lap":
+        if not isinstance(lap, str) or ":" not in lap or not lap.rpartition(":")[2].strip().isdigit():
+            raise ProtocolError("bad_reference", f"field lap: expected SESSION:LAP (LAP the lap table's lap_index) "
+                                f"with kind lap, got {lap!r}")
+    elif lap is not None:
+        raise ProtocolError("bad_reference", f"field lap: only kind lap takes SESSION:LAP, got {lap!r}")
+    return kind, lap

@@ -34,11 +34,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from pitbox.live import protocol
-from pitbox.live._inbox import FRAME, LAP, SESSION, SESSION_INFO, Inbox, parse_session_info
+from pitbox.live._inbox import FRAME, LAP, MESSAGE, SESSION, SESSION_INFO, Inbox, parse_session_info
 from pitbox.live._loop import BackgroundLoop
 from pitbox.live.auth import Keyring
 from pitbox.live.client import SslArg, backoff_delays, open_connection
-from pitbox.live.feed import Feed, Frame, MemoryHistory, keep
+from pitbox.live.feed import Feed, Frame, MemoryHistory, Subscriber, keep
 from pitbox.live.hub import SEND_BUFFER_BYTES, Hub
 from pitbox.live.limits import Limits
 from pitbox.live.protocol import LiveError, ProtocolError, dumps, envelope, jsonable, select_values
@@ -224,8 +224,21 @@ class Relay(Hub):
             feed.set_session_info(_object(msg, "info"))
         elif kind == "keepalive":
             pass  # only resets the idle timer (limits.idle_timeout_s)
+        elif kind in protocol.COACH_TYPES:
+            feed.add_message(msg)
         else:
-            raise ProtocolError("unknown_type", f"field type: expected frame, lap, session or session_info, got {kind!r}")
+            raise ProtocolError("unknown_type", f"field type: expected frame, lap, session, session_info or a live "
+                                f"coach message ({', '.join(protocol.COACH_TYPES)}), got {kind!r}")
+
+    async def _set_reference(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        """Passed on to the driver's recorder, whose live coach answers on its stream."""
+        kind, lap = protocol.check_set_reference(msg)
+        driver = protocol.check_driver_id(msg.get("driver"))
+        feed = self._feeds.get(driver)
+        if feed is None or feed.publisher is None:
+            raise ProtocolError("bad_driver", f"driver {driver!r} is not connected")
+        await feed.publisher.send(dumps({"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}),
+                                  text=True)
 
 
 def _object(msg: dict[str, Any], field: str) -> dict[str, Any]:
@@ -293,6 +306,11 @@ class RelayPublisher(Inbox):
         self._session: Any = None
         self._session_info: Any = None
         self._laps: list[Any] = []
+        self._kept: dict[str, bytes] = {}  # latest live coach reference / coach, re-sent on reconnect
+        self._kept_all: list[bytes] = []  # the session's tips, re-sent on reconnect
+        #: ``control_handler(msg)``: called (on the publisher's thread) with each
+        #: ``set_reference`` the relay passes on from a subscriber; the live coach sets it.
+        self.control_handler: Any = None
         self._wake_event: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
         self._keepalive_s: float | None = None  #: from the relay's hello
@@ -315,6 +333,12 @@ class RelayPublisher(Inbox):
         self._wake_event = asyncio.Event()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Send what was published before this call (up to 2 s when connected), then close."""
+        if self._bg.running:
+            try:
+                self._bg.run(self._flush(min(2.0, timeout)), timeout)
+            except LiveError:
+                pass
         self._detach_loop()
         if self._bg.running:
             try:
@@ -323,6 +347,13 @@ class RelayPublisher(Inbox):
                 pass
         self._bg.stop(timeout)
         self._connected.clear()
+
+    async def _flush(self, timeout: float) -> None:
+        self._drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._ws is not None and self._queue and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _shutdown(self) -> None:
         if self._task is not None:
@@ -363,9 +394,18 @@ class RelayPublisher(Inbox):
             row = jsonable(item[1])
             self._laps.append(row)
             self._send_ordered(dumps(envelope("lap", row=row)))
+        elif kind is MESSAGE:
+            data = dumps({**jsonable(item[1]), "v": protocol.VERSION})
+            if item[1]["type"] in protocol.KEEP_LATEST:
+                self._kept[item[1]["type"]] = data
+            elif item[1]["type"] in protocol.KEEP_ALL:
+                self._kept_all.append(data)
+            self._send_ordered(data)
         elif kind is SESSION:
             self._session = jsonable(item[1])
             self._laps = []
+            self._kept.clear()
+            self._kept_all.clear()
             self._last_t = None
             self._send_ordered(dumps(envelope("session", meta=self._session)))
         elif kind is SESSION_INFO:
@@ -414,6 +454,8 @@ class RelayPublisher(Inbox):
         if self._session_info is not None:
             out.append(dumps(envelope("session_info", info=self._session_info)))
         out.extend(dumps(envelope("lap", row=row)) for row in self._laps)
+        out.extend(self._kept.values())
+        out.extend(self._kept_all)
         return out
 
     async def _run(self) -> None:
@@ -492,5 +534,11 @@ class RelayPublisher(Inbox):
                     self._keepalive_s = float(keepalive) if type(keepalive) in (int, float) and keepalive > 0 else None
                     if self._wake_event is not None:
                         self._wake_event.set()  # the sending loop now waits at most keepalive_s
+                elif msg["type"] == "set_reference" and self.control_handler is not None:
+                    try:
+                        kind, lap = protocol.check_set_reference(msg)
+                        self.control_handler({"type": "set_reference", "kind": kind, "lap": lap})
+                    except Exception:  # noqa: BLE001 - a bad request must not end the publisher
+                        log.exception("set_reference from the relay")
         except ConnectionClosed:
             pass

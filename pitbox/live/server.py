@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pitbox.live import protocol
-from pitbox.live._inbox import FRAME, LAP, SESSION, SESSION_INFO, Inbox, parse_session_info
-from pitbox.live.feed import Feed, Frame, HistoryProvider, MemoryHistory
+from pitbox.live._inbox import FRAME, LAP, MESSAGE, SESSION, SESSION_INFO, Inbox, parse_session_info
+from pitbox.live.feed import Feed, Frame, HistoryProvider, MemoryHistory, Subscriber
 from pitbox.live.hub import SEND_BUFFER_BYTES, Hub
+from pitbox.live.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class StreamServer(Inbox, Hub):
         history = None if history_provider is not None else MemoryHistory(history_seconds, history_rate)
         self._feed = Feed(None, history, history_provider)
         self._info_seq = 0
+        #: ``control_handler(msg)``: called (on the server's thread) with each checked
+        #: ``set_reference`` message a client sends; the live coach sets it. None: refused.
+        self.control_handler: Any = None
 
     def start(self) -> StreamServer:
         super().start()
@@ -62,8 +66,24 @@ class StreamServer(Inbox, Hub):
         self._attach_loop(self._bg.loop)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Send what was published before this call (up to ``flush_s``), then close."""
+        if self.running:
+            try:
+                self._bg.run(self._flush(min(self.flush_s, timeout)), timeout)
+            except protocol.LiveError:
+                pass
         self._detach_loop()
         super().stop(timeout)
+
+    #: at stop, how long clients get to receive what was published before [s]
+    flush_s = 2.0
+
+    async def _flush(self, timeout: float) -> None:
+        self._drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(sub.queue for sub in self._subs) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:
         return [self._feed]
@@ -83,6 +103,15 @@ class StreamServer(Inbox, Hub):
             self._feed.set_session(item[1])
         elif kind is SESSION_INFO:
             self._set_session_info(item[1])
+        elif kind is MESSAGE:
+            self._feed.add_message(item[1])
+
+    async def _set_reference(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        kind, lap = protocol.check_set_reference(msg)
+        handler = self.control_handler
+        if handler is None:
+            raise ProtocolError("no_coach", "this stream runs no live coach (pitbox record --no-live-coach?)")
+        handler({"type": "set_reference", "kind": kind, "lap": lap})
 
     def _set_session_info(self, info: Any) -> None:
         if isinstance(info, dict):

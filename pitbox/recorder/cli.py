@@ -56,6 +56,9 @@ def _register_record(subparsers: Any) -> None:
     from pitbox.live.cli import add_stream_options
 
     add_stream_options(p)  # --stream --stream-host --stream-port --token-secret ... --publish URL --token
+    from pitbox.livecoach.options import add_coach_options
+
+    add_coach_options(p)  # --no-live-coach --coach-reference --fuel-laps --fuel-minutes
     p.set_defaults(func=cmd_record)
 
 
@@ -86,12 +89,23 @@ class _Publishers:
             t.stop()
 
 
-def _publishers(args: argparse.Namespace) -> _Publishers | None:
+def _publishers(args: argparse.Namespace, data: Path) -> _Publishers | None:
     from pitbox.live.cli import open_publishers
+    from pitbox.livecoach.options import start_service
 
     targets = open_publishers(args)
     for t in targets:
         print(f"streaming on {t.url}" if hasattr(t, "clients") else f"publishing to {t.url}", flush=True)
+    fast_replay = args.source == "replay" and (args.speed <= 0 or math.isinf(args.speed))
+    try:
+        coach = start_service(args, targets, data, lossless=fast_replay)
+    except (ValueError, PitboxError) as exc:
+        for t in targets:
+            t.stop()
+        raise ConfigError(f"record: --coach-reference {args.coach_reference}: {exc}") from None
+    if coach is not None:
+        print(f"live coach on (reference {args.coach_reference}); --no-live-coach turns it off", flush=True)
+        return _Publishers([coach])
     return _Publishers(targets) if targets else None
 
 
@@ -181,7 +195,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from pitbox.recorder.watch import Watcher
 
     data = data_dir(args.data)
-    pubs = _publishers(args)
+    pubs = _publishers(args, data)
     stop_threads = threading.Event()
     switch = sys.getswitchinterval()
     import tempfile

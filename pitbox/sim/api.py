@@ -170,6 +170,7 @@ def simulate_to_channels(track: str = "pitboxsim_demo", laps: int = 8, faults: S
     session_id = int(meta_rng.integers(100_000, 999_999))
     channels = build_channels(lay, driven, tk, extras, tel_rng)
     truth, arrays = ground_truth(lay, driven, clean, fault_list, seed, extras)
+    fuel_truth(truth, channels["SessionTime"], extras)
     lap_times = {lap["lap"]: lap["lap_time_s"] for lap in truth["laps"] if lap["lap_time_s"] is not None}
     timed = {k: v for k, v in lap_times.items() if 1 <= k <= laps}
     best_lap = min(timed, key=timed.get) if timed else None
@@ -196,6 +197,21 @@ def simulate_session(track: str = "pitboxsim_demo", laps: int = 8, faults: Seque
 # ---------------------------------------------------------------------------------------
 # ground truth
 # ---------------------------------------------------------------------------------------
+def fuel_truth(truth: dict[str, Any], session_time_s: np.ndarray, extras: Extras) -> None:
+    """Add the fuel in the tank at each lap's start and end crossing [l] (the simulator's
+    unrounded fuel, linear between ticks, at the exact crossing times) and the fuel used."""
+    fuel = extras.fuel_l
+    if fuel is None:
+        return
+    t = np.asarray(session_time_s, dtype=np.float64)
+    truth["fuel"] = {"start_l": extras.fuel_start_l, "rate": "fuel_full_throttle_lps x throttle x "
+                     "clip(rpm / redline, 0.15, 1) + 0.0003 l/s, summed per tick"}
+    for lap in truth["laps"]:
+        f0, f1 = np.interp([lap["start_session_time_s"], lap["end_session_time_s"]], t, fuel)
+        lap["fuel_start_l"], lap["fuel_end_l"] = round(float(f0), 5), round(float(f1), 5)
+        lap["fuel_used_l"] = round(float(f0 - f1), 5)
+
+
 def _t(d: Drive, lay: SessionLayout, i: int) -> float:
     return float(d.time_s[min(max(i - lay.i0, 0), lay.n_points - 1)])
 

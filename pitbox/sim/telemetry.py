@@ -185,6 +185,8 @@ class Extras:
     session_time0: float
     session_unique_id: int
     fuel_start_l: float
+    #: the fuel in the tank at every tick [l], unrounded (filled by :func:`build_channels`; truth)
+    fuel_l: np.ndarray | None = None
 
 
 def build_channels(lay: SessionLayout, d: Drive, tk: Ticks, extras: Extras,
@@ -223,6 +225,7 @@ def build_channels(lay: SessionLayout, d: Drive, tk: Ticks, extras: Extras,
     yaw_rate = v * k_eff + rng.normal(0, 0.002, nt) * tk.moving
     fuel_rate = car.fuel_full_throttle_lps * throttle * np.clip(rpm / car.redline_rpm, 0.15, 1.0) + 0.0003
     fuel = extras.fuel_start_l - np.cumsum(fuel_rate) / TICK_RATE
+    extras.fuel_l = fuel
     lat_deg, lon_deg = track.to_latlon(x, y)
     timing = lap_timing(tk, rng)
     session_time = extras.session_time0 + np.arange(nt) / TICK_RATE

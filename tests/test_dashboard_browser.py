@@ -1,0 +1,230 @@
+"""The live dashboard in a real browser (Debian's Chromium through playwright).
+
+One practice rig serves every test (to keep `make test` short): two simulated drivers with
+injected faults, each played through the iRacing emulator at 4x into its own `pitbox record`
+(stream and live coach on, publishing to one relay). Three pages open before the sessions
+start: notebooks/live_dashboard.ipynb in JupyterLab on Alice's stream, the same notebook
+served by Voilà on Bob's stream, and notebooks/team_dashboard.ipynb in JupyterLab on the
+relay. Each page records what it shows (a MutationObserver on the lap and delta texts, and
+the cars found by their colours in the map canvas's pixels); the tests await those
+records with playwright's waits and check the tips against the faults the simulator
+injected. Screenshots (element screenshots) go to the rig's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitbox.dashboard.testing import chromium_missing_reason
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SPEED = 4.0
+LAPS = 3
+#: driver id -> (name, seed, faults); every fault is on a timed lap after the first (the
+#: first timed lap is the session's reference)
+DRIVERS = {
+    "alice": ("Alice Example", 11, ("2:T3:brake_early:25", "3:T6:late_throttle:25")),
+    "bob": ("Bob Example", 12, ("2:T6:late_throttle:25", "3:T3:brake_early:25")),
+}
+#: a safety net only: the whole session takes about 90 s at 4x on an idle machine
+TIMEOUT_MS = int(float(os.environ.get("PITBOX_BROWSER_TIMEOUT_S", "420")) * 1000)
+
+pytestmark = [pytest.mark.slow]
+
+REASON = chromium_missing_reason()
+if REASON:
+    if os.environ.get("PITBOX_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(REASON)
+    pytestmark.append(pytest.mark.skip(reason=REASON))
+
+#: Installed in each page once its dashboard shows: records every lap and delta text it shows,
+#: and (every 200 ms) where the player's car is drawn, read from the map canvas's pixels.
+OBSERVER = """(rootSel) => {
+  const root = document.querySelector(rootSel);
+  const rec = window.__pitboxSeen = {laps: [], deltas: [], cars: [], teamLaps: {}};
+  const grab = () => {
+    const lap = root.querySelector('[data-pitbox=lap]');
+    const delta = root.querySelector('[data-pitbox=delta]');
+    if (lap && lap.textContent !== rec.laps[rec.laps.length - 1]) rec.laps.push(lap.textContent);
+    if (delta && delta.textContent !== rec.deltas[rec.deltas.length - 1]) rec.deltas.push(delta.textContent);
+    for (const row of root.querySelectorAll('[data-pitbox-driver]')) {
+      const id = row.getAttribute('data-pitbox-driver');
+      const t = row.querySelector('[data-pitbox=lap]').textContent;
+      const seen = rec.teamLaps[id] = rec.teamLaps[id] || [];
+      if (t !== seen[seen.length - 1]) seen.push(t);
+    }
+  };
+  new MutationObserver(grab).observe(root, {subtree: true, childList: true, characterData: true});
+  grab();
+  const red = (r, g, b) => r > 230 && g < 80 && b > 60 && b < 120;  // #ff2d55: the player (team: 1st driver)
+  const blue = (r, g, b) => r < 50 && g > 100 && g < 165 && b > 230;  // #0a84ff: the team's 2nd driver
+  setInterval(() => {
+    const c = root.querySelector('canvas[data-pitbox=map]');
+    if (!c || !c.width) return;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0, sx = 0, sy = 0, nb = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] < 200) continue;
+      if (blue(d[i], d[i + 1], d[i + 2])) nb++;
+      if (!red(d[i], d[i + 1], d[i + 2])) continue;
+      const p = i / 4; n++; sx += p % c.width; sy += Math.floor(p / c.width);
+    }
+    if (n > 10 && nb > 10) rec.bothCars = (rec.bothCars || 0) + 1;
+    if (n > 10) {
+      const pos = [Math.round(sx / n), Math.round(sy / n)];
+      const last = rec.cars[rec.cars.length - 1];
+      if (!last || last[0] !== pos[0] || last[1] !== pos[1]) rec.cars.push(pos);
+    }
+  }, 200);
+  return true;
+}"""
+
+
+def _fault_map(faults: tuple[str, ...]) -> dict[int, tuple[str, str]]:
+    out = {}
+    for f in faults:
+        lap, corner, fault, _size = f.split(":")
+        out[int(lap)] = (corner, fault)
+    return out
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from playwright.sync_api import sync_playwright
+
+    from pitbox.dashboard.practice import Practice
+    from pitbox.dashboard.testing import JupyterServer, inject_parameters, open_browser, run_all_cells
+    from pitbox.live import Relay
+    from pitbox.sim import DriverSpec, simulate_session
+
+    work = tmp_path_factory.mktemp("browser")
+    relay = Relay("127.0.0.1", 0).start()
+    practices: dict[str, Practice] = {}
+    server = None
+    pw = browser = None
+    try:
+        for did, (name, seed, faults) in DRIVERS.items():
+            ibt = work / f"{did}.ibt"
+            simulate_session(track="pitboxsim_demo", laps=LAPS, faults=list(faults), seed=seed, out=ibt,
+                             driver=DriverSpec(name=name), in_lap=True)
+            practices[did] = Practice(ibt, work / f"data-{did}", work, speed=SPEED, publish=relay.url, driver_id=did,
+                                      name=did).start()
+        root = work / "notebooks"
+        root.mkdir()
+        inject_parameters(NOTEBOOKS / "live_dashboard.ipynb", root / "lab_alice.ipynb", URL=practices["alice"].url)
+        inject_parameters(NOTEBOOKS / "live_dashboard.ipynb", root / "voila_bob.ipynb", URL=practices["bob"].url)
+        inject_parameters(NOTEBOOKS / "team_dashboard.ipynb", root / "team.ipynb", URL=relay.url)
+        server = JupyterServer(root, work / "jupyter").start()
+        pw = sync_playwright().start()
+        browser = open_browser(pw)
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1500})
+        pages = {"lab": ctx.new_page(), "team": ctx.new_page(), "voila": ctx.new_page()}
+        pages["lab"].goto(server.lab_url("lab_alice.ipynb"))
+        pages["team"].goto(server.lab_url("team.ipynb"))
+        pages["voila"].goto(server.voila_url("voila_bob.ipynb"), wait_until="commit", timeout=TIMEOUT_MS)
+        for key in ("lab", "team"):
+            pages[key].bring_to_front()
+            run_all_cells(pages[key], timeout_s=TIMEOUT_MS / 1000)
+        roots = {"lab": ".pitbox-dashboard", "voila": ".pitbox-dashboard", "team": ".pitbox-team-dashboard"}
+        for key, page in pages.items():
+            sel = f"{roots[key]} [data-pitbox=status][data-state=connected]"
+            page.wait_for_selector(sel, timeout=TIMEOUT_MS)
+            page.evaluate(OBSERVER, roots[key])
+        for p in practices.values():  # every page is up: the sessions begin
+            p.start_session()
+        yield {"pages": pages, "practices": practices, "relay": relay, "server": server, "work": work}
+    finally:
+        if browser is not None:
+            browser.close()
+        if pw is not None:
+            pw.stop()
+        for p in practices.values():
+            p.stop()
+        if server is not None:
+            server.stop()
+        relay.stop()
+
+
+def _diagnose(rig: dict[str, Any], page: Any, exc: BaseException) -> str:
+    try:
+        seen = page.evaluate("() => JSON.stringify(window.__pitboxSeen)")
+    except Exception as e:  # noqa: BLE001 - the page itself may be what failed
+        seen = f"(page not readable: {e})"
+    return f"{type(exc).__name__}: {exc}\nthe page saw: {seen[:3000]}\n" + \
+        "\n".join(p.output() for p in rig["practices"].values())
+
+
+def _await_driver_dashboard(page: Any, faults: dict[int, tuple[str, str]], shot: Path) -> None:
+    """The lap counter advances, the delta changes, the car moves on the map, and after each
+    faulted lap a tip naming its corner and fault shows in that lap's row."""
+    page.wait_for_function("""() => {
+        const laps = window.__pitboxSeen.laps.map(Number).filter((v) => v >= 1);
+        return laps.length >= 3 && laps.every((v, i) => i === 0 || v > laps[i - 1]);
+    }""", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => new Set(window.__pitboxSeen.deltas.filter((t) => t !== '–')).size >= 10",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function("() => window.__pitboxSeen.cars.length >= 10", timeout=TIMEOUT_MS)
+    for lap, (corner, fault) in sorted(faults.items()):
+        row = page.locator(f".pitbox-dashboard tr[data-lap='{lap}'] [data-pitbox=tip]").first
+        row.wait_for(timeout=TIMEOUT_MS)
+        text = row.inner_text()
+        assert corner in text and fault in text, f"lap {lap}: expected a tip about {corner} {fault}, got {text!r}"
+    # the per-lap plotly figure has a bar per completed lap
+    page.wait_for_function("""() => {
+        const g = document.querySelector('.pitbox-dashboard .js-plotly-plot');
+        return !!g && !!g.data && g.data.length > 0 && (g.data[0].x || []).length >= 3;
+    }""", timeout=TIMEOUT_MS)
+    cars = page.evaluate("() => window.__pitboxSeen.cars")
+    spread = max(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a in cars for b in cars)
+    assert spread > 50, f"the car stayed within {spread} px on the map"
+    page.locator(".pitbox-dashboard").first.screenshot(path=str(shot))
+
+
+def test_live_dashboard_in_jupyterlab(rig: dict[str, Any]) -> None:
+    page = rig["pages"]["lab"]
+    page.bring_to_front()
+    try:
+        _await_driver_dashboard(page, _fault_map(DRIVERS["alice"][2]), rig["work"] / "jupyterlab.png")
+    except Exception as exc:
+        page.screenshot(path=str(rig["work"] / "jupyterlab-failed.png"))
+        raise AssertionError(_diagnose(rig, page, exc)) from None
+    assert page.locator(".pitbox-dashboard [data-pitbox=driver]").first.inner_text() == DRIVERS["alice"][0]
+
+
+def test_live_dashboard_in_voila(rig: dict[str, Any]) -> None:
+    page = rig["pages"]["voila"]
+    page.bring_to_front()
+    try:
+        _await_driver_dashboard(page, _fault_map(DRIVERS["bob"][2]), rig["work"] / "voila.png")
+    except Exception as exc:
+        page.screenshot(path=str(rig["work"] / "voila-failed.png"))
+        raise AssertionError(_diagnose(rig, page, exc)) from None
+    assert page.locator(".pitbox-dashboard [data-pitbox=driver]").first.inner_text() == DRIVERS["bob"][0]
+
+
+def test_team_dashboard_shows_both_drivers(rig: dict[str, Any]) -> None:
+    page = rig["pages"]["team"]
+    page.bring_to_front()
+    root = ".pitbox-team-dashboard"
+    for did, (name, _seed, faults) in DRIVERS.items():
+        row = page.locator(f"{root} [data-pitbox-driver='{did}'] [data-pitbox=name]")
+        row.wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_function(f"""() => {{
+            const laps = (window.__pitboxSeen.teamLaps['{did}'] || []).map((t) => Number(t.replace('lap ', '')))
+                .filter((v) => v >= 1);
+            return laps.length >= 3;
+        }}""", timeout=TIMEOUT_MS)
+        assert row.inner_text() == name
+        last_lap, (corner, fault) = max(_fault_map(faults).items())
+        tip = page.locator(f"{root} [data-pitbox=team-column][data-driver='{did}'] "
+                           f"[data-pitbox=tip][data-corner='{corner}'][data-fault='{fault}']")
+        tip.first.wait_for(timeout=TIMEOUT_MS)
+    # both cars were on the one map at once (the first two team colours in the canvas's pixels)
+    page.wait_for_function("() => window.__pitboxSeen.bothCars >= 5", timeout=TIMEOUT_MS)
+    page.locator(root).first.screenshot(path=str(rig["work"] / "team.png"))
