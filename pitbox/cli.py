@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "pitbox.recorder.cli",  # record, watch, recover
     "pitbox.analysis.cli",  # compare, coach, report, export
     "pitbox.live.cli",  # relay, token
+    "pitbox.voice.cli",  # voice say, hear, listen
 ]
 
 EXIT_ERROR = 2

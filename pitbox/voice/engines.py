@@ -168,6 +168,10 @@ def _silence(*args: Any, **kwargs: Any) -> None:
     log.debug("pyttsx3: %s", " ".join(str(a) for a in args))
 
 
+class EngineUnavailable(VoiceError):
+    """The engine cannot start at all here (missing library or system voice)."""
+
+
 class LocalEngine:
     """An offline voice through pyttsx3. ``voice`` is the platform's voice name or id
     (espeak-ng: ``en-us``, ``en-gb``, ``en-us+f3`` …; SAPI5: a voice's id or name);
@@ -190,18 +194,34 @@ class LocalEngine:
             try:
                 import pyttsx3
             except ImportError as exc:
-                raise VoiceError("the offline voice needs pyttsx3 (pip install 'pitbox[voice]')") from exc
+                raise EngineUnavailable("the offline voice needs pyttsx3 (pip install 'pitbox[voice]')") from exc
             try:
                 engine = pyttsx3.init()
             except Exception as exc:  # a missing espeak-ng library, no SAPI5 …
-                raise VoiceError(f"the offline voice cannot start ({exc}); on Linux install espeak-ng") from exc
+                raise EngineUnavailable(f"the offline voice cannot start ({exc}); on Linux install espeak-ng") from exc
             for modname in ("pyttsx3.drivers.espeak", "pyttsx3.drivers.sapi5", "pyttsx3.drivers.nsss",
                             "pyttsx3.drivers._espeak"):
                 mod = __import__("sys").modules.get(modname)
                 if mod is not None:
                     mod.print = _silence  # type: ignore[attr-defined]
             self._engine = engine
+            # pyttsx3 2.99's espeak driver loses the end of the first phrase a process says when
+            # it is longer than its 1 s buffer (the file is written only by the next call): a
+            # short first phrase, thrown away, avoids it.
+            self._save(engine, "ok")
         return self._engine
+
+    @staticmethod
+    def _save(engine: Any, text: str) -> bytes:
+        fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="pitbox-voice-")
+        os.close(fd)
+        path = Path(tmp)
+        try:
+            engine.save_to_file(text, str(path))
+            engine.runAndWait()
+            return path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
 
     def synthesize(self, text: str) -> bytes:
         """WAV bytes for ``text`` (mono PCM16, the engine's own rate: 22,050 Hz for espeak-ng)."""
@@ -213,15 +233,9 @@ class LocalEngine:
                 engine.setProperty("rate", self.rate_wpm)
             except (ValueError, KeyError) as exc:
                 raise VoiceError(f"local voice {self.voice!r}: not available here ({exc})") from None
-            fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="pitbox-voice-")
-            os.close(fd)
-            path = Path(tmp)
-            try:
-                engine.save_to_file(text, str(path))
-                engine.runAndWait()
-                data = path.read_bytes()
-            finally:
-                path.unlink(missing_ok=True)
+            data = self._save(engine, text)
+        if not data:
+            raise VoiceError(f"the offline voice wrote no audio for {text!r}")
         if data[:4] != b"RIFF":
             data = _aiff_to_wav(data)
         x, rate = read_wav(data, "offline voice output")

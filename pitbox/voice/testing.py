@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 import subprocess
@@ -52,6 +53,7 @@ class Request:
     body: dict[str, Any]
     mode: str
     headers: dict[str, str] = field(default_factory=dict)
+    samples: int = 0  #: samples of audio sent back (0 when no audio was sent)
 
 
 def synthesize_reference(text: str, sample_rate: int, voice: str = "en-us+m3") -> np.ndarray:
@@ -132,7 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         rate = int(fm.group(2))
         text = str(req.body.get("text", ""))
-        pcm = st.speak(text, rate).astype("<i2").tobytes()
+        samples = st.speak(text, rate)
+        req.samples = len(samples)
+        pcm = samples.astype("<i2").tobytes()
         audio = pcm if fm.group(1) == "pcm" else pcm_to_wav(pcm, rate)
         self.send_response(200)
         self.send_header("Content-Type", "audio/pcm" if fm.group(1) == "pcm" else "audio/wav")
@@ -217,3 +221,186 @@ class StandInElevenLabs:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- replays for the scheduler's tests and benchmark -------------------------------------------
+
+#: the channels a replay reads for the voice coach and for checking it
+REPLAY_CHANNELS = ("SessionTime", "Lap", "LapDistPct", "OnPitRoad", "Brake", "Speed", "SteeringWheelAngle")
+
+
+def ibt_frames(path: str, channels: tuple[str, ...] = REPLAY_CHANNELS) -> dict[str, np.ndarray]:
+    """Every row of an ``.ibt`` file as arrays, read with pyirsdk (the reference reader)."""
+    import irsdk
+
+    ibt = irsdk.IBT()
+    ibt.open(str(path))
+    try:
+        return {c: np.asarray(ibt.get_all(c)) for c in channels}
+    finally:
+        ibt.close()
+
+
+def emulator_frames(path: str, memmap: str, channels: tuple[str, ...] = REPLAY_CHANNELS):
+    """Each tick of an ``.ibt`` played by the emulator one tick at a time (lockstep) and read
+    back by unmodified pyirsdk from the memory map: yields ``{channel: value}``."""
+    import irsdk
+
+    from pitbox.emulator import Emulator
+    from pitbox.emulator.core import TickRecord
+
+    with Emulator([str(path)], memmap, keep_ground_truth=False) as emu:
+        first = emu.step()
+        ir = irsdk.IRSDK()
+        if not ir.startup(test_file=str(memmap)):
+            raise RuntimeError(f"pyirsdk cannot open the emulator's map {memmap}")
+        try:
+            rec = first
+            while rec is not None:
+                if isinstance(rec, TickRecord) and rec.kind == "row":
+                    ir.freeze_var_buffer_latest()
+                    yield {c: ir[c] for c in channels}
+                rec = emu.step()
+        finally:
+            ir.shutdown()
+
+
+def replay_voice(coaches: list[Any], frames: Any, tips: list[dict[str, Any]], *, tip_delay_s: float = 0.5,
+                 hook: Any = None) -> dict[str, np.ndarray]:
+    """Feed each frame (``{channel: value}`` with ``SessionTime``) to every voice coach, and
+    hand each tip (``pitbox coach`` rows as dicts, ``lap`` = the ``Lap`` they are about) to
+    them ``tip_delay_s`` [s] after the frames first show a later lap, as the live coach does
+    after its after-lap analysis. ``hook(t, values, coaches)`` runs before each frame.
+    Returns every frame's channels as arrays (for checking what was said against them)."""
+    by_lap: dict[int, list[dict[str, Any]]] = {}
+    for tip in tips:
+        by_lap.setdefault(int(tip["lap"]), []).append(tip)
+    rec: dict[str, list[Any]] = {}
+    due: list[tuple[float, dict[str, Any]]] = []
+    seen_lap: int | None = None
+    for values in frames:
+        t = float(values["SessionTime"])
+        lap = int(values["Lap"])
+        for k, v in values.items():
+            rec.setdefault(k, []).append(v)
+        if seen_lap is None or lap > seen_lap:
+            for done in sorted(k for k in by_lap if k < lap):
+                due += [(t + tip_delay_s, tip) for tip in by_lap.pop(done)]
+            seen_lap = lap
+        if hook is not None:
+            hook(t, values, coaches)
+        while due and due[0][0] <= t:
+            _, tip = due.pop(0)
+            for c in coaches:
+                c.on_tip(tip)
+        for c in coaches:
+            c.on_frame(t, values)
+    return {k: np.asarray(v) for k, v in rec.items()}
+
+
+# -- command clips: synthesized speech in engine noise ------------------------------------------
+
+#: (espeak-ng voice, words per minute, pitch 0-99) used to fit the rejection model
+VOICES_TRAIN = (("en-us", 170, 50), ("en-gb", 160, 40), ("en-gb-x-rp", 175, 45), ("en-gb-scotland", 150, 50),
+                ("en-029", 190, 50), ("en-us+m3", 180, 45), ("en-us+m7", 200, 35), ("en-us+f2", 165, 65),
+                ("en-gb+f3", 175, 70), ("en-gb-x-gbclan", 160, 50), ("en-gb-x-gbcwmd", 185, 55), ("en-us+m1", 155, 40))
+#: other voices and variants, for the tests and the benchmark
+VOICES_TEST = (("en-us-nyc", 165, 50), ("en-us+m2", 185, 45), ("en-gb+m5", 170, 40), ("en-gb-x-rp+f4", 160, 65),
+               ("en-029+m4", 175, 50), ("en-gb-scotland+f1", 170, 60), ("en-us+m6", 195, 40),
+               ("en-gb-x-gbclan+f5", 180, 55))
+#: out-of-grammar phrases used to fit the rejection model
+OOG_TRAIN = ("pit lane speed limit", "how many laps to go", "what is my position", "box box box",
+             "tyre pressures please", "change the brake bias", "who is behind me", "copy that",
+             "yellow flag in sector two", "the car feels loose", "increase the wing", "radio check",
+             "is it going to rain", "gap to the leader", "understeer in the hairpin", "tell me the weather",
+             "i need new tyres", "okay thanks", "turn the radio off", "what was that", "push now",
+             "how is the fuel looking", "repeat after me please", "lap time please")
+#: other out-of-grammar phrases (some share words with commands), for the tests and the benchmark
+OOG_TEST = ("what are the tyre temperatures", "switch to map two", "how long is left", "is the car damaged",
+            "traffic behind", "where is the pit entry", "i am boxing", "say again", "thanks mate",
+            "brakes are fading", "how far to the car ahead", "the rear is sliding", "turn up the volume",
+            "is there a penalty", "more front wing", "tell the team", "what lap is it", "slow down",
+            "green flag", "the engine sounds rough")
+#: the commands as a driver says them ("focus on turn" with a number from one to twelve)
+COMMAND_WORDS = ("repeat", "mute", "unmute", "quiet in the corners", "talk anywhere", "last lap", "delta", "fuel",
+                 "best lap", "where am i losing time")
+_NUMW = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+
+
+def espeak_samples(text: str, voice: str = "en-us", wpm: int = 170, pitch: int = 50, rate: int = 16000) -> np.ndarray:
+    """``text`` spoken by espeak-ng (its command line) as float samples at ``rate`` [Hz]."""
+    exe = shutil.which("espeak-ng")
+    if not exe:
+        raise RuntimeError("espeak-ng is not installed (make installs it)")
+    out = subprocess.run([exe, "-v", voice, "-s", str(wpm), "-p", str(pitch), "--stdout", text], capture_output=True,
+                         check=True, timeout=60).stdout
+    x, r = read_wav(out, f"espeak-ng {voice}")
+    return resample(x.astype(np.float64), r, rate)
+
+
+def engine_noise(n: int, rng: np.random.Generator, rate: int = 16000) -> np.ndarray:
+    """Engine-like noise, unit RMS: brown noise (drift removed) plus an engine's firing
+    frequency (70-160 Hz, wobbling 3 % as the revs change) with ten harmonics at 1/k."""
+    t = np.arange(n) / rate
+    b = np.cumsum(rng.standard_normal(n))
+    b -= np.convolve(b, np.ones(801) / 801, mode="same")
+    b /= b.std() + 1e-9
+    f0 = rng.uniform(70, 160) * (1 + 0.03 * np.sin(2 * np.pi * rng.uniform(0.2, 0.7) * t))
+    ph = 2 * np.pi * np.cumsum(f0) / rate
+    h = sum((1.0 / k) * np.sin(k * ph + rng.uniform(0, 2 * np.pi)) for k in range(1, 11))
+    h = np.asarray(h) / (np.std(h) + 1e-9)
+    y = 0.6 * b + 0.8 * h
+    return y / (y.std() + 1e-9)
+
+
+def noisy_clip(speech: np.ndarray, rng: np.random.Generator, snr_db: float = 6.0, rate: int = 16000) -> np.ndarray:
+    """Speech in engine noise at ``snr_db`` (speech power over its active part against the
+    noise), with 0.2-0.5 s of noise before and after and 0.3-0.6 s of exact digital silence
+    at both ends (a push-to-talk button opening and closing); int16."""
+    s = speech / (np.abs(speech).max() + 1e-9) * 12000
+    active = s[np.abs(s) > 300]
+    power = float(np.mean(active ** 2)) if len(active) else float(np.mean(s ** 2))
+    lead, tail = int(rng.uniform(0.2, 0.5) * rate), int(rng.uniform(0.2, 0.5) * rate)
+    body = np.concatenate([np.zeros(lead), s, np.zeros(tail)])
+    body = body + engine_noise(len(body), rng, rate) * math.sqrt(power / 10 ** (snr_db / 10))
+    e0, e1 = int(rng.uniform(0.3, 0.6) * rate), int(rng.uniform(0.3, 0.6) * rate)
+    y = np.concatenate([np.zeros(e0), body, np.zeros(e1)])
+    peak = np.abs(y).max()
+    if peak > 32000:
+        y *= 32000 / peak
+    return np.round(y).astype(np.int16)
+
+
+@dataclass
+class Clip:
+    """A synthetic clip: ``kind`` "command", "other" (out of grammar) or "noise"; ``phrase``
+    what was said ("" for noise)."""
+
+    kind: str
+    phrase: str
+    voice: str
+    samples: np.ndarray
+    rate: int = 16000
+
+
+def command_clips(voices: Any = VOICES_TEST, others: Any = OOG_TEST, seed: int = 0, n_noise: int = 8,
+                  snr_db: float = 6.0, commands: Any = COMMAND_WORDS, others_per_voice: int | None = None) -> list[Clip]:
+    """Every command (and one "focus on turn N", N random) and the out-of-grammar phrases
+    spoken by each voice in engine noise, plus ``n_noise`` clips of engine noise alone."""
+    rng = np.random.default_rng(seed)
+    jobs: list[tuple[str, str, tuple[str, int, int]]] = []
+    for vi, v in enumerate(voices):
+        for c in list(commands) + [f"focus on turn {_NUMW[int(rng.integers(0, 12))]}"]:
+            jobs.append(("command", c, v))
+        sel = list(others) if others_per_voice is None else \
+            [others[(vi * others_per_voice + k) % len(others)] for k in range(others_per_voice)]
+        for o in sel:
+            jobs.append(("other", o, v))
+    clips = [Clip(k, p, v[0], noisy_clip(espeak_samples(p, *v), rng, snr_db)) for k, p, v in jobs]
+    for _ in range(n_noise):
+        n = int(rng.uniform(1.0, 2.5) * 16000)
+        level = rng.uniform(500, 3000)
+        body = engine_noise(n, rng) * level
+        clips.append(Clip("noise", "", "engine", np.concatenate([np.zeros(4000), body, np.zeros(4000)])
+                          .astype(np.int16)))
+    return clips

@@ -35,6 +35,7 @@ from pitbox.voice.engines import (
     DEFAULT_FORMAT,
     DEFAULT_LOCAL_RATE_WPM,
     CloudEngine,
+    EngineUnavailable,
     LocalEngine,
     estimate_duration_s,
 )
@@ -234,10 +235,14 @@ class Voice:
                 assert self._local is not None
                 try:
                     wav = self._local.synthesize(spoken)
-                except VoiceError as exc:
+                except EngineUnavailable as exc:
                     if self._local_failed is None:
                         log.error("voice: %s; speaking as text only", exc)
                     self._local_failed = str(exc)
+                    notes.append(str(exc))
+                    continue
+                except VoiceError as exc:  # this phrase only
+                    log.warning("voice: %s; this phrase as text only", exc)
                     notes.append(str(exc))
                     continue
             wav = trim_silence(wav)
@@ -263,6 +268,6 @@ class Voice:
             try:
                 with LocalEngine._lock:
                     self._local._init()
-            except VoiceError as exc:
+            except EngineUnavailable as exc:
                 self._local_failed = str(exc)
                 log.error("voice: %s; speaking as text only", exc)
