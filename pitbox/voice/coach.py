@@ -43,6 +43,19 @@ CHANNELS = ("Lap", "LapDistPct", "OnPitRoad", "pitbox_lap_dist_m", "pitbox_delta
 FUEL_CRITICAL_LAPS = 1.0  #: laps of fuel left under which the critical "box" call is made
 
 
+def frame_values(values: Any) -> dict[str, Any]:
+    """The channels the voice coach reads from a frame's values: a dict, a numpy structured
+    row, or a row with derived channels (an object with ``row`` and ``extra``)."""
+    if hasattr(values, "row") and hasattr(values, "extra"):
+        out = frame_values(values.row)
+        out.update({k: v for k, v in values.extra.items() if k in CHANNELS})
+        return out
+    names = getattr(getattr(values, "dtype", None), "names", None)
+    if names is not None:
+        return {k: values[k].item() if hasattr(values[k], "item") else values[k] for k in CHANNELS if k in names}
+    return {k: values[k] for k in CHANNELS if k in values}
+
+
 @dataclass
 class Ready:
     """A message whose audio is ready: the arrival and ready times (``perf_counter`` [s])."""
@@ -306,6 +319,34 @@ class VoiceCoach:
                 return tip_phrase(worst_tip)
             return "No time lost to the reference yet"
         return "Sorry"
+
+    # -- as a publisher beside the stream (the recorder's / live coach's targets) ------------------
+
+    def publish_frame(self, tick: int, session_time: float, values: Any) -> None:
+        """A frame as the recorder or the live coach publishes it (a dict, a numpy row, or a
+        row with the live coach's derived channels)."""
+        self.on_frame(float(session_time), frame_values(values))
+
+    def publish_message(self, msg: Mapping[str, Any]) -> None:
+        """The live coach's ``reference``, ``coach`` and ``tip`` messages."""
+        self.handle(msg)
+
+    def publish_lap(self, row: Mapping[str, Any]) -> None:
+        pass
+
+    def publish_session(self, meta: Mapping[str, Any]) -> None:
+        """A new session: what was waiting is about the old one."""
+        s = self.scheduler
+        s.expired += s.pending
+        s.pending = []
+        self.coach_state = None
+        self.tips = []
+
+    def publish_session_info(self, info: Any) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop the synthesis thread and the player."""
