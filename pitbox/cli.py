@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "pitbox.analysis.cli",  # compare, coach, report, export
     "pitbox.live.cli",  # relay, token, listen
     "pitbox.dashboard.cli",  # live-demo
+    "pitbox.voice.cli",  # voice say, hear, listen
 ]
 
 EXIT_ERROR = 2

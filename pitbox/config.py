@@ -6,6 +6,8 @@ setting            environment            default
 data folder        ``PITBOX_DATA``        ``data`` (relative to the working folder)
 token secret       ``PITBOX_TOKEN_SECRET``  none (stream open on localhost only)
 ElevenLabs key     ``ELEVENLABS_API_KEY``   none (offline voice)
+ElevenLabs server  ``ELEVENLABS_BASE_URL``  the SDK's (api.elevenlabs.io)
+phrase cache       ``PITBOX_VOICE_CACHE``   the user cache folder + ``pitbox/voice``
 iRacing telemetry  ``PITBOX_TELEMETRY``   ``~/Documents/iRacing/telemetry``
 corner files       ``PITBOX_TRACKS``      the shipped ones only (see :mod:`pitbox.tracks`)
 =================  =====================  =========================================
