@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "pitbox.recorder.cli",  # record, watch, recover
     "pitbox.analysis.cli",  # compare, coach, report, export
     "pitbox.live.cli",  # relay, token, listen
+    "pitbox.video.cli",  # video compare, overlay, clips
 ]
 
 EXIT_ERROR = 2
