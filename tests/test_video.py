@@ -409,3 +409,88 @@ def test_sync_anchors() -> None:
             parse_sync(None, bad, lap_s)
     with pytest.raises(VideoError, match="not both"):
         parse_sync(1.0, "1,2", lap_s)
+
+
+# -- clips --------------------------------------------------------------------------------
+
+def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
+    import io
+
+    with wave.open(io.BytesIO(data)) as wf:
+        x = np.frombuffer(wf.readframes(wf.getnframes()), np.int16).astype(np.float64) / 32768.0
+        return x, wf.getframerate()
+
+
+def best_lag(got: np.ndarray, ref: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """The lag [samples] within +-max_lag where ``got`` looks most like ``ref``, and the
+    normalised correlation there."""
+    from scipy.signal import correlate
+
+    g = np.concatenate([np.zeros(max_lag), got, np.zeros(max_lag + len(ref))])
+    c = correlate(g, ref, mode="valid", method="fft")[:2 * max_lag + 1]
+    csum = np.concatenate([[0.0], np.cumsum(g**2)])
+    energy = (csum[len(ref):] - csum[:-len(ref)])[:2 * max_lag + 1]
+    norm = c / (np.sqrt(energy) * np.linalg.norm(ref) + 1e-12)
+    i = int(np.argmax(norm))
+    return i - max_lag, float(norm[i])
+
+
+def onset_s(x: np.ndarray, rate: int, frac: float = 0.05) -> float:
+    """First moment the 10 ms envelope passes ``frac`` of its peak [s]."""
+    n = max(1, rate // 100)
+    env = np.sqrt(np.convolve(x**2, np.ones(n) / n, mode="same"))
+    return float(np.argmax(env > frac * env.max()) / rate)
+
+
+@pytest.mark.slow
+def test_clip_speaks_the_tip_from_its_first_frame(store: tuple[Path, str], tmp_path: Path) -> None:
+    voice = pytest.importorskip("pitbox.voice", reason="the voice engine (pitbox.voice, issue 11) is not installed")
+    from pitbox.video import tip_clips
+
+    data, sid = store
+    tips = pa.coach(pa.analyse(sid, data=data), explain=False).tips
+    assert len(tips) >= 1
+    tip = tips.sort_values("time_loss_s").iloc[-1].to_dict()
+    assert (tip["corner"], tip["fault"]) == ("T3", "brake_early")  # what the simulator injected
+    # the tip spoken by the offline voice, on its own (cached: the clip gets the very same audio)
+    cache = tmp_path / "voice-cache"
+    phrase = voice.tip_phrase(tip)
+    speech = next((sp for sp in (voice.Voice(engine="local", cache_dir=cache).synthesize(phrase) for _ in range(3))
+                   if sp.engine == "local"), None)
+    if speech is None:
+        pytest.skip("the offline voice (pyttsx3 + espeak-ng) did not speak on this machine")
+    fps = 15.0
+    (r,) = tip_clips(sid, tmp_path / "clips", data, voice=voice.Voice(engine="local", cache_dir=cache),
+                     size="480x270", fps=fps, top=1)
+    assert (r.tip["lap_index"], r.tip["corner"], r.engine) == (tip["lap_index"], "T3", "local")
+    text = ffmpeg_probe(r.path)
+    assert "Video: h264" in text and "Audio: aac" in text and "480x270" in text
+    _, frames = decode(r.path)
+    assert len(frames) == r.frames and len(frames) / fps >= speech.duration_s
+    # the audio track starts with the tip: same onset, same waveform, nothing after it
+    ref, rate = wav_samples(speech.wav)
+    got = decode_audio(r.path, rate)
+    assert onset_s(got, rate) == pytest.approx(onset_s(ref, rate), abs=0.03)
+    max_lag = int(0.1 * rate)
+    lag, corr = best_lag(got[:len(ref) + max_lag], ref, max_lag)
+    assert corr > 0.8 and abs(lag) / rate <= 0.03, (corr, lag / rate)
+    tail = got[len(ref) + max_lag:]
+    assert len(tail) == 0 or np.sqrt(np.mean(tail**2)) < 0.01
+    # the clip runs from before the reference brakes to after the lap is back on the throttle
+    g_lap, g_ref = r.layout["gauges"]
+    assert read_bar(frames[0], g_ref["brake"], BRK_RGB) < 0.05 and read_bar(frames[0], g_lap["brake"], BRK_RGB) < 0.05
+    assert max(read_bar(f, g_ref["brake"], BRK_RGB) for f in frames) > 0.3
+    assert read_bar(frames[-1], g_lap["throttle"], THR_RGB) > 0.3
+    index = json.loads((tmp_path / "clips" / "clips.json").read_text())
+    assert index["clips"][0]["spoken"] == speech.spoken and index["clips"][0]["path"] == str(r.path)
+
+
+def test_clips_without_a_voice_are_text_only(store: tuple[Path, str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data, sid = store
+    rc = cli_main(["video", "clips", sid, "--out", str(tmp_path), "--data", str(data), "--voice", "text",
+                   "--size", "320x180", "--fps", "8", "--top", "1", "--json"])
+    assert rc == 0
+    (clip,) = json.loads(capsys.readouterr().out)
+    assert clip["engine"] == "text" and clip["spoken"] == "" and clip["has_audio"] is False
+    assert "Audio" not in ffmpeg_probe(Path(clip["path"]))

@@ -299,6 +299,7 @@ class ClipScene:
 
     def layout_info(self) -> dict[str, Any]:
         return {"maps": [m.to_dict() for m in self.maps], "columns": [list(c) for c in self.cols],
+                "gauges": [{k: list(v) for k, v in self._gauges(c).items()} for c in self.cols],
                 "panels": {n: p.to_dict() for n, p in self.panels.items()}, "strip": list(self.strip)}
 
 
