@@ -30,7 +30,7 @@ _U = np.array([-37.797, -74.203, 112.0], dtype=np.float32) / 255.0
 _V = np.array([112.0, -93.786, -18.214], dtype=np.float32) / 255.0
 _U4, _V4 = _U / 4, _V / 4  # chroma of the sum of a 2x2 block
 #: patches kept per canvas (a readout that shows the same number again is not redrawn)
-PATCH_CACHE = 4096
+PATCH_CACHE = 8192
 
 
 class Op(Protocol):
@@ -69,6 +69,8 @@ class FrameBuffer:
 
     def __init__(self, width: int, height: int, data: np.ndarray | None = None):
         self.width, self.height = width, height
+        self.dirty: list[tuple[int, int, int, int]] | None = None  #: patches drawn since the last full clear
+        self.stale: list[tuple[int, int, int, int]] = []  #: patches of the previous frame still to restore
         n = width * height
         self.data = np.empty(n * 3 // 2, dtype=np.uint8) if data is None else data
         self.y = self.data[:n].reshape(height, width)
@@ -110,24 +112,39 @@ def even_box(box: tuple[float, float, float, float], width: int, height: int, pa
 
 
 def merge_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Union of overlapping boxes until none overlap (a frame has a few dozen at most)."""
-    out = list(boxes)
-    changed = True
-    while changed:
-        changed = False
-        i = 0
-        while i < len(out):
-            j = i + 1
-            while j < len(out):
-                a, b = out[i], out[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    out.pop(j)
-                    changed = True
-                else:
-                    j += 1
-            i += 1
-    return out
+    """Union of overlapping boxes until none overlap (boxes that only touch stay apart)."""
+    return [b for b, _ in group_boxes(boxes)]
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def group_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """Groups of overlapping boxes: each group's bounding box and the indices of its boxes
+    (in order); no two groups overlap. A sweep from left to right: a group whose right
+    edge is left of the next box can take no more boxes."""
+    done: list[tuple[tuple[int, int, int, int], list[int]]] = []
+    active: list[tuple[tuple[int, int, int, int], list[int]]] = []
+    for i in sorted(range(len(boxes)), key=lambda j: boxes[j][0]):
+        b, members = boxes[i], [i]
+        keep = []
+        for g in active:
+            (done if g[0][2] <= b[0] else keep).append(g)
+        active = keep
+        grown = True
+        while grown:  # a grown box may now reach other groups
+            grown = False
+            for g in active:
+                if _overlap(g[0], b):
+                    a = g[0]
+                    b = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    members += g[1]
+                    active.remove(g)
+                    grown = True
+                    break
+        active.append((b, members))
+    return [(b, sorted(m)) for b, m in done + active]
 
 
 class Canvas:
@@ -147,20 +164,46 @@ class Canvas:
         return FrameBuffer(self.width, self.height)
 
     def clear(self, fb: FrameBuffer) -> None:
-        """Copy the static background into ``fb``."""
-        if self.background is not None:
-            np.copyto(fb.data, self.background.data)
+        """Put the static background back into ``fb``: only where the frame last drawn in
+        this buffer drew (the whole frame the first time)."""
+        bg = self.background
+        if bg is None:
+            return
+        if fb.dirty is None:
+            np.copyto(fb.data, bg.data)
+            fb.dirty = []
+        else:
+            fb.stale = fb.dirty  # restored in draw(), except where the new frame draws the same box
+            fb.dirty = []
+
+    def _restore(self, fb: FrameBuffer, boxes: Sequence[tuple[int, int, int, int]]) -> None:
+        bg = self.background
+        assert bg is not None
+        for x0, y0, x1, y1 in boxes:
+            fb.y[y0:y1, x0:x1] = bg.y[y0:y1, x0:x1]
+            fb.u[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = bg.u[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+            fb.v[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = bg.v[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
 
     def draw(self, fb: FrameBuffer, ops: Sequence[Op]) -> None:
         """Draw ``ops`` (in order: later ones on top) onto ``fb``."""
-        items = []
+        boxes, kept = [], []
+        w, h = self.width, self.height
         for op in ops:
-            box = even_box(op.bbox(), self.width, self.height)
+            pad = getattr(op, "pad", 2)
+            box = even_box(op.bbox(), w, h, pad)
             if box is not None:
-                items.append((box, op))
-        for patch in merge_boxes([b for b, _ in items]):
+                boxes.append(box)
+                kept.append(op)
+        groups = group_boxes(boxes)
+        if fb.stale:
+            now = {b for b, _ in groups}
+            self._restore(fb, [b for b in fb.stale if b not in now])
+            fb.stale = []
+        if fb.dirty is not None:
+            fb.dirty.extend(b for b, _ in groups)
+        for patch, members in groups:
             x0, y0, x1, y1 = patch
-            mine = tuple(op for b, op in items if b[0] >= x0 and b[1] >= y0 and b[2] <= x1 and b[3] <= y1)
+            mine = tuple(kept[i] for i in members)
             if self.background_rgb is None:
                 y, u, v = self._patch(fb.rgb(patch), mine, x0, y0)
             else:  # on a static background the same drawing gives the same patch: keep it

@@ -209,39 +209,28 @@ class CompareScene:
         self.cursor_a = np.clip(first.x(tl.d_lap), x0, x1 - 1)
         self.cursor_b = np.clip(first.x(tl.d_ref / self.k), x0, x1 - 1)
         self.values = {n: (a.value_at(n, tl.d_lap), b.value_at(n, tl.d_ref)) for n in self._channels()}
-        u = self.layout.u
-        tf = D.font(40 * u, "mono")
-        box = tf.getbbox("8:88.888", anchor="la")
-        self.timer_h = box[3] + 4
-        self.timer_w = box[2] + 4
-        df = D.font(44 * u, "mono")
-        self.delta_box = df.getbbox("+88.888", anchor="ma")
 
     def ops(self, k: int) -> list[Any]:
         """The dynamic drawing of frame ``k`` (everything else is in the background)."""
         L, u, tl = self.layout, self.layout.u, self.tl
         ops: list[Any] = []
         ty = round(34 * u)
-        ops.append(D.Text(L.pad, ty, D.mmss(tl.t_lap[k]), 40 * u, D.TEXT, "la", "mono",
-                          box=(L.pad, ty, L.pad + self.timer_w, ty + self.timer_h)))
-        xr = L.width - L.pad
-        ops.append(D.Text(xr, ty, D.mmss(tl.t_ref[k]), 40 * u, D.TEXT, "ra", "mono",
-                          box=(xr - self.timer_w, ty, xr, ty + self.timer_h)))
-        dy = round(30 * u)
-        bx = self.delta_box
+        ops += D.mono(L.pad, ty, D.mmss(tl.t_lap[k]), 40 * u, D.TEXT, "l")
+        ops += D.mono(L.width - L.pad, ty, D.mmss(tl.t_ref[k]), 40 * u, D.TEXT, "r")
         dt = float(tl.delta_s[k])
-        ops.append(D.Text(L.width / 2, dy, D.signed(dt), 44 * u, D.delta_colour(dt), "ma", "mono",
-                          box=(L.width / 2 + bx[0] - 4, dy + bx[1], L.width / 2 + bx[2] + 4, dy + bx[3] + 2)))
+        ops += D.mono(L.width / 2, round(30 * u), D.signed(dt), 44 * u, D.delta_colour(dt), "m", width=7)
         top, bottom = L.cursor_span
         if tl.sync == "time":
-            xb = float(self.cursor_b[k])
+            xb = float(round(self.cursor_b[k]))
             ops.append(D.Line(((xb, top), (xb, bottom)), D.REF_CURSOR, max(1, round(2 * u))))
-        xa = float(self.cursor_a[k])
+        xa = float(round(self.cursor_a[k]))
         ops.append(D.Line(((xa, top), (xa, bottom)), D.CURSOR, max(2, round(2 * u))))
         ops.extend(self._readouts(k))
-        # the cars: the reference's ring under the lap's dot, so both show when they meet
-        ops.append(D.Ring(float(self.pb[0][k]), float(self.pb[1][k]), max(7.0, 12 * u), D.REF, max(2, round(3 * u))))
-        ops.append(D.Dot(float(self.pa[0][k]), float(self.pa[1][k]), max(4.0, 6.5 * u), D.LAP, None))
+        # the cars (whole pixels, so a car that has not moved a pixel reuses its patch): the
+        # reference's ring under the lap's dot, so both show when they meet
+        ops.append(D.Ring(float(round(self.pb[0][k])), float(round(self.pb[1][k])), max(7.0, 12 * u), D.REF,
+                          max(2, round(3 * u))))
+        ops.append(D.Dot(float(round(self.pa[0][k])), float(round(self.pa[1][k])), max(4.0, 6.5 * u), D.LAP, None))
         return ops
 
     def _readouts(self, k: int) -> list[Any]:
@@ -253,17 +242,14 @@ class CompareScene:
             p = L.panels[name]
             _, f, fmt = D.DISPLAY[name]
             x1, y0 = p.rect[2] - round(6 * u), p.rect[1] + round(2 * u)
-            hh = round(19 * u)
-            ops.append(D.Text(x1, y0, fmt.format(float(vb[k]) * f), fs, D.REF, "ra", "mono",
-                              box=(x1 - w, y0, x1, y0 + hh)))
-            ops.append(D.Text(x1 - w, y0, fmt.format(float(va[k]) * f), fs, D.LAP, "ra", "mono",
-                              box=(x1 - 2 * w, y0, x1 - w, y0 + hh)))
+            ops += D.mono(x1, y0, fmt.format(float(vb[k]) * f), fs, D.REF, "r", width=4, split=False)
+            ops += D.mono(x1 - w, y0, fmt.format(float(va[k]) * f), fs, D.LAP, "r", width=4, split=False)
         p = L.panels["delta"]
         x1, y0 = p.rect[2] - round(6 * u), p.rect[1] + round(2 * u)
-        box = (x1 - 2 * w, y0, x1 + round(4 * u), y0 + round(21 * u))
-        ops.append(D.Rect(*box, D.PANEL))  # readable over the ribbon
-        ops.append(D.Text(x1, y0 + round(1 * u), f"{float(self.tl.d_lap[k]):.0f} m", fs, D.TEXT, "ra", "mono", box=box))
-        return ops
+        text = D.mono(x1, y0, f"{float(self.tl.d_lap[k]):.0f} m", fs, D.TEXT, "r", width=6, split=False)
+        b0, b1 = text[0].box, text[-1].box
+        ops.append(D.Rect(b0[0] - 4, b0[1], b1[2] + 2, b1[3], D.PANEL))  # readable over the ribbon
+        return ops + text
 
     def render(self, k: int, fb: FrameBuffer, _src: Any = None) -> None:
         self.canvas.clear(fb)

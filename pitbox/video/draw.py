@@ -188,6 +188,10 @@ class Text:
     kind: str = "sans"
     box: tuple[float, float, float, float] | None = None
 
+    @property
+    def pad(self) -> int:  # a reserved box is exact; measured text gets room for antialiasing
+        return 0 if self.box is not None else 2
+
     def bbox(self) -> tuple[float, float, float, float]:
         if self.box is not None:
             return self.box
@@ -210,6 +214,37 @@ class Polygon:
 
     def draw(self, d: ImageDraw.ImageDraw, dx: float, dy: float) -> None:
         d.polygon([(x + dx, y + dy) for x, y in self.points], fill=self.fill)
+
+
+def _mono_cell(size: float, kind: str) -> tuple[int, int]:
+    key = (max(6, int(round(size))), kind, "cell")
+    cache = getattr(_local, "fonts", None)
+    if cache is None:
+        cache = _local.fonts = {}
+    if key not in cache:
+        f = font(size, kind)
+        top = f.getbbox("0:+-.", anchor="la")
+        cache[key] = (int(np.ceil(f.getlength("0") / 2)) * 2, (int(np.ceil(top[3])) + 3) // 2 * 2)
+    return cache[key]
+
+
+def mono(x: float, y: float, text: str, size: float, colour: RGB = TEXT, anchor: str = "l",
+         kind: str = "mono", width: int | None = None, split: bool = True) -> list[Text]:
+    """Monospaced text in even-aligned character cells. ``split``: one operation per
+    character, so a changing number redraws only the digits that change (a digit seen at
+    that place before comes from the canvas' patch cache); else one operation for the whole
+    text in a fixed box. ``anchor``: "l", "r" or "m" at ``x``; ``width`` pads to that many
+    characters (right-aligned, so digits keep their cells)."""
+    adv, cell_h = _mono_cell(size, kind)
+    n = max(len(text), width or 0)
+    text = text.rjust(n)
+    x0 = x - n * adv if anchor == "r" else x - n * adv / 2 if anchor == "m" else x
+    x0 = int(round(x0)) & ~1
+    y0 = int(round(y)) & ~1
+    if not split:
+        return [Text(x0, y0, text, size, colour, "la", kind, box=(x0, y0, x0 + n * adv, y0 + cell_h))]
+    return [Text(x0 + i * adv, y0, ch, size, colour, "la", kind, box=(x0 + i * adv, y0, x0 + (i + 1) * adv, y0 + cell_h))
+            for i, ch in enumerate(text)]
 
 
 # -- static panels -------------------------------------------------------------------------
