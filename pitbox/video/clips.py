@@ -232,12 +232,9 @@ class ClipScene:
                 x = float(p0.x(m))
                 for yy in range(top, bottom, max(4, round(10 * u))):  # dashed
                     d.line([(x, yy), (x, min(yy + max(2, round(5 * u)), bottom))], fill=c, width=1)
-        last = list(self.panels.values())[-1]
-        from pitbox.video.compare import distance_ticks
+        from pitbox.video.compare import draw_ticks
 
-        for t in distance_ticks(p0.d0, p0.d1):
-            d.text((float(last.x(t)), last.rect[3] + 3 * u), f"{t:.0f} m", font=D.font(12 * u), fill=D.MUTED,
-                   anchor="ma")
+        draw_ticks(d, list(self.panels.values())[-1], u)
 
     # -- per frame ----------------------------------------------------------------------
     def _pre(self) -> None:

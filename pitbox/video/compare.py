@@ -42,6 +42,15 @@ def distance_ticks(d0: float, d1: float, max_ticks: int = 8) -> np.ndarray:
     return np.arange(np.ceil(d0 / step) * step, d1 + 1e-9, step)
 
 
+def draw_ticks(d: ImageDraw.ImageDraw, p: D.TracePanel, u: float) -> None:
+    """Distance labels [m] under a panel (the edge ones kept inside the frame)."""
+    x0, _, x1, y1 = p.rect
+    for t in distance_ticks(p.d0, p.d1):
+        x = float(p.x(t))
+        anchor = "la" if x < x0 + 30 * u else "ra" if x > x1 - 30 * u else "ma"
+        d.text((x, y1 + 3 * u), f"{t:.0f} m", font=D.font(12 * u), fill=D.MUTED, anchor=anchor)
+
+
 @dataclass
 class Layout:
     width: int
@@ -183,8 +192,9 @@ class CompareScene:
                 D.draw_delta_ribbon(d, p, self.delta_d, self.delta_s, "delta s (+ behind)", fs)
                 for c in self.corners:
                     cx = float(p.x(c["apex_m"] / self.k))
-                    if p.rect[0] + 20 * u < cx < p.rect[2] - 4 * u:
-                        d.text((cx, p.rect[3] - 2 * u), str(c["name"]), font=D.font(12 * u), fill=D.MUTED, anchor="md")
+                    if p.rect[0] + 150 * u < cx < p.rect[2] - 90 * u:  # clear of the label and the readout
+                        d.text((cx, p.rect[1] + 3 * u), str(c["name"]), font=D.font(12 * u, "bold"), fill=D.MUTED,
+                               anchor="ma")
                 continue
             label, f, _ = D.DISPLAY[name]
             # draw in display units by scaling the panel's value range
@@ -192,12 +202,7 @@ class CompareScene:
             D.draw_trace_panel(d, pv, [self.b.distance_m / self.k, self.a.distance_m],
                                [self.b.channels[name] * f, self.a.channels[name] * f], [D.REF, D.LAP], label, fs,
                                width=max(1, round(2 * u)), step=name == "Gear")
-        x_ticks = distance_ticks(self.tl.start_m, self.tl.end_m)
-        last = list(L.panels.values())[-1]
-        for t in x_ticks:
-            x = float(last.x(t))
-            d.text((x, last.rect[3] + 3 * u), f"{t:.0f}", font=D.font(12 * u), fill=D.MUTED, anchor="ma")
-        d.text((last.rect[0], last.rect[3] + 3 * u), "m", font=D.font(12 * u), fill=D.MUTED, anchor="ra")
+        draw_ticks(d, list(L.panels.values())[-1], u)
 
     # -- per frame ----------------------------------------------------------------------
     def _precompute(self) -> None:
