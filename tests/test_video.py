@@ -494,3 +494,23 @@ def test_clips_without_a_voice_are_text_only(store: tuple[Path, str], tmp_path: 
     (clip,) = json.loads(capsys.readouterr().out)
     assert clip["engine"] == "text" and clip["spoken"] == "" and clip["has_audio"] is False
     assert "Audio" not in ffmpeg_probe(Path(clip["path"]))
+
+
+def test_patches_never_overlap_and_keep_every_box() -> None:
+    """The canvas groups overlapping drawing boxes into patches: checked against a brute
+    force union on random boxes."""
+    from pitbox.video.canvas import group_boxes
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        xy = rng.integers(0, 300, size=(n, 2))
+        wh = rng.integers(1, 60, size=(n, 2))
+        boxes = [(int(x), int(y), int(x + w), int(y + h)) for (x, y), (w, h) in zip(xy, wh, strict=True)]
+        groups = group_boxes(boxes)
+        assert sorted(i for _, m in groups for i in m) == list(range(n))
+        for i, (a, ma) in enumerate(groups):
+            assert a == (min(boxes[j][0] for j in ma), min(boxes[j][1] for j in ma),
+                         max(boxes[j][2] for j in ma), max(boxes[j][3] for j in ma))
+            for b, _ in groups[i + 1:]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])

@@ -122,8 +122,8 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 def group_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int, int, int, int], list[int]]]:
     """Groups of overlapping boxes: each group's bounding box and the indices of its boxes
-    (in order); no two groups overlap. A sweep from left to right: a group whose right
-    edge is left of the next box can take no more boxes."""
+    (in order); no two groups overlap. A sweep from left to right (a group whose right edge
+    is left of the next box takes no more boxes), then the groups that grew into each other."""
     done: list[tuple[tuple[int, int, int, int], list[int]]] = []
     active: list[tuple[tuple[int, int, int, int], list[int]]] = []
     for i in sorted(range(len(boxes)), key=lambda j: boxes[j][0]):
@@ -144,7 +144,23 @@ def group_boxes(boxes: list[tuple[int, int, int, int]]) -> list[tuple[tuple[int,
                     grown = True
                     break
         active.append((b, members))
-    return [(b, sorted(m)) for b, m in done + active]
+    groups = done + active
+    # a group that grew after another was retired may have reached it: join those too
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                a, b = groups[i][0], groups[j][0]
+                if _overlap(a, b):
+                    groups[i] = ((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])),
+                                 groups[i][1] + groups[j][1])
+                    groups.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(b, sorted(m)) for b, m in groups]
 
 
 class Canvas:

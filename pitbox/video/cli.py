@@ -18,6 +18,7 @@ def _common(p: argparse.ArgumentParser, size: bool = True) -> None:
         p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
     p.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
     p.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
+    p.add_argument("--workers", type=int, metavar="N", help="drawing threads ahead of the encoder (default 2)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -34,7 +35,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from pitbox.video.compare import compare_video
 
     r = compare_video(args.lap, args.reference, args.out, args.data, sync=args.sync, size=args.size, fps=args.fps,
-                      start_m=args.start, end_m=args.end, hold_s=args.hold, preset=args.preset, crf=args.crf)
+                      start_m=args.start, end_m=args.end, hold_s=args.hold, preset=args.preset, crf=args.crf,
+                      workers=args.workers)
     _print(r, args.json)
     return 0
 
@@ -43,7 +45,7 @@ def cmd_overlay(args: argparse.Namespace) -> int:
     from pitbox.video.overlay import overlay_video
 
     r = overlay_video(args.lap, args.video, args.out, args.data, offset_s=args.offset, sync=args.sync,
-                      reference=args.reference, preset=args.preset, crf=args.crf)
+                      reference=args.reference, preset=args.preset, crf=args.crf, workers=args.workers)
     _print(r, args.json)
     return 0
 
@@ -52,7 +54,8 @@ def cmd_clips(args: argparse.Namespace) -> int:
     from pitbox.video.clips import tip_clips
 
     rs = tip_clips(args.session, args.out, args.data, reference=args.reference, voice=args.voice, size=args.size,
-                   fps=args.fps, top=args.top, laps=args.lap, preset=args.preset, crf=args.crf)
+                   fps=args.fps, top=args.top, laps=args.lap, preset=args.preset, crf=args.crf,
+                   workers=args.workers)
     if args.json:
         print(json.dumps([r.to_dict() for r in rs], indent=1, default=str))
         return 0

@@ -122,24 +122,17 @@ class CompareScene:
         vals = []
         for lap, k in ((self.a, 1.0), (self.b, self.k)):
             m = (lap.distance_m >= d0 * k) & (lap.distance_m <= d1 * k)
-            vals.append(lap.channels[name][m].astype(np.float64) * (1.0 if name == "Gear" else 1.0))
+            vals.append(lap.channels[name][m].astype(np.float64))
         lo, hi = D.nice_range(vals, floor=0.5 / f if name != "Gear" else 1.0)
         if name == "SteeringWheelAngle":  # symmetric about straight ahead
             m = max(abs(lo), abs(hi))
             return -m, m
         return lo, hi
 
-    def _map_points(self) -> tuple[np.ndarray, np.ndarray]:
-        """The points the map must show (the whole lap; the range's part when zoomed)."""
-        return self.b.x_m, self.b.y_m
-
     def _map_transform(self) -> D.MapTransform:
-        x, y = self._map_points()
-        return D.fit_map(np.concatenate([x, self.a.x_m]) if self._whole_lap() else x,
-                         np.concatenate([y, self.a.y_m]) if self._whole_lap() else y, self.layout.map_rect)
-
-    def _whole_lap(self) -> bool:
-        return True
+        """The whole track (both laps' paths) in the map panel, north up."""
+        return D.fit_map(np.concatenate([self.b.x_m, self.a.x_m]), np.concatenate([self.b.y_m, self.a.y_m]),
+                         self.layout.map_rect)
 
     # -- static background ---------------------------------------------------------------
     def _background(self) -> np.ndarray:
@@ -169,7 +162,7 @@ class CompareScene:
         d_ref_grid = self.delta_d * self.k
         cx = np.interp(d_ref_grid, self.b.distance_m, self.b.x_m)
         cy = np.interp(d_ref_grid, self.b.distance_m, self.b.y_m)
-        D.draw_track(d, self.map, cx, cy, max(3, 6 * u), cols, closed=self._whole_lap())
+        D.draw_track(d, self.map, cx, cy, max(3, 6 * u), cols, closed=True)
         # start line
         sx, sy = self.map(*self.b.xy_at(0.0))
         r = max(3, 7 * u)

@@ -150,6 +150,8 @@ def encode(out: str | os.PathLike[str], size: tuple[int, int], fps: float, n_fra
     w, h = size
     if w % 2 or h % 2 or w < 16 or h < 16:
         raise VideoError(f"video size {w}x{h}: expected even width and height of at least 16 pixels")
+    if workers is not None and not 1 <= workers <= 32:
+        raise VideoError(f"workers {workers}: expected 1 to 32 drawing threads")
     if n_frames is None and source is None:
         raise ValueError("encode: n_frames=None needs a source")
     if n_frames is not None and n_frames < 1:
