@@ -30,6 +30,8 @@ from pitbox.cli import main as cli_main  # noqa: E402
 from pitbox.video import VideoError, compare_video, overlay_video, probe  # noqa: E402
 from pitbox.video.overlay import parse_sync  # noqa: E402
 
+from conftest import LANGLEY, need  # noqa: E402
+
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SMALL = (480, 270)
 LAP_RGB = np.array([255, 150, 20])
@@ -141,8 +143,20 @@ def test_compare_video_cars_and_cursor_are_where_the_laps_say(store: tuple[Path,
                                                                sync: str) -> None:
     data, sid = store
     s = pa.load_session(sid, data)
-    lap, ref = s.lap(2), s.lap(3)
-    d0, d1, fps, hold = 300.0, 700.0, 15.0, 0.4
+    check_compare(s.lap(2), s.lap(3), data, tmp_path, sync, 300.0, 700.0)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_compare_video_of_real_laps(tmp_path: Path) -> None:
+    """Two full laps of a real iRacing file (Langley, 2015), read from the .ibt itself."""
+    s = pa.load_session(str(need(LANGLEY)))
+    check_compare(s.lap(1), s.lap(2), None, tmp_path, "distance", 0.0, s.track_length_m)
+
+
+def check_compare(lap: pa.Lap, ref: pa.Lap, data: Path | None, tmp_path: Path, sync: str, d0: float,
+                  d1: float) -> None:
+    fps, hold = 15.0, 0.4
     r = compare_video(lap, ref, tmp_path / "cmp.mp4", data, sync=sync, size=SMALL, fps=fps, start_m=d0, end_m=d1,
                       hold_s=hold)
     # streams, duration, frame count, read by ffmpeg itself
