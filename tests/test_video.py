@@ -27,7 +27,7 @@ import imageio_ffmpeg  # noqa: E402
 
 import pitbox.analysis as pa  # noqa: E402
 from pitbox.cli import main as cli_main  # noqa: E402
-from pitbox.video import VideoError, compare_video, overlay_video, probe  # noqa: E402
+from pitbox.video import VideoError, VideoResult, compare_video, overlay_video, probe  # noqa: E402
 from pitbox.video.overlay import parse_sync  # noqa: E402
 
 from conftest import LANGLEY, need  # noqa: E402
@@ -154,9 +154,38 @@ def test_compare_video_of_real_laps(tmp_path: Path) -> None:
     check_compare(s.lap(1), s.lap(2), None, tmp_path, "distance", 0.0, s.track_length_m)
 
 
+@pytest.mark.slow
+def test_compare_video_of_a_recording_without_gps(store: tuple[Path, str], tmp_path: Path) -> None:
+    """A live recording has no GPS: the map comes from the track model learned from the
+    session of the same track that has GPS. The cars must still be where that session's
+    GPS puts the same drive (the recording is a copy of it without Lat/Lon/Alt)."""
+    from pitbox.ibt import open_telemetry, write_ibt
+    from pitbox.store import import_file
+
+    data, sid = store
+    gps = pa.load_session(sid, data)
+    live_data = tmp_path / "data"
+    import_file(_ibt_of(data), live_data)  # the session with GPS, for the track model
+    with open_telemetry(_ibt_of(data)) as tf:
+        ch = {k: v for k, v in tf.read().items() if k not in ("Lat", "Lon", "Alt")}
+        live = write_ibt(tmp_path / "live.ibt", ch, tf.session_info_raw, units={v.name: v.unit for v in tf.variables},
+                         types={v.name: v.type for v in tf.variables}, start_date=tf.disk.session_start_date + 1)
+    live_id = import_file(live, live_data).sessions[0]
+    s = pa.load_session(live_id, live_data)
+    r = check_compare(s.lap(2), s.lap(3), live_data, tmp_path, "distance", 300.0, 700.0, truth=(gps.lap(2), gps.lap(3)))
+    assert r.meta["map_source"] == "model"
+
+
+def _ibt_of(data: Path) -> Path:
+    return data.parent / "s.ibt"
+
+
 def check_compare(lap: pa.Lap, ref: pa.Lap, data: Path | None, tmp_path: Path, sync: str, d0: float,
-                  d1: float) -> None:
+                  d1: float, truth: tuple[pa.Lap, pa.Lap] | None = None) -> VideoResult:
+    """Render, decode, and check streams, frames, both cars against the laps' GPS (of
+    ``truth``, the same drive with GPS, when the laps have none) and the cursor."""
     fps, hold = 15.0, 0.4
+    gps_lap, gps_ref = truth or (lap, ref)
     r = compare_video(lap, ref, tmp_path / "cmp.mp4", data, sync=sync, size=SMALL, fps=fps, start_m=d0, end_m=d1,
                       hold_s=hold)
     # streams, duration, frame count, read by ffmpeg itself
@@ -180,13 +209,13 @@ def check_compare(lap: pa.Lap, ref: pa.Lap, data: Path | None, tmp_path: Path, s
         t_lap = min(t0 + k / fps, t1)
         d_lap = np.interp(t_lap, lt, ld)
         # the lap's car: the orange dot, where its GPS puts it at that moment
-        ex, ey = to_px(r.layout["map"], *gps_at(lap, np.array([t_lap])))
+        ex, ey = to_px(r.layout["map"], *gps_at(gps_lap, np.array([t_lap])))
         x, y, n = blob(f, r.layout["map"]["rect"], LAP_RGB)
         assert n >= 10, f"frame {k}: no orange dot"
         assert np.hypot(x - ex[0], y - ey[0]) <= 3.0, (k, x, y, ex, ey)
         # the reference: a blue ring; at the same distance, or at the same time since the start
         t_ref = np.interp(d_lap, rd, rt) if sync == "distance" else min(r0 + k / fps, r1)
-        rx, ry = to_px(r.layout["map"], *gps_at(ref, np.array([t_ref])))
+        rx, ry = to_px(r.layout["map"], *gps_at(gps_ref, np.array([t_ref])))
         x, y, n = ring(f, r.layout["map"]["rect"], REF_RGB)
         assert n >= 10 and np.hypot(x - rx[0], y - ry[0]) <= 3.0, (k, x, y, rx, ry)
         # the cursor: the white column over the traces, at the lap's distance
@@ -197,6 +226,7 @@ def check_compare(lap: pa.Lap, ref: pa.Lap, data: Path | None, tmp_path: Path, s
         expect = x0 + (d_lap - d0) / (d1 - d0) * (x1 - x0)
         assert white.max() > 0.6 * (bottom - top)
         assert abs(cx - expect) <= 2.0, (k, cx, expect)
+    return r
 
 
 def test_compare_from_the_cli_with_json(store: tuple[Path, str], tmp_path: Path,
