@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 COLOUR_TAGS = ["-colorspace", "smpte170m", "-color_primaries", "smpte170m", "-color_trc", "smpte170m",
                "-color_range", "tv"]
 
-_Y = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
-_U = np.array([-37.797, -74.203, 112.0], dtype=np.float32) / 255.0
-_V = np.array([112.0, -93.786, -18.214], dtype=np.float32) / 255.0
-_U4, _V4 = _U / 4, _V / 4  # chroma of the sum of a 2x2 block
+#: BT.601 limited range: Y, U and V from R, G, B (0-255), before the offsets 16, 128, 128
+Y_FROM_RGB = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
+U_FROM_RGB = np.array([-37.797, -74.203, 112.0], dtype=np.float32) / 255.0
+V_FROM_RGB = np.array([112.0, -93.786, -18.214], dtype=np.float32) / 255.0
+_U4, _V4 = U_FROM_RGB / 4, V_FROM_RGB / 4  # chroma of the sum of a 2x2 block
 #: patches kept per canvas (a readout that shows the same number again is not redrawn)
 PATCH_CACHE = 8192
 
@@ -45,7 +46,7 @@ def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Y (h, w), U and V (h/2, w/2) uint8 planes of an RGB uint8 image with even sides
     (chroma from the mean of each 2x2 block)."""
     f = rgb.astype(np.float32)
-    y = (f @ _Y + 16.5).astype(np.uint8)  # 16..235: rounding by truncation of x + 0.5
+    y = (f @ Y_FROM_RGB + 16.5).astype(np.uint8)  # 16..235: rounding by truncation of x + 0.5
     quad = f[0::2, 0::2] + f[1::2, 0::2] + f[0::2, 1::2] + f[1::2, 1::2]
     u = (quad @ _U4 + 128.5).astype(np.uint8)  # 16..240
     v = (quad @ _V4 + 128.5).astype(np.uint8)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pitbox.video import draw as D
-from pitbox.video.canvas import _U, _V, Canvas, FrameBuffer, rgb_to_yuv420
+from pitbox.video.canvas import U_FROM_RGB, V_FROM_RGB, Canvas, FrameBuffer, rgb_to_yuv420
 from pitbox.video.common import VideoResult
 from pitbox.video.encode import DEFAULT_CRF, DEFAULT_PRESET, encode, probe
 from pitbox.video.errors import VideoError
@@ -279,8 +279,8 @@ def _blend_region(rgba: np.ndarray, r: tuple[int, int, int, int]) -> tuple[Any, 
     quad = lambda p: (p[0::2, 0::2] + p[1::2, 0::2] + p[0::2, 1::2] + p[1::2, 1::2]) / 4  # noqa: E731
     a2 = quad(a)
     # chroma of the layer weighted by each pixel's alpha (per-pixel chroma from its own colour)
-    pu = quad(a * (part[..., :3] @ _U + 128.0))
-    pv = quad(a * (part[..., :3] @ _V + 128.0))
+    pu = quad(a * (part[..., :3] @ U_FROM_RGB + 128.0))
+    pv = quad(a * (part[..., :3] @ V_FROM_RGB + 128.0))
     return r, (1.0 - a), y * a + 0.5, (1.0 - a2), pu + 0.5, pv + 0.5
 
 
