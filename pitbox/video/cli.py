@@ -69,9 +69,15 @@ def cmd_clips(args: argparse.Namespace) -> int:
     return 0
 
 
+def _help(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("video", help="coaching videos: lap comparison, onboard overlay, one clip per tip")
-    vs = p.add_subparsers(dest="video_command", metavar="KIND", required=True)
+    vs = p.add_subparsers(dest="video_command", metavar="KIND")
+    p.set_defaults(func=lambda args: _help(p))
 
     c = vs.add_parser("compare", help="two laps in one video: map, delta, traces, timers")
     c.add_argument("lap", metavar="SESSION:LAP")
