@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "pitbox.live.cli",  # relay, token, listen
     "pitbox.dashboard.cli",  # live-demo
     "pitbox.voice.cli",  # voice say, hear, listen
+    "pitbox.video.cli",  # video compare, overlay, clips
 ]
 
 EXIT_ERROR = 2
