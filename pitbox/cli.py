@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "pitbox.recorder.cli",  # record, watch, recover
     "pitbox.analysis.cli",  # compare, coach, report, export
     "pitbox.live.cli",  # relay, token, listen
+    "pitbox.team.cli",  # team, index, import-laps
 ]
 
 EXIT_ERROR = 2

@@ -248,6 +248,9 @@ def recover(data: str | os.PathLike[str], on_session: Callable[[Path], None] | N
                 on_session(path)
     if out:
         Store(data).refresh()
+        from pitbox.team.index import index_after_store
+
+        index_after_store(data, out)
     return out
 
 

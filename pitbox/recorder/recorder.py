@@ -102,13 +102,14 @@ class Recorder:
     the tick loop, last, with the row decoded as a numpy structured scalar; must not
     block), and optionally ``publish_lap(row)``,
     ``publish_session(meta)`` and ``publish_session_info(info)`` (called from the writer
-    thread). ``on_session(path)`` is called with each session file written.
+    thread). ``on_session(path)`` is called with each session file written. ``index``: add
+    each stored session to the team index (in a low-priority child process).
     """
 
     def __init__(self, source: Source, data: str | os.PathLike[str], *, flush_s: float = 0.5,
                  fsync: bool = True, publisher: Any = None, on_session: Callable[[Path], None] | None = None,
                  resume_s: float = 10.0, recover_first: bool = True, link_stints: bool = True,
-                 measure: bool = False):
+                 measure: bool = False, index: bool = True):
         self.source = source
         self.data = Path(data)
         self.flush_s = flush_s
@@ -118,7 +119,7 @@ class Recorder:
         self.on_session = on_session
         self.stats = RecorderStats(tick_cost_ns=[] if measure else None)
         self._stop = threading.Event()
-        self._finalizer = Finalizer(self.data, on_session=on_session, link=link_stints)
+        self._finalizer = Finalizer(self.data, on_session=on_session, link=link_stints, index=index)
         self._writer = SegmentWriter(self.data, self._finalizer, fsync=fsync, publisher=publisher)
         self._session: _Session | None = None
         self._layout: Layout | None = None

@@ -219,11 +219,13 @@ def _call(publisher: Any, method: str, *args: Any) -> None:
 class Finalizer(threading.Thread):
     """Merges closed recording folders into session files, one at a time, in order."""
 
-    def __init__(self, data: Path, on_session: Callable[[Path], None] | None = None, link: bool = True):
+    def __init__(self, data: Path, on_session: Callable[[Path], None] | None = None, link: bool = True,
+                 index: bool = True):
         super().__init__(name="pitbox-finalizer", daemon=True)
         self.data = data
         self.on_session = on_session
         self.link = link
+        self.index = index
         self.q: queue.SimpleQueue[RecordingFolder | None] = queue.SimpleQueue()
         self.error: StoreError | None = None
         self.stored: list[Path] = []
@@ -252,9 +254,9 @@ class Finalizer(threading.Thread):
             remove_folder(folder.path)
             if path is None:
                 continue
-            if self.link:
-                self._link(path)
+            linked = self._link(path) if self.link else []
             Store(self.data).refresh()
+            self._index([path, *linked])
             self.stored.append(path)
             if self.on_session is not None:
                 try:
@@ -262,10 +264,19 @@ class Finalizer(threading.Thread):
                 except Exception:
                     log.exception("on_session callback")
 
-    def _link(self, path: Path) -> None:
+    def _link(self, path: Path) -> list[Path]:
         try:
             from pitbox.recorder.stint import link_session
 
-            link_session(Store(self.data), path)
+            return link_session(Store(self.data), path)
         except PitboxError as exc:
             log.warning("%s: not linked to an .ibt of the same stint: %s", path, exc)
+            return []
+
+    def _index(self, paths: list[Path]) -> None:
+        """Add the stored session (or the ``.ibt`` session it was linked to) to the team index,
+        in a low-priority child process: the analysis never competes with recording for the GIL."""
+        from pitbox.team.index import index_in_subprocess
+
+        if self.index:
+            index_in_subprocess(self.data, [p for p in paths if p.exists()])
