@@ -335,7 +335,7 @@ def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLik
     if index and written:
         from pitbox.team.index import index_after_store
 
-        index_after_store(data, written)
+        index_after_store(data, written, progress=progress)
     return out
 
 

@@ -265,7 +265,8 @@ def test_lap_search_filters_like_a_best_lap_search(data: Path) -> None:
         team.laps(data, fuel=(9, 1))
 
 
-def test_simulated_team_has_distinct_drivers_skills_and_habits(team_dir: Path, data: Path) -> None:
+def test_simulated_team_has_distinct_drivers_skills_and_habits(team_dir: Path, data: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     cat = Store(data).sessions()
     assert len(cat) == DRIVERS * SESSIONS and cat.driver.nunique() == DRIVERS
     truths = [truth_of(team_dir, footer(Path(p))) for p in cat.path]
@@ -276,10 +277,16 @@ def test_simulated_team_has_distinct_drivers_skills_and_habits(team_dir: Path, d
     again = Path(str(data) + "-again")
     from pitbox.sim.team import simulate_team
 
-    r = simulate_team(again, DRIVERS, 1, 1, SEED, tracks=[TRACK], in_lap=False, index=False)
+    capsys.readouterr()
+    assert main(["simulate", "team", "--drivers", str(DRIVERS), "--sessions", "1", "--laps", "1", "--seed", str(SEED),
+                 "--tracks", TRACK, "--no-in-lap", "--data", str(again), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in first["drivers"]] == ["Ana Costa", "Ben Okafor", "Chloe Martin"]
+    assert first["index"]["indexed"] == DRIVERS and {s["status"] for s in first["sessions"]} == {"imported"}
     r2 = simulate_team(again, DRIVERS, 1, 1, SEED, tracks=[TRACK], in_lap=False, index=False)
-    assert [s["sessions"] for s in r.sessions] == [s["sessions"] for s in r2.sessions]  # same seed, same ids
+    assert [s["sessions"] for s in first["sessions"]] == [s["sessions"] for s in r2.sessions]  # same seed, same ids
     assert {s["status"] for s in r2.sessions} == {"present"}
+    assert main(["simulate"]) == 2 and "--out: expected the .ibt path" in capsys.readouterr().err
     shutil.rmtree(again)
 
 

@@ -103,7 +103,8 @@ class Recorder:
     block), and optionally ``publish_lap(row)``,
     ``publish_session(meta)`` and ``publish_session_info(info)`` (called from the writer
     thread). ``on_session(path)`` is called with each session file written. ``index``: add
-    each stored session to the team index (in a low-priority child process).
+    each stored session to the team index, in the finalizer thread, whenever no session is
+    being recorded (and at the end).
     """
 
     def __init__(self, source: Source, data: str | os.PathLike[str], *, flush_s: float = 0.5,
@@ -119,7 +120,8 @@ class Recorder:
         self.on_session = on_session
         self.stats = RecorderStats(tick_cost_ns=[] if measure else None)
         self._stop = threading.Event()
-        self._finalizer = Finalizer(self.data, on_session=on_session, link=link_stints, index=index)
+        self._finalizer = Finalizer(self.data, on_session=on_session, link=link_stints, index=index,
+                                    busy=lambda: self.session_open)
         self._writer = SegmentWriter(self.data, self._finalizer, fsync=fsync, publisher=publisher)
         self._session: _Session | None = None
         self._layout: Layout | None = None
@@ -162,8 +164,10 @@ class Recorder:
         # The writer threads hand the interpreter back within 1 ms instead of 5 ms.
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, 0.001))
-        if self.recover_first:
-            recover(self.data, on_session=self.on_session)
+        if self.recover_first:  # indexed later, when no session is being recorded
+            recovered = recover(self.data, on_session=self.on_session, index=False)
+            if self._finalizer.index:
+                self._finalizer.to_index += recovered
         self._finalizer.start()
         self._writer.start()
         deadline = time.monotonic() + duration_s if duration_s is not None else None

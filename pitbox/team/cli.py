@@ -124,6 +124,16 @@ def _data(args: argparse.Namespace) -> Any:
 
 
 def cmd_team(args: argparse.Namespace) -> int:
+    try:
+        return _team(args)
+    finally:
+        if args.scheduler:
+            from pitbox.team.engines import close_clients
+
+            close_clients()
+
+
+def _team(args: argparse.Namespace) -> int:
     from pitbox.team import questions as q
 
     data = _data(args)

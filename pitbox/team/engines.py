@@ -210,6 +210,16 @@ def dask_client(scheduler: Any) -> Any:
     return client
 
 
+def close_clients() -> None:
+    """Close the Dask clients opened for scheduler addresses (the CLI does this on exit)."""
+    while _CLIENTS:
+        _, client = _CLIENTS.popitem()
+        try:
+            client.close()
+        except Exception as exc:  # noqa: BLE001 - a scheduler already gone
+            log.info("closing the Dask client: %s", exc)
+
+
 class DaskEngine(Engine):
     """Dask DataFrames, on a ``dask.distributed`` cluster (``scheduler``) or local threads."""
 
@@ -261,7 +271,7 @@ class DaskEngine(Engine):
         def best(df: pd.DataFrame) -> pd.DataFrame:
             return df.sort_values(order, kind="stable", na_position="last").drop_duplicates(keys)
 
-        part = self._compute(ddf.map_partitions(best, meta=ddf._meta))
+        part = self._compute(ddf.map_partitions(best))
         return best(part).reset_index(drop=True)
 
 

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -664,14 +663,15 @@ def status(data: str | os.PathLike[str]) -> dict[str, Any]:
 
 # -- hooks for the import and recording paths -----------------------------------------------------
 
-def index_after_store(data: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]) -> IndexReport | None:
+def index_after_store(data: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]],
+                      progress: bool = False) -> IndexReport | None:
     """Index sessions that were just stored; never raises (a failure is logged, and
     ``pitbox index update`` or ``rebuild`` catches up later)."""
     paths = [Path(p) for p in paths if Path(p).exists()]
     if not paths:
         return None
     try:
-        report = index_sessions(data, paths)
+        report = index_sessions(data, paths, progress=progress and len(paths) > 1)
     except Exception as exc:  # noqa: BLE001 - indexing must never fail an import or a recording
         log.warning("sessions stored but not indexed (run 'pitbox index update --data %s'): %s: %s",
                     data, type(exc).__name__, exc)
@@ -689,30 +689,9 @@ def forget_after_link(data: str | os.PathLike[str], session_ids: Sequence[str]) 
         log.warning("linked sessions %s still in the index (run 'pitbox index update'): %s", ", ".join(session_ids), exc)
 
 
-def index_in_subprocess(data: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]],
-                        timeout_s: float = 600.0) -> bool:
-    """Index sessions in a child process at low priority (the recorder's finalizer uses this,
-    so the analysis never competes with the recording loop for the GIL). True on success."""
-    paths = [str(p) for p in paths if Path(p).exists()]
-    if not paths:
-        return True
-    cmd = [sys.executable, "-m", "pitbox.team.index", "--low-priority", "--data", str(data), *paths]
-    kwargs: dict[str, Any] = {}
-    if sys.platform == "win32":
-        kwargs["creationflags"] = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False, **kwargs)
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("sessions not indexed (run 'pitbox index update'): %s", exc)
-        return False
-    if proc.returncode != 0:
-        log.warning("sessions not indexed (run 'pitbox index update'): %s", proc.stderr.strip()[-500:])
-        return False
-    return True
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pitbox.team.index --data DIR SESSION_FILE...`` (used by the recorder)."""
+    """``python -m pitbox.team.index --data DIR SESSION_FILE...``: index sessions from a script or
+    a scheduled task (``--low-priority`` lowers the process's CPU priority first)."""
     parser = argparse.ArgumentParser(prog="python -m pitbox.team.index")
     parser.add_argument("--data", required=True)
     parser.add_argument("--low-priority", action="store_true", help="lower this process's CPU priority first")
