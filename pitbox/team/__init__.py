@@ -6,7 +6,7 @@
 >>> team.leaderboard("s3://club/archive", engine="dask", scheduler="tcp://10.0.0.5:8786")
 
 Every question returns a plain DataFrame; the same question on DuckDB and on Dask gives the
-same frame. The index (``<data>/_index/laps/track=…/car=…/<YYYY-MM>.parquet`` and
+same frame. The index (``<data>/_index/laps/track=…/car=…/<YYYY>.parquet`` and
 ``_index/corners/…``) is written when a session is imported or recorded and can always be
 rebuilt from the sessions (:func:`rebuild`). See docs/team.md.
 

@@ -1,11 +1,12 @@
 """The two engines the team questions run on: DuckDB (embedded, default) and Dask.
 
-Both offer the same three scans over a list of index files, so a question is written once:
+Both run the same three kinds of scan over a list of index files, so a question is written
+once (:meth:`Engine.run` takes several; Dask computes them in one go):
 
-* :meth:`Engine.frame`: the rows that pass ``where``, only ``columns`` (projection);
-* :meth:`Engine.agg`: ``GROUP BY keys`` with ``min``, ``max``, ``count``, ``true`` (how many
-  rows are true), ``mean``, ``median`` and ``std`` (sample standard deviation);
-* :meth:`Engine.first`: per group, the first row in an order (the best lap and who drove it).
+* :func:`frame`: the rows that pass ``where``, only ``columns`` (projection);
+* :func:`agg`: ``GROUP BY keys`` with ``min``, ``max``, ``count``, ``true`` (how many rows are
+  true), ``mean``, ``median`` and ``std`` (sample standard deviation);
+* :func:`first`: per group, the first row in an order (the best lap and who drove it).
 
 ``where`` is a list of ``(column, op, value)`` with op ``==``, ``!=``, ``<``, ``<=``, ``>``,
 ``>=`` or ``in``; DuckDB gets it as SQL with parameters, Dask as pyarrow ``filters`` (pushed
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -57,6 +59,51 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@dataclass(frozen=True)
+class Scan:
+    """One scan of a question: ``frame`` (rows and columns), ``agg`` (grouped aggregates) or
+    ``first`` (the first row of each group in ``order``)."""
+
+    kind: str
+    keys: tuple[str, ...] = ()
+    aggs: tuple[tuple[str, str, str], ...] = ()  #: (output, column, function)
+    order: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    where: tuple[tuple[str, str, Any], ...] = ()
+
+    @property
+    def out(self) -> list[str]:
+        if self.kind == "agg":
+            return [*self.keys, *(o for o, _, _ in self.aggs)]
+        if self.kind == "first":
+            return list(dict.fromkeys([*self.keys, *self.order, *self.columns]))
+        return list(dict.fromkeys(self.columns))
+
+    @property
+    def needed(self) -> list[str]:
+        """The columns this scan reads from the files."""
+        cols = [*self.keys, *(c for _, c, _ in self.aggs)] if self.kind == "agg" else self.out
+        return list(dict.fromkeys([*cols, *(c for c, _, _ in self.where)]))
+
+
+def frame(columns: Sequence[str], where: Where = ()) -> Scan:
+    """The rows that pass ``where``, only ``columns``."""
+    _check(where)
+    return Scan("frame", columns=tuple(columns), where=tuple(where))
+
+
+def agg(keys: Sequence[str], aggs: Aggs, where: Where = ()) -> Scan:
+    """``GROUP BY keys`` with ``{output: (column, function)}``."""
+    _check(where, aggs)
+    return Scan("agg", keys=tuple(keys), aggs=tuple((o, c, f) for o, (c, f) in aggs.items()), where=tuple(where))
+
+
+def first(keys: Sequence[str], order: Sequence[str], columns: Sequence[str], where: Where = ()) -> Scan:
+    """Per group of ``keys``, the row that comes first in ``order`` (ascending, nulls last)."""
+    _check(where)
+    return Scan("first", keys=tuple(keys), order=tuple(order), columns=tuple(columns), where=tuple(where))
+
+
 class Engine:
     """Base: file bookkeeping and the retry without unreadable files."""
 
@@ -66,51 +113,27 @@ class Engine:
         self.fs = filesystem  #: an fsspec filesystem for URLs, None for local paths
         self.skipped: dict[str, str] = {}
 
-    # -- subclasses ---------------------------------------------------------------------------
-    def _frame(self, files: list[str], columns: list[str], where: Where) -> pd.DataFrame:
-        raise NotImplementedError
-
-    def _agg(self, files: list[str], keys: list[str], aggs: Aggs, where: Where) -> pd.DataFrame:
-        raise NotImplementedError
-
-    def _first(self, files: list[str], keys: list[str], order: list[str], columns: list[str],
-               where: Where) -> pd.DataFrame:
+    def _scan(self, files: list[str], scans: list[Scan]) -> list[pd.DataFrame]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def close(self) -> None:
         pass
 
-    # -- public scans ------------------------------------------------------------------------------
-    def frame(self, files: Sequence[str], columns: Sequence[str], where: Where = ()) -> pd.DataFrame:
-        _check(where)
-        cols = list(dict.fromkeys(columns))
-        return self._run(files, cols + [c for c, _, _ in where], lambda fs: self._frame(fs, cols, where),
-                         cols)
-
-    def agg(self, files: Sequence[str], keys: Sequence[str], aggs: Aggs, where: Where = ()) -> pd.DataFrame:
-        _check(where, aggs)
-        needed = list(keys) + [c for c, _ in aggs.values()] + [c for c, _, _ in where]
-        return self._run(files, needed, lambda fs: self._agg(fs, list(keys), aggs, where), [*keys, *aggs])
-
-    def first(self, files: Sequence[str], keys: Sequence[str], order: Sequence[str], columns: Sequence[str],
-              where: Where = ()) -> pd.DataFrame:
-        _check(where)
-        out = list(dict.fromkeys([*keys, *order, *columns]))
-        needed = out + [c for c, _, _ in where]
-        return self._run(files, needed, lambda fs: self._first(fs, list(keys), list(order), out, where), out)
-
-    def _run(self, files: Sequence[str], needed: list[str], scan: Any, out_cols: list[str]) -> pd.DataFrame:
+    def run(self, files: Sequence[str], *scans: Scan) -> list[pd.DataFrame]:
+        """Every scan over ``files``, one frame each (on Dask, computed together)."""
         files = [f for f in files if f not in self.skipped]
+        empty = [pd.DataFrame(columns=s.out) for s in scans]
         if not files:
-            return pd.DataFrame(columns=out_cols)
+            return empty
         try:
-            return scan(files)
+            return self._scan(files, list(scans))
         except Exception as exc:  # noqa: BLE001 - find the file the engine could not read
-            bad = self._find_unreadable(files, list(dict.fromkeys(needed)))
+            needed = list(dict.fromkeys(c for s in scans for c in s.needed))
+            bad = self._find_unreadable(files, needed)
             if not bad:
                 raise TeamError(f"{self.name}: the query failed: {type(exc).__name__}: {exc}") from exc
             good = [f for f in files if f not in bad]
-            return pd.DataFrame(columns=out_cols) if not good else scan(good)
+            return empty if not good else self._scan(good, list(scans))
 
     def _find_unreadable(self, files: list[str], columns: list[str]) -> set[str]:
         import pyarrow.parquet as pq
@@ -124,24 +147,38 @@ class Engine:
                 pq.read_table(f, columns=columns, filesystem=self.fs)
             except Exception as exc:  # noqa: BLE001 - any reason a file cannot be read is reported
                 reason = f"{type(exc).__name__}: {exc}"
-                log.warning("skipping %s: not a readable index file with columns %s: %s", f, ", ".join(columns), reason)
+                log.warning("skipping %s: not a readable index file: %s", f, reason)
                 self.skipped[f] = reason
                 bad.add(f)
         return bad
 
 
+_DUCKDB: dict[Any, Any] = {}
+
+
+def _duckdb(filesystem: Any) -> Any:
+    """One in-memory DuckDB database per process (and per fsspec filesystem): opening one
+    costs ~70 ms, a cursor on it almost nothing."""
+    import duckdb
+
+    key = None if filesystem is None else id(filesystem)
+    db = _DUCKDB.get(key)
+    if db is None:
+        db = duckdb.connect()
+        if filesystem is not None:
+            db.register_filesystem(filesystem)
+        _DUCKDB[key] = db
+    return db
+
+
 class DuckDBEngine(Engine):
-    """DuckDB, embedded: one in-memory connection per question."""
+    """DuckDB, embedded: a cursor (its own connection) per question on the process' database."""
 
     name = "duckdb"
 
     def __init__(self, filesystem: Any = None):
         super().__init__(filesystem)
-        import duckdb
-
-        self.con = duckdb.connect()
-        if filesystem is not None:
-            self.con.register_filesystem(filesystem)
+        self.con = _duckdb(filesystem).cursor()
 
     def close(self) -> None:
         self.con.close()
@@ -166,24 +203,22 @@ class DuckDBEngine(Engine):
     def _df(self, sql: str, params: list[Any]) -> pd.DataFrame:
         return self.con.execute(sql, params).df()  # .df() reads the whole result (no open cursor left)
 
-    def _frame(self, files: list[str], columns: list[str], where: Where) -> pd.DataFrame:
-        w, params = self._where(where)
-        return self._df(f"SELECT {', '.join(map(_q, columns))} FROM {self._source(files)}{w}", params)
+    def _scan(self, files: list[str], scans: list[Scan]) -> list[pd.DataFrame]:
+        return [self._df(*self._sql(files, sc)) for sc in scans]
 
-    def _agg(self, files: list[str], keys: list[str], aggs: Aggs, where: Where) -> pd.DataFrame:
-        w, params = self._where(where)
-        sel = [*map(_q, keys), *(f"{_SQL_AGGS[f].format(_q(c))} AS {_q(out)}" for out, (c, f) in aggs.items())]
-        group = f" GROUP BY {', '.join(map(_q, keys))}" if keys else ""
-        return self._df(f"SELECT {', '.join(sel)} FROM {self._source(files)}{w}{group}", params)
-
-    def _first(self, files: list[str], keys: list[str], order: list[str], columns: list[str],
-               where: Where) -> pd.DataFrame:
-        w, params = self._where(where)
-        part = f"PARTITION BY {', '.join(map(_q, keys))} " if keys else ""
-        sql = (f"SELECT {', '.join(map(_q, columns))} FROM (SELECT *, row_number() OVER ({part}ORDER BY "
-               f"{', '.join(_q(c) + ' ASC NULLS LAST' for c in order)}) AS _rn FROM {self._source(files)}{w}) "
-               f"WHERE _rn = 1")
-        return self._df(sql, params)
+    def _sql(self, files: list[str], sc: Scan) -> tuple[str, list[Any]]:
+        w, params = self._where(sc.where)
+        src = self._source(files)
+        if sc.kind == "frame":
+            return f"SELECT {', '.join(map(_q, sc.out))} FROM {src}{w}", params
+        if sc.kind == "agg":
+            sel = [*map(_q, sc.keys), *(f"{_SQL_AGGS[f].format(_q(c))} AS {_q(o)}" for o, c, f in sc.aggs)]
+            group = f" GROUP BY {', '.join(map(_q, sc.keys))}" if sc.keys else ""
+            return f"SELECT {', '.join(sel)} FROM {src}{w}{group}", params
+        part = f"PARTITION BY {', '.join(map(_q, sc.keys))} " if sc.keys else ""
+        order = ", ".join(_q(c) + " ASC NULLS LAST" for c in sc.order)
+        return (f"SELECT {', '.join(map(_q, sc.out))} FROM (SELECT *, row_number() OVER ({part}ORDER BY {order}) "
+                f"AS _rn FROM {src}{w}) WHERE _rn = 1"), params
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -243,36 +278,56 @@ class DaskEngine(Engine):
         return dd.read_parquet(files, columns=list(dict.fromkeys(columns)), filters=filters or None,
                                dataset={"partitioning": {"flavor": "hive", "schema": PARTITION_SCHEMA}}, **kwargs)
 
-    def _compute(self, obj: Any) -> pd.DataFrame:
+    def _scan(self, files: list[str], scans: list[Scan]) -> list[pd.DataFrame]:
+        from dask.dataframe.utils import make_meta
+
+        lazy = []
+        for sc in scans:
+            cols = sc.out if sc.kind != "agg" else list(dict.fromkeys([*sc.keys, *(c for _, c, _ in sc.aggs)]))
+            ddf = self._read(files, cols, sc.where)
+            if sc.kind == "frame":
+                lazy.append(ddf)
+            elif sc.kind == "agg":
+                spec = {o: (c, _DASK_AGGS[f]) for o, c, f in sc.aggs}
+                if any(f == "median" for _, _, f in sc.aggs):
+                    # a median needs every value of a group in one place: the filtered rows (small
+                    # next to the sessions) go to one partition, grouped there by pandas, no shuffle
+                    one = ddf.repartition(npartitions=1)
+                    lazy.append(one.map_partitions(_grouped, list(sc.keys), spec))
+                else:  # a tree reduction over the partitions
+                    lazy.append(ddf.groupby(list(sc.keys), sort=False).agg(split_out=1, **spec))
+            else:
+                lazy.append(ddf.map_partitions(_first_rows, list(sc.keys), list(sc.order), meta=make_meta(ddf)))
+        results = self._compute(lazy)
+        out = []
+        for sc, df in zip(scans, results, strict=True):
+            if sc.kind == "agg" and not any(f == "median" for _, _, f in sc.aggs):
+                df = df.reset_index()
+            elif sc.kind == "first":
+                df = _first_rows(df, list(sc.keys), list(sc.order))
+            out.append(df.reset_index(drop=True))
+        return out
+
+    def _compute(self, lazy: list[Any]) -> list[pd.DataFrame]:
         if self.client is not None:
-            return self.client.compute(obj, sync=True)
-        with warnings.catch_warnings():
+            return list(self.client.compute(lazy, sync=True))
+        import dask
+
+        with warnings.catch_warnings(), dask.config.set({"dataframe.shuffle.method": "tasks"}):
             # dask's parquet reader calls reset_index(inplace=True), which pandas 3.1 deprecates
             warnings.filterwarnings("ignore", message="The inplace keyword", module="pandas")
             warnings.filterwarnings("ignore", message="The inplace keyword", module="dask")
-            return obj.compute(scheduler="threads")
+            return list(dask.compute(*lazy, scheduler="threads"))
 
-    def _frame(self, files: list[str], columns: list[str], where: Where) -> pd.DataFrame:
-        return self._compute(self._read(files, columns, where)).reset_index(drop=True)
 
-    def _agg(self, files: list[str], keys: list[str], aggs: Aggs, where: Where) -> pd.DataFrame:
-        cols = list(dict.fromkeys([*keys, *(c for c, _ in aggs.values())]))
-        ddf = self._read(files, cols, where)
-        spec = {out: (c, _DASK_AGGS[f]) for out, (c, f) in aggs.items()}
-        needs_shuffle = any(f == "median" for _, f in aggs.values())
-        g = ddf.groupby(keys, sort=False)
-        res = g.agg(shuffle_method="tasks", **spec) if needs_shuffle else g.agg(split_out=1, **spec)
-        return self._compute(res).reset_index()
+def _grouped(df: pd.DataFrame, keys: list[str], spec: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """pandas ``groupby(keys).agg(**spec)`` with the keys as columns."""
+    return df.groupby(keys, sort=False, observed=True).agg(**spec).reset_index()
 
-    def _first(self, files: list[str], keys: list[str], order: list[str], columns: list[str],
-               where: Where) -> pd.DataFrame:
-        ddf = self._read(files, columns, where)
 
-        def best(df: pd.DataFrame) -> pd.DataFrame:
-            return df.sort_values(order, kind="stable", na_position="last").drop_duplicates(keys)
-
-        part = self._compute(ddf.map_partitions(best))
-        return best(part).reset_index(drop=True)
+def _first_rows(df: pd.DataFrame, keys: list[str], order: list[str]) -> pd.DataFrame:
+    """The first row of each group in ``order`` (one partition, and again over them all)."""
+    return df.sort_values(order, kind="stable", na_position="last").drop_duplicates(keys)
 
 
 def make_engine(engine: str, filesystem: Any = None, scheduler: Any = None) -> Engine:

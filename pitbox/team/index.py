@@ -1,9 +1,9 @@
 """The lap and corner index beside the sessions: small Parquet datasets in the store's layout.
 
-Layout (Hive partitions like the sessions, one file per month of session starts)::
+Layout (Hive partitions like the sessions, one file per year of session starts)::
 
-    <data>/_index/laps/track=<track>/car=<car>/<YYYY-MM>.parquet      one row per lap
-    <data>/_index/corners/track=<track>/car=<car>/<YYYY-MM>.parquet   one row per lap and corner
+    <data>/_index/laps/track=<track>/car=<car>/<YYYY>.parquet      one row per lap
+    <data>/_index/corners/track=<track>/car=<car>/<YYYY>.parquet   one row per lap and corner
     <data>/_index/lock                                                 held while files change
 
 ``track`` and ``car`` are the store's folder names (:func:`pitbox.store.slug`) and live only in
@@ -64,8 +64,8 @@ DATASETS = ("laps", "corners")
 MAX_SECTORS = 16
 #: How long an indexer waits for another process holding the index lock [s].
 LOCK_TIMEOUT_S = 120.0
-#: Index file names: the month of the sessions' start, or "unknown".
-FILE_RE = re.compile(r"^(\d{4}-\d{2}|unknown)\.parquet$")
+#: Index file names: the year of the sessions' start, or "unknown".
+FILE_RE = re.compile(r"^(\d{4}|unknown)\.parquet$")
 #: Setup items that are measurements or consumables, not choices (left out of the setup hash).
 SETUP_NOT_CHOSEN = re.compile(r"(^|\.)(UpdateCount|LastHotPressure|LastTemps\w*|TreadRemaining|FuelLevel)$")
 
@@ -111,17 +111,17 @@ def index_root(data: str | os.PathLike[str]) -> Path:
 
 
 def file_key(meta: dict[str, Any]) -> tuple[str, str, str]:
-    """(track, car, month) of a session's index files, from its ``pitbox`` metadata."""
+    """(track, car, year) of a session's index files, from its ``pitbox`` metadata."""
     from pitbox.store import slug
 
     start = str(meta.get("start") or "")
-    month = start[:7] if re.match(r"^\d{4}-\d{2}", start) else "unknown"
-    return slug(meta.get("track", "unknown")), slug(meta.get("car", "unknown")), month
+    year = start[:4] if re.match(r"^\d{4}-", start) else "unknown"
+    return slug(meta.get("track", "unknown")), slug(meta.get("car", "unknown")), year
 
 
 def index_file(data: str | os.PathLike[str], dataset: str, key: tuple[str, str, str]) -> Path:
-    track, car, month = key
-    return index_root(data) / dataset / f"track={track}" / f"car={car}" / f"{month}.parquet"
+    track, car, year = key
+    return index_root(data) / dataset / f"track={track}" / f"car={car}" / f"{year}.parquet"
 
 
 def setup_hash(items: dict[str, Any]) -> str:
@@ -544,7 +544,7 @@ def _index_files(data: Path, dataset: str, foreign: list[tuple[str, str]] | None
         if len(rel) == 3 and rel[0].startswith("track=") and rel[1].startswith("car=") and m:
             out.append((p, (rel[0][6:], rel[1][4:], m.group(1))))
         elif foreign is not None:
-            foreign.append((str(p), "not an index file (expected track=…/car=…/YYYY-MM.parquet)"))
+            foreign.append((str(p), "not an index file (expected track=…/car=…/YYYY.parquet)"))
     return out
 
 
@@ -580,7 +580,8 @@ def forget_sessions(data: str | os.PathLike[str], session_ids: Iterable[str]) ->
 
 def rebuild(data: str | os.PathLike[str], *, progress: bool = False, jobs: int = 1) -> IndexReport:
     """Write the whole index again from the session files (files that are not sessions are
-    reported and skipped); index files that no session needs any more are removed."""
+    reported and skipped); every other Parquet file in the index's partition folders (stale,
+    from an older layout, or not ours) is removed."""
     t0 = time.perf_counter()
     data = Path(data)
     sessions, bad_store = _store_sessions(data)
@@ -595,10 +596,14 @@ def rebuild(data: str | os.PathLike[str], *, progress: bool = False, jobs: int =
             for dataset in DATASETS:
                 _merge(data, dataset, key, group, set(), replace_all=True)
                 keep.add(index_file(data, dataset, key))
-        for dataset in DATASETS:
-            for path, _ in _index_files(data, dataset):
+        for dataset in DATASETS:  # everything else in the index is stale (or not ours): gone
+            base = index_root(data) / dataset
+            for path in sorted(base.glob("track=*/car=*/*.parquet")) if base.is_dir() else []:
                 if path not in keep:
                     path.unlink(missing_ok=True)
+            for folder in sorted(base.glob("track=*/car=*"), reverse=True) + sorted(base.glob("track=*")):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
     report = _report(rows, bad_store + bad, t0)
     return report
 

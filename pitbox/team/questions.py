@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pitbox.team import engines as S
 from pitbox.team.errors import TeamError
 from pitbox.team.index import FILE_RE, INDEX_DIR, MAX_SECTORS, SECTOR_COLUMNS
 
@@ -148,13 +149,14 @@ def leaderboard(data: Data | None = None, track: str | None = None, car: str | N
     keys = ["track", "car", "driver"]
     with _engine(data, engine, scheduler) as e:
         _, files = index_files(data, "laps", track, car)
-        driven = e.agg(files, keys, {"laps": ("complete", "true"), "last_driven": ("start", "max")})
         aggs = {"best_lap_s": ("time_s", "min"), "median_lap_s": ("time_s", "median"),
                 "valid_laps": ("time_s", "count"), "n_sectors": ("n_sectors", "max"),
                 **{f"best_{c}": (c, "min") for c in SECTOR_COLUMNS}}
-        valid = e.agg(files, keys, aggs, [("valid", "==", True)])
-        best = e.first(files, keys, ["time_s", "session_id", "lap_index"], ["session_id", "lap_index"],
-                       [("valid", "==", True)])
+        valid_only = [("valid", "==", True)]
+        driven, valid, best = e.run(
+            files, S.agg(keys, {"laps": ("complete", "true"), "last_driven": ("start", "max")}),
+            S.agg(keys, aggs, valid_only),
+            S.first(keys, ["time_s", "session_id", "lap_index"], ["session_id", "lap_index"], valid_only))
         best = best.rename(columns={"session_id": "best_session", "lap_index": "best_lap_index"})
         df = _merge(_merge(driven, valid, keys), best[[*keys, "best_session", "best_lap_index"]], keys)
         sectors = df[[f"best_{c}" for c in SECTOR_COLUMNS]].to_numpy(np.float64) if len(df) else np.zeros((0, MAX_SECTORS))
@@ -173,7 +175,7 @@ def drivers(data: Data | None = None, engine: str = "duckdb", scheduler: Any = N
     """Every driver in the laps index, sorted."""
     with _engine(data, engine, scheduler) as e:
         _, files = index_files(data, "laps")
-        df = e.agg(files, ["driver"], {"laps": ("lap_index", "count")})
+        (df,) = e.run(files, S.agg(["driver"], {"laps": ("lap_index", "count")}))
     return sorted(str(d) for d in df.driver)
 
 
@@ -191,14 +193,14 @@ def progress(data: Data | None = None, driver: str = "", track: str | None = Non
     where = [("driver", "==", driver)]
     with _engine(data, engine, scheduler) as e:
         _, files = index_files(data, "laps", track, car)
-        driven = e.agg(files, keys, {"laps": ("complete", "true")}, where)
+        driven, valid = e.run(files, S.agg(keys, {"laps": ("complete", "true")}, where),
+                              S.agg(keys, {"valid_laps": ("time_s", "count"), "best_lap_s": ("time_s", "min"),
+                                           "median_lap_s": ("time_s", "median")}, [*where, ("valid", "==", True)]))
         if driven.empty:
             known = drivers(data, engine, scheduler) if files else []
             raise TeamError(f"no laps of driver {driver!r} in {data or 'the store'}"
                             + (f" for track={track}" if track else "") + (f" car={car}" if car else "")
                             + f"; drivers in the index: {', '.join(known) or 'none'}")
-        valid = e.agg(files, keys, {"valid_laps": ("time_s", "count"), "best_lap_s": ("time_s", "min"),
-                                    "median_lap_s": ("time_s", "median")}, [*where, ("valid", "==", True)])
         driven["start"] = pd.to_datetime(driven.start, utc=True).astype("datetime64[us, UTC]")
         if len(valid):
             valid["start"] = pd.to_datetime(valid.start, utc=True).astype("datetime64[us, UTC]")
@@ -244,7 +246,7 @@ def corners(data: Data | None = None, track: str = "", car: str = "", engine: st
             "exit_speed_kmh": ("exit_speed_kmh", "median"), "seg_start_lo": ("seg_start_m", "min"),
             "seg_start_hi": ("seg_start_m", "max"), "seg_end_lo": ("seg_end_m", "min"), "seg_end_hi": ("seg_end_m", "max")}
     with _engine(data, engine, scheduler) as e:
-        df = e.agg(files, keys, aggs, [("valid", "==", True)])
+        (df,) = e.run(files, S.agg(keys, aggs, [("valid", "==", True)]))
         if df.empty:
             return _finish(df, CORNER_COLUMNS, [], e, ints=["laps"], nullable_ints=["loss_rank"])
         for c in aggs:
@@ -285,11 +287,11 @@ def consistency(data: Data | None = None, track: str | None = None, car: str | N
         where.append(("driver", "==", driver))
     with _engine(data, engine, scheduler) as e:
         _, files = index_files(data, "corners", track, car)
-        df = e.agg(files, keys, {
+        (df,) = e.run(files, S.agg(keys, {
             "laps": ("segment_time_s", "count"), "mean_s": ("segment_time_s", "mean"),
             "sd_s": ("segment_time_s", "std"), "lo": ("segment_time_s", "min"), "hi": ("segment_time_s", "max"),
             "brake_point_sd_m": ("brake_point_m", "std"), "min_speed_sd_kmh": ("min_speed_kmh", "std"),
-            "throttle_pickup_sd_m": ("throttle_pickup_m", "std"), "_order": ("seg_start_m", "min")}, where)
+            "throttle_pickup_sd_m": ("throttle_pickup_m", "std"), "_order": ("seg_start_m", "min")}, where))
         if len(df):
             df["range_s"] = pd.to_numeric(df.hi) - pd.to_numeric(df.lo)
             df.loc[pd.to_numeric(df.laps) < 2, ["sd_s", "brake_point_sd_m", "min_speed_sd_kmh", "throttle_pickup_sd_m"]] = np.nan
@@ -311,12 +313,12 @@ def setups(data: Data | None = None, track: str = "", car: str = "", engine: str
     keys = ["setup_hash", "setup_name"]
     where = [("valid", "==", True)]
     with _engine(data, engine, scheduler) as e:
-        df = e.agg(files, keys, {
+        df, who, best = e.run(files, S.agg(keys, {
             "valid_laps": ("time_s", "count"), "best_lap_s": ("time_s", "min"), "median_lap_s": ("time_s", "median"),
             "track_temp_mean_c": ("track_temp_c", "mean"), "track_temp_min_c": ("track_temp_c", "min"),
-            "track_temp_max_c": ("track_temp_c", "max")}, where)
-        who = e.agg(files, [*keys, "driver"], {"n": ("time_s", "count")}, where)
-        best = e.first(files, keys, ["time_s", "session_id", "lap_index"], ["driver"], where)
+            "track_temp_max_c": ("track_temp_c", "max")}, where),
+            S.agg([*keys, "driver"], {"n": ("time_s", "count")}, where),
+            S.first(keys, ["time_s", "session_id", "lap_index"], ["driver"], where))
         if len(df):
             who = who.astype({k: object for k in [*keys, "driver"]}).sort_values("driver", kind="stable")
             names = who.groupby(keys).driver.agg(lambda s: ", ".join(map(str, s))).rename("driver_names").reset_index()
@@ -363,7 +365,7 @@ def laps(data: Data | None = None, driver: str | None = None, car: str | None = 
         raise TeamError(f"--limit {limit}: expected a positive number of laps")
     with _engine(data, engine, scheduler) as e:
         _, files = index_files(data, "laps", track, car)
-        df = e.frame(files, LAP_COLUMNS, where)
+        (df,) = e.run(files, S.frame(LAP_COLUMNS, where))
         out = _finish(df, LAP_COLUMNS, ["time_s", "session_id", "lap_index"], e,
                       ints=["lap_index", "lap", "n_sectors"])
     if limit is not None:
