@@ -39,8 +39,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     data = data_dir(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncatedWarning)
+        from pitbox.team.index import index_after_store
+
         results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty(),
-                               index=not args.no_index)
+                               after_store=None if args.no_index else index_after_store)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.json:

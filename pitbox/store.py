@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -309,12 +309,13 @@ def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
 
 
 def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLike[str], progress: bool = False,
-                 index: bool = True) -> list[ImportResult]:
+                 after_store: Callable[..., object] | None = None) -> list[ImportResult]:
     """Import every file; a failure is recorded and the other files still import.
 
-    With ``index`` the new sessions are then added to the team index (``<data>/_index``,
-    :mod:`pitbox.team.index`), after every session file is safely in place; indexing never
-    makes an import fail (a problem is logged; ``pitbox index update`` catches up).
+    ``after_store(data, written, progress=progress)`` is called once every session file is
+    safely in place, with the files this run wrote: ``pitbox import`` passes
+    :func:`pitbox.team.index.index_after_store`, which adds them to the team index and never
+    raises (the store stays below the team archive: it imports nothing from it).
     """
     sources = list(iter_sources(paths))
     if progress:
@@ -332,10 +333,8 @@ def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLik
     if any(r.status == "imported" for r in out):
         Store(data).refresh()
     written = [p for r in out for p in r.written]
-    if index and written:
-        from pitbox.team.index import index_after_store
-
-        index_after_store(data, written, progress=progress)
+    if after_store is not None and written:
+        after_store(data, written, progress=progress)
     return out
 
 
