@@ -135,6 +135,8 @@ def peer_leaderboard(data: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     import pyarrow.parquet as pq
     import yaml
 
+    from pitbox.store import stored_lap_table
+
     files = sorted(str(p) for p in data.glob("track=*/car=*/*.parquet"))
     cols = ["SessionTime", "Lap", "LapDistPct"]
     laps = []
@@ -142,7 +144,7 @@ def peer_leaderboard(data: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
         meta = _footer(Path(f))
         info = yaml.safe_load(meta["session_yaml"])
         starts = sorted(float(s["SectorStartPct"]) for s in info["SplitTimeInfo"]["Sectors"])
-        table = pd.DataFrame(meta["lap_table"])
+        table = stored_lap_table(f, meta)  # the footer's, rebuilt if stored by older rules
         ch = pq.read_table(f, columns=cols).to_pandas()
         t = ch.SessionTime.to_numpy()
         pos = ch.Lap.to_numpy() + ch.LapDistPct.to_numpy(np.float64)
@@ -175,6 +177,8 @@ def peer_corners(data: Path, track: str, car: str) -> tuple[pd.DataFrame, list[s
     import pyarrow.parquet as pq
     import yaml
 
+    from pitbox.store import stored_lap_table
+
     corner_file = yaml.safe_load((ROOT / "pitbox" / "data" / "tracks" / f"{track}.corners.yaml").read_text())
     ranges = [(c["name"], c["start_pct"], c["end_pct"]) for c in corner_file["corners"]]
     files = sorted(str(p) for p in data.glob(f"track={track}/car={car}/*.parquet"))
@@ -188,7 +192,7 @@ def peer_corners(data: Path, track: str, car: str) -> tuple[pd.DataFrame, list[s
         length = float(np.median(ch.LapDist[(ch.LapDistPct > 0.05) & (ch.LapDistPct < 0.95)]
                                  / ch.LapDistPct[(ch.LapDistPct > 0.05) & (ch.LapDistPct < 0.95)]))
         speed, brake, thr = ch.Speed.to_numpy(), ch.Brake.to_numpy(), ch.Throttle.to_numpy()
-        for r in meta["lap_table"]:
+        for r in stored_lap_table(f, meta).to_dict("records"):
             if not r["valid"]:
                 continue
             for name, a_pct, b_pct in ranges:

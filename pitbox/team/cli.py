@@ -19,6 +19,7 @@ def _data_arg(p: argparse.ArgumentParser, url: bool = False) -> None:
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(func=cmd_team)
     _data_arg(p, url=True)
     p.add_argument("--engine", choices=("duckdb", "dask"), default="duckdb",
                    help="duckdb (embedded, default) or dask (local threads, or a cluster with --scheduler)")
@@ -73,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("update", "index sessions the index misses or that changed; drop removed ones"),
                        ("status", "what the index holds against the store; sessions without corners and why")):
         p = ic.add_parser(name, help=text)
+        p.set_defaults(func=cmd_index)
         _data_arg(p)
         p.add_argument("--json", action="store_true")
         if name != "status":

@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pitbox.errors import PitboxError, StoreError
+from pitbox.laps import LAP_TABLE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,8 @@ def session_rows(path: str | os.PathLike[str], data: str | os.PathLike[str] | No
     key = file_key(meta)
     sid = str(meta.get("id") or path.stem)
     st = path.stat()
-    status: dict[str, Any] = {"path": path.name, "stamp": [st.st_size, st.st_mtime_ns], "version": INDEX_VERSION}
+    status: dict[str, Any] = {"path": path.name, "stamp": [st.st_size, st.st_mtime_ns], "version": INDEX_VERSION,
+                              "lap_table_version": LAP_TABLE_VERSION}
     try:
         session = load_session(path, data)
         have = session.available(["SessionTime", "Lap", "LapDistPct", "FuelLevel"])
@@ -548,6 +550,13 @@ def _index_files(data: Path, dataset: str, foreign: list[tuple[str, str]] | None
     return out
 
 
+def _stale(entry: dict[str, Any], st: os.stat_result) -> bool:
+    """True when a session changed since it was indexed, or was indexed by older rules (index
+    version, lap-table rules)."""
+    return (entry.get("stamp") != [st.st_size, st.st_mtime_ns] or entry.get("version", 0) != INDEX_VERSION
+            or entry.get("lap_table_version", 0) != LAP_TABLE_VERSION)
+
+
 def _store_sessions(data: Path) -> tuple[dict[str, tuple[Path, dict[str, Any]]], list[tuple[str, str]]]:
     """Every session file of the store: id -> (path, meta); and the files that are not sessions."""
     from pitbox.store import Store, read_meta
@@ -610,7 +619,8 @@ def rebuild(data: str | os.PathLike[str], *, progress: bool = False, jobs: int =
 
 def update(data: str | os.PathLike[str], *, progress: bool = False, jobs: int = 1) -> IndexReport:
     """Bring the index in line with the store: index sessions it misses or that changed since
-    (or were indexed by an older index version), and remove sessions no longer in the store."""
+    (or were indexed by older rules: index version, lap-table rules), and remove sessions no
+    longer in the store."""
     t0 = time.perf_counter()
     data = Path(data)
     sessions, bad_store = _store_sessions(data)
@@ -619,8 +629,7 @@ def update(data: str | os.PathLike[str], *, progress: bool = False, jobs: int = 
     for sid, (p, _) in sorted(sessions.items()):
         entry = indexed.get(sid)
         st = p.stat()
-        if entry is None or entry[1].get("stamp") != [st.st_size, st.st_mtime_ns] or \
-                entry[1].get("version", INDEX_VERSION) != INDEX_VERSION:
+        if entry is None or _stale(entry[1], st):
             todo.append(p)
     gone: dict[tuple[str, str, str], set[str]] = {}
     for sid, (key, _) in indexed.items():
@@ -647,12 +656,7 @@ def status(data: str | os.PathLike[str]) -> dict[str, Any]:
                   if st.get("corners_status", "ok") != "ok"}
     partial = {sid: st.get("laps_status", "") for sid, (_, st) in indexed.items()
                if st.get("laps_status", "ok") != "ok"}
-    stale = []
-    for sid, (p, _) in sessions.items():
-        if sid in indexed:
-            st = p.stat()
-            if indexed[sid][1].get("stamp") != [st.st_size, st.st_mtime_ns]:
-                stale.append(sid)
+    stale = [sid for sid, (p, _) in sessions.items() if sid in indexed and _stale(indexed[sid][1], p.stat())]
     return {
         "data": str(data), "index": str(index_root(data)), "version": INDEX_VERSION,
         "sessions": len(sessions), "indexed": len(set(indexed) & set(sessions)),
