@@ -499,9 +499,10 @@ def test_our_csv_and_motec_exports_come_back_with_their_lap(exported: dict, tmp_
     store = tmp_path / "data"
     r1 = team.import_laps(exported["csv"], store, track=s.track, car=s.car, driver=s.driver,
                           track_config=s.track_config, date="2025-02-01T10:00:00")
-    r2 = team.import_laps(exported["motec"], store)  # MoTeC names track, car, driver and date itself
+    # MoTeC names track, car, driver and date itself (not the layout, which finds the track's corner file)
+    r2 = team.import_laps(exported["motec"], store, track_config=s.track_config)
     assert r1.status == r2.status == "imported"
-    assert team.import_laps(exported["motec"], store).status == "present"  # twice: stored and indexed once
+    assert team.import_laps(exported["motec"], store, track_config=s.track_config).status == "present"
     cat = Store(store).sessions().set_index("id")
     m2 = cat.loc[r2.sessions[0]]
     assert (m2.track, m2.car, m2.driver) == (s.track, s.car, s.driver)
@@ -520,8 +521,9 @@ def test_our_csv_and_motec_exports_come_back_with_their_lap(exported: dict, tmp_
             np.testing.assert_allclose(samples[ch], original[ch], atol=tol, err_msg=ch)
     lb = team.leaderboard(store)  # one driver: the same lap imported from two formats
     assert lb.valid_laps.tolist() == [2] and lb.best_lap_s.tolist() == pytest.approx([lap.time_s], abs=1e-3)
-    corners = team.corners(store, track=s.track, car=s.car)  # imported laps have corners too
-    assert set(corners.laps) == {2} and len(corners) == corners.corner.nunique() > 3
+    corners = team.corners(store, track=s.track, car=s.car)  # imported laps have corners too, on the
+    assert set(corners.laps) == {2} and corners.segments_match.all()  # track's corner file segments
+    assert len(corners) == corners.corner.nunique() > 3
 
 
 def test_generic_csv_and_json_with_a_column_map_rebuild_time_from_distance_and_speed(exported: dict,

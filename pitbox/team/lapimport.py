@@ -391,6 +391,28 @@ def _lap_time(ls: LapSamples, lap: pd.DataFrame, length: float, k: int) -> tuple
     return t, float(t0), float(t1)
 
 
+#: GPS positions recorded coarser than this [deg] (about 0.2 m) cannot place the car on a track
+#: map: they are left out, and corners are found from yaw rate or lateral acceleration instead.
+GPS_RESOLUTION_DEG = 2e-6
+
+
+def _coarse_gps(ls: LapSamples) -> list[str]:
+    """``Lat``/``Lon`` (and ``Alt``) when either is quantised coarser than :data:`GPS_RESOLUTION_DEG`
+    (a CSV written with 6 significant digits keeps 46.61 to 1e-4 degrees: 11 m)."""
+    steps = []
+    for c in ("Lat", "Lon"):
+        if c not in ls.samples:
+            return []
+        v = np.unique(ls.samples[c].dropna().to_numpy(np.float64))
+        d = np.diff(v)
+        steps.append(float(d[d > 0].min()) if (d > 0).any() else np.inf)
+    if max(steps) <= GPS_RESOLUTION_DEG:
+        return []
+    log.info("%s: Lat/Lon recorded to %.1g degrees: too coarse for a track map, left out (corners come from "
+             "yaw rate or lateral acceleration)", ls.path, max(steps))
+    return [c for c in ("Lat", "Lon", "Alt") if c in ls.samples]
+
+
 def lay_out(ls: LapSamples, length: float) -> tuple[dict[str, np.ndarray], dict[str, str], int]:
     """Channels of a session holding the file's laps end to end (``SessionTime`` from 0),
     with a row on each line crossing so the lap table sees every lap start and end there.
@@ -398,7 +420,9 @@ def lay_out(ls: LapSamples, length: float) -> tuple[dict[str, np.ndarray], dict[
     laps = _split_laps(ls, length)
     if not laps:
         raise LapFileError(f"{ls.path}: no lap with at least 2 samples")
-    extra = [c for c in ls.samples.columns if c not in REBUILT and c not in ("time_s", "distance_m", "lap")]
+    coarse = _coarse_gps(ls)
+    extra = [c for c in ls.samples.columns
+             if c not in REBUILT and c not in ("time_s", "distance_m", "lap") and c not in coarse]
     rows: dict[str, list[np.ndarray]] = {c: [] for c in ["SessionTime", "Lap", "LapDistPct", "LapDist", *extra]}
     offset = 0.0
     for k, lap in enumerate(laps, start=1):
