@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "pitbox.dashboard.cli",  # live-demo
     "pitbox.voice.cli",  # voice say, hear, listen
     "pitbox.video.cli",  # video compare, overlay, clips
+    "pitbox.team.cli",  # team, index, import-laps
 ]
 
 EXIT_ERROR = 2

@@ -39,7 +39,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     data = data_dir(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncatedWarning)
-        results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty())
+        from pitbox.team.index import index_after_store
+
+        results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty(),
+                               after_store=None if args.no_index else index_after_store)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
@@ -131,6 +134,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH")
     _data_arg(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-index", action="store_true",
+                   help="do not add the new sessions to the team index (pitbox index update does it later)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("sessions", help="list the sessions in the store")

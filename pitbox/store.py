@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -160,6 +160,7 @@ class ImportResult:
     sessions: list[str] = field(default_factory=list)
     truncated: bool = False
     error: str | None = None
+    written: list[Path] = field(default_factory=list)  #: session files this import wrote
 
 
 def _session_ranges(session_num: np.ndarray | None, n: int) -> list[tuple[int, int, int]]:
@@ -237,12 +238,15 @@ def _write_parquet(tf: TelemetryFile, start: int, stop: int, schema: pa.Schema, 
         raise
 
 
-def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> ImportResult:
+def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str], *, source_name: str | None = None,
+                source_kind: str | None = None) -> ImportResult:
     """Import one ``.ibt`` (or live dump) into the store; idempotent.
 
     Raises :class:`IbtFormatError` for a damaged file and :class:`StoreError` when the store
     cannot be written. A file whose last rows are missing imports its complete rows,
-    warns (:class:`TruncatedWarning`) and is marked truncated.
+    warns (:class:`TruncatedWarning`) and is marked truncated. ``source_name`` and
+    ``source_kind`` replace the file's name and kind in the metadata (for an ``.ibt`` made
+    from another tool's export, e.g. ``"lap4.csv"``, ``"csv"``).
     """
     src = Path(path)
     data = Path(data)
@@ -277,8 +281,8 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
             meta = {
                 "schema_version": SCHEMA_VERSION, "id": sid, **base,
                 "start": start.isoformat(), "tick_rate": tf.tick_rate, "samples": b - a,
-                "truncated": tf.truncated, "source_name": src.name, "source_sha256": sha,
-                "source_kind": tf.kind, "source_rows": [a, b], "row_group_rows": ROW_GROUP_ROWS,
+                "truncated": tf.truncated, "source_name": source_name or src.name, "source_sha256": sha,
+                "source_kind": source_kind or tf.kind, "source_rows": [a, b], "row_group_rows": ROW_GROUP_ROWS,
                 "laps": int(laps.complete.sum()), "valid_laps": int(len(complete)),
                 "best_lap_s": float(complete.time_s.min()) if len(complete) else None,
                 "lap_table": json.loads(laps.to_json(orient="records")), "lap_table_version": LAP_TABLE_VERSION,
@@ -291,6 +295,7 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str]) -> I
                 raise StoreError(f"{dest.parent}: cannot create folder: {exc.strerror or exc}") from None
             _write_parquet(tf, a, b, arrow_schema(tf.variables, meta), dest)
             result.status = "imported"
+            result.written.append(dest)
     return result
 
 
@@ -303,8 +308,15 @@ def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield p
 
 
-def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLike[str], progress: bool = False) -> list[ImportResult]:
-    """Import every file; a failure is recorded and the other files still import."""
+def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLike[str], progress: bool = False,
+                 after_store: Callable[..., object] | None = None) -> list[ImportResult]:
+    """Import every file; a failure is recorded and the other files still import.
+
+    ``after_store(data, written, progress=progress)`` is called once every session file is
+    safely in place, with the files this run wrote: ``pitbox import`` passes
+    :func:`pitbox.team.index.index_after_store`, which adds them to the team index and never
+    raises (the store stays below the team archive: it imports nothing from it).
+    """
     sources = list(iter_sources(paths))
     if progress:
         from tqdm import tqdm
@@ -320,6 +332,9 @@ def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLik
             out.append(ImportResult(src, "failed", error=str(exc)))
     if any(r.status == "imported" for r in out):
         Store(data).refresh()
+    written = [p for r in out for p in r.written]
+    if after_store is not None and written:
+        after_store(data, written, progress=progress)
     return out
 
 

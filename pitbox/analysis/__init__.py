@@ -31,7 +31,7 @@ _getattr, _dir, _names = _lazy.attach(__name__, submodules=["figures", "report"]
     "corners": ["Corner", "corner_table", "find_corners"],
     "errors": ["AnalysisError", "BadReference", "NoValidLap", "ReferenceLapNotFound", "TrackMismatch"],
     "explain": ["explain_corners"],
-    "export": ["export_csv", "export_motec"],
+    "export": ["MOTEC_CHANNELS", "export_csv", "export_motec"],
     "laps_analysis": ["SessionAnalysis", "analyse"],
     "report": ["build_report"],
     "session": ["Lap", "Session", "load_session", "resolve_lap"],

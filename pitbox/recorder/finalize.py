@@ -212,11 +212,13 @@ def pending_recordings(data: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def recover(data: str | os.PathLike[str], on_session: Callable[[Path], None] | None = None) -> list[Path]:
+def recover(data: str | os.PathLike[str], on_session: Callable[[Path], None] | None = None,
+            index: bool = True) -> list[Path]:
     """Finalize every interrupted recording in ``data`` (folders no running recorder locks).
 
-    Returns the session files written. A folder that cannot be finalized is logged and
-    left for the next try; a store that cannot be written raises :class:`StoreError`.
+    Returns the session files written (added to the team index unless ``index=False``). A
+    folder that cannot be finalized is logged and left for the next try; a store that
+    cannot be written raises :class:`StoreError`.
     """
     out = []
     for folder in pending_recordings(data):
@@ -248,6 +250,10 @@ def recover(data: str | os.PathLike[str], on_session: Callable[[Path], None] | N
                 on_session(path)
     if out:
         Store(data).refresh()
+        if index:
+            from pitbox.team.index import index_after_store
+
+            index_after_store(data, out)
     return out
 
 

@@ -102,13 +102,15 @@ class Recorder:
     the tick loop, last, with the row decoded as a numpy structured scalar; must not
     block), and optionally ``publish_lap(row)``,
     ``publish_session(meta)`` and ``publish_session_info(info)`` (called from the writer
-    thread). ``on_session(path)`` is called with each session file written.
+    thread). ``on_session(path)`` is called with each session file written. ``index``: add
+    each stored session to the team index, in the finalizer thread, whenever no session is
+    being recorded (and at the end).
     """
 
     def __init__(self, source: Source, data: str | os.PathLike[str], *, flush_s: float = 0.5,
                  fsync: bool = True, publisher: Any = None, on_session: Callable[[Path], None] | None = None,
                  resume_s: float = 10.0, recover_first: bool = True, link_stints: bool = True,
-                 measure: bool = False):
+                 measure: bool = False, index: bool = True):
         self.source = source
         self.data = Path(data)
         self.flush_s = flush_s
@@ -118,7 +120,8 @@ class Recorder:
         self.on_session = on_session
         self.stats = RecorderStats(tick_cost_ns=[] if measure else None)
         self._stop = threading.Event()
-        self._finalizer = Finalizer(self.data, on_session=on_session, link=link_stints)
+        self._finalizer = Finalizer(self.data, on_session=on_session, link=link_stints, index=index,
+                                    busy=lambda: self.session_open)
         self._writer = SegmentWriter(self.data, self._finalizer, fsync=fsync, publisher=publisher)
         self._session: _Session | None = None
         self._layout: Layout | None = None
@@ -161,8 +164,10 @@ class Recorder:
         # The writer threads hand the interpreter back within 1 ms instead of 5 ms.
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, 0.001))
-        if self.recover_first:
-            recover(self.data, on_session=self.on_session)
+        if self.recover_first:  # indexed later, when no session is being recorded
+            recovered = recover(self.data, on_session=self.on_session, index=False)
+            if self._finalizer.index:
+                self._finalizer.to_index += recovered
         self._finalizer.start()
         self._writer.start()
         deadline = time.monotonic() + duration_s if duration_s is not None else None

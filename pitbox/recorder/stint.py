@@ -115,6 +115,10 @@ def link(store: Store, ibt_path: Path, live_path: Path) -> Path:
     if live_path != hidden:
         live_path.unlink(missing_ok=True)
     log.info("linked live recording %s to %s (one stint, two sources)", live["id"], ibt["id"])
+    from pitbox.team.index import forget_after_link, index_root
+
+    if index_root(store.root).is_dir():  # the stint is one session now: the .ibt's
+        forget_after_link(store.root, [live["id"]])
     return ibt_path
 
 

@@ -152,6 +152,10 @@ class Watcher:
                     link_session(store, store.resolve(sid))
                 except PitboxError as exc:
                     log.warning("%s: session %s not linked: %s", p, sid, exc)
+        if r.status == "imported":
+            from pitbox.team.index import index_after_store
+
+            index_after_store(self.data, [q for q in r.written if q.exists()])
         log.info("%s: %s (%s)", p, r.status, ", ".join(r.sessions))
         return r
 

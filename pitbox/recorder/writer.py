@@ -216,17 +216,30 @@ def _call(publisher: Any, method: str, *args: Any) -> None:
         log.exception("publisher.%s failed", method)
 
 
-class Finalizer(threading.Thread):
-    """Merges closed recording folders into session files, one at a time, in order."""
+#: How often the finalizer looks whether the recorder is idle, with sessions waiting to be indexed [s].
+INDEX_IDLE_CHECK_S = 1.0
 
-    def __init__(self, data: Path, on_session: Callable[[Path], None] | None = None, link: bool = True):
+
+class Finalizer(threading.Thread):
+    """Merges closed recording folders into session files, one at a time, in order.
+
+    Stored sessions are then added to the team index, but only while ``busy()`` is false (no
+    session being recorded) or when the recorder stops: the analysis must not take GIL turns
+    from the tick loop.
+    """
+
+    def __init__(self, data: Path, on_session: Callable[[Path], None] | None = None, link: bool = True,
+                 index: bool = True, busy: Callable[[], bool] | None = None):
         super().__init__(name="pitbox-finalizer", daemon=True)
         self.data = data
         self.on_session = on_session
         self.link = link
+        self.index = index
+        self.busy = busy or (lambda: False)
         self.q: queue.SimpleQueue[RecordingFolder | None] = queue.SimpleQueue()
         self.error: StoreError | None = None
         self.stored: list[Path] = []
+        self.to_index: list[Path] = []  #: stored sessions waiting for an idle moment to be indexed
 
     def submit(self, folder: RecordingFolder) -> None:
         self.q.put(folder)
@@ -235,37 +248,65 @@ class Finalizer(threading.Thread):
         self.q.put(None)
 
     def run(self) -> None:
-        while (folder := self.q.get()) is not None:
+        while True:
             try:
-                path = finalize(folder.path, self.data, remove=False)
-            except StoreError as exc:
-                log.error("%s", exc)
-                self.error = self.error or exc
-                folder.release()
+                folder = self.q.get(timeout=INDEX_IDLE_CHECK_S if self.to_index else None)
+            except queue.Empty:
+                self._index_if_idle()
                 continue
-            except Exception as exc:
-                log.exception("finalizer")
-                self.error = self.error or StoreError(f"{folder.path}: cannot finish the session: {exc!r}")
-                folder.release()
-                continue
-            folder.release()
-            remove_folder(folder.path)
-            if path is None:
-                continue
-            if self.link:
-                self._link(path)
-            Store(self.data).refresh()
-            self.stored.append(path)
-            if self.on_session is not None:
-                try:
-                    self.on_session(path)
-                except Exception:
-                    log.exception("on_session callback")
+            if folder is None:
+                break
+            self._finish(folder)
+            self._index_if_idle()
+        self._index_pending()
 
-    def _link(self, path: Path) -> None:
+    def _finish(self, folder: RecordingFolder) -> None:
+        """Merge one recording folder into its session file, link it, report it."""
+        try:
+            path = finalize(folder.path, self.data, remove=False)
+        except StoreError as exc:
+            log.error("%s", exc)
+            self.error = self.error or exc
+            folder.release()
+            return
+        except Exception as exc:
+            log.exception("finalizer")
+            self.error = self.error or StoreError(f"{folder.path}: cannot finish the session: {exc!r}")
+            folder.release()
+            return
+        folder.release()
+        remove_folder(folder.path)
+        if path is None:
+            return
+        linked = self._link(path) if self.link else []
+        Store(self.data).refresh()
+        self.stored.append(path)
+        if self.on_session is not None:
+            try:
+                self.on_session(path)
+            except Exception:
+                log.exception("on_session callback")
+        if self.index:
+            self.to_index += [path, *linked]
+
+    def _link(self, path: Path) -> list[Path]:
         try:
             from pitbox.recorder.stint import link_session
 
-            link_session(Store(self.data), path)
+            return link_session(Store(self.data), path)
         except PitboxError as exc:
             log.warning("%s: not linked to an .ibt of the same stint: %s", path, exc)
+            return []
+
+    def _index_if_idle(self) -> None:
+        if self.to_index and not self.busy():
+            self._index_pending()
+
+    def _index_pending(self) -> None:
+        """Add the stored sessions (or the ``.ibt`` sessions they were linked to) to the team
+        index; never raises (see :func:`pitbox.team.index.index_after_store`)."""
+        paths, self.to_index = list(dict.fromkeys(self.to_index)), []
+        if paths:
+            from pitbox.team.index import index_after_store
+
+            index_after_store(self.data, [p for p in paths if p.exists()])

@@ -140,11 +140,16 @@ def read_truth(ibt_path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
 # ---------------------------------------------------------------------------------------
 def simulate_to_channels(track: str = "pitboxsim_demo", laps: int = 8, faults: Sequence[str | Fault] = (),
                          seed: int = 0, *, driver: DriverSpec | None = None, car: Car | None = None,
-                         in_lap: bool = True) -> SimSession:
+                         in_lap: bool = True, session_type: str = "Practice", setup_name: str = "baseline",
+                         setup_items: dict[str, dict[str, str]] | None = None,
+                         start: datetime | None = None) -> SimSession:
     """Simulate a practice session (out lap, ``laps`` timed laps, in lap) without writing it.
 
     ``faults`` are ``LAP:CORNER:FAULT:SIZE`` specs (or :class:`Fault`); LAP is the ``Lap``
     channel's number of a timed lap (1..laps). The same arguments give the same arrays.
+    ``session_type`` goes to the YAML's ``SessionType``; ``setup_name`` (``<name>.sto``) and
+    ``setup_items`` (extra ``CarSetup`` sections of preformatted values) describe the car's
+    setup (the physics comes from ``car``); ``start`` (UTC) replaces the seeded start date.
     """
     if not isinstance(laps, int) or not 1 <= laps <= MAX_LAPS:
         raise SimError(f"laps must be a whole number 1..{MAX_LAPS}, found {laps!r}")
@@ -164,8 +169,11 @@ def simulate_to_channels(track: str = "pitboxsim_demo", laps: int = 8, faults: S
     extras = Extras(session_time0=float(np.round(meta_rng.uniform(30.0, 300.0) * TICK_RATE) / TICK_RATE),
                     session_unique_id=int(meta_rng.integers(1, 2**31 - 1)),
                     fuel_start_l=float(np.round(meta_rng.uniform(30.0, 60.0), 1)))
-    start = EPOCH + timedelta(days=int(meta_rng.integers(0, 365)), hours=int(meta_rng.integers(9, 18)),
-                              minutes=int(meta_rng.integers(0, 60)))
+    seeded_start = EPOCH + timedelta(days=int(meta_rng.integers(0, 365)), hours=int(meta_rng.integers(9, 18)),
+                                     minutes=int(meta_rng.integers(0, 60)))
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)  # a naive start is UTC
+    start = seeded_start if start is None else start.astimezone(timezone.utc)
     surface_c, air_c = track_temps(float(meta_rng.uniform()), float(meta_rng.uniform()))
     session_id = int(meta_rng.integers(100_000, 999_999))
     channels = build_channels(lay, driven, tk, extras, tel_rng)
@@ -177,10 +185,11 @@ def simulate_to_channels(track: str = "pitboxsim_demo", laps: int = 8, faults: S
     sections = {
         "WeekendInfo": weekend_info(trk, session_id, extras.session_unique_id, surface_c, air_c,
                                     start.strftime("%Y-%m-%d")),
-        "SessionInfo": session_info(max(lap_times) if lap_times else 0, lap_times, best_lap),
-        "DriverInfo": driver_info(car, driver, trk, truth["reference_lap_time_s"]),
+        "SessionInfo": session_info(max(lap_times) if lap_times else 0, lap_times, best_lap,
+                                    session_type=session_type),
+        "DriverInfo": driver_info(car, driver, trk, truth["reference_lap_time_s"], setup_name),
         "SplitTimeInfo": split_time_info(trk),
-        "CarSetup": car_setup(extras.fuel_start_l),
+        "CarSetup": car_setup(extras.fuel_start_l, setup_items),
     }
     types = {name: typ for name, typ, _, _ in CHANNELS}
     return SimSession(channels, render(sections), truth, arrays, int(start.timestamp()), types,

@@ -121,7 +121,8 @@ def weekend_info(track: Track, session_id: int, unique_id: int, surface_c: float
     }
 
 
-def session_info(laps_done: int, lap_times: dict[int, float], best_lap: int | None, incidents: int = 0) -> dict:
+def session_info(laps_done: int, lap_times: dict[int, float], best_lap: int | None, incidents: int = 0,
+                 session_type: str = "Practice") -> dict:
     best = lap_times.get(best_lap, -1.0) if best_lap is not None else -1.0
     last = lap_times[max(lap_times)] if lap_times else -1.0
     timed = [t for t in lap_times.values() if t > 0]
@@ -132,9 +133,9 @@ def session_info(laps_done: int, lap_times: dict[int, float], best_lap: int | No
             "SessionLaps": "unlimited",
             "SessionTime": "unlimited",
             "SessionNumLapsToAvg": "0",
-            "SessionType": "Practice",
+            "SessionType": session_type,
             "SessionTrackRubberState": "moderate usage",
-            "SessionName": "PRACTICE",
+            "SessionName": session_type.upper(),
             "SessionSubType": "",
             "SessionSkipped": "0",
             "SessionRunGroupsUsed": "0",
@@ -167,7 +168,7 @@ def session_info(laps_done: int, lap_times: dict[int, float], best_lap: int | No
     }
 
 
-def driver_info(car: Car, driver: DriverSpec, track: Track, est_lap_s: float) -> dict:
+def driver_info(car: Car, driver: DriverSpec, track: Track, est_lap_s: float, setup_name: str = "baseline") -> dict:
     shift = car.redline_rpm - 400
     return {
         "DriverCarIdx": "0",
@@ -190,8 +191,8 @@ def driver_info(car: Car, driver: DriverSpec, track: Track, est_lap_s: float) ->
         "DriverCarVersion": "pitboxsim.1",
         "DriverPitTrkPct": _f(track.pit.box_pct, 6),
         "DriverCarEstLapTime": _f(est_lap_s, 4),
-        "DriverSetupName": "baseline.sto",
-        "DriverSetupIsModified": "0",
+        "DriverSetupName": f"{setup_name}.sto",
+        "DriverSetupIsModified": "0" if setup_name == "baseline" else "1",
         "DriverSetupLoadTypeName": "baseline",
         "DriverSetupPassedTech": "1",
         "DriverIncidentCount": "0",
@@ -244,13 +245,18 @@ def split_time_info(track: Track) -> dict:
     return {"Sectors": [{"SectorNum": str(i), "SectorStartPct": _f(p, 6)} for i, p in enumerate(track.sectors)]}
 
 
-def car_setup(fuel_l: float) -> dict:
-    return {
+def car_setup(fuel_l: float, items: dict[str, dict[str, str]] | None = None) -> dict:
+    """The ``CarSetup`` section: tyre pressures, fuel, and ``items`` (extra sections of
+    preformatted values, e.g. ``{"Aero": {"RearWingAngle": "9.0 deg"}}``)."""
+    setup: dict[str, Any] = {
         "UpdateCount": "1",
         "Tires": {side: {"StartingPressure": "165 kPa", "LastHotPressure": "165 kPa"}
                   for side in ("LeftFront", "LeftRear", "RightFront", "RightRear")},
         "Chassis": {"Rear": {"FuelLevel": f"{fuel_l:.1f} L"}},
     }
+    for section, values in (items or {}).items():
+        setup.setdefault(section, {}).update(values)
+    return setup
 
 
 def render(sections: dict[str, Node]) -> str:
