@@ -34,12 +34,17 @@ def _print_table(df: pd.DataFrame, as_json: bool) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pitbox.digest import FileDigests, iter_sources
+
+    # The sources' sha256 is computed in a thread from here on, while numpy and pyarrow load
+    # (one core) and while the files are decoded and written (docs/store.md: the import's speed).
+    digests = FileDigests(iter_sources(args.paths))
     from pitbox.store import import_paths
 
     data = data_dir(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncatedWarning)
-        results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty())
+        results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty(), digests=digests)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
