@@ -34,6 +34,11 @@ def _print_table(df: pd.DataFrame, as_json: bool) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pitbox.digest import FileDigests, iter_sources
+
+    # The sources' sha256 is computed in a thread from here on, while numpy and pyarrow load
+    # (one core) and while the files are decoded and written (docs/store.md: the import's speed).
+    digests = FileDigests(iter_sources(args.paths))
     from pitbox.store import import_paths
 
     data = data_dir(args.data)
@@ -41,7 +46,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", TruncatedWarning)
         from pitbox.team.index import index_after_store
 
-        results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty(),
+        results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty(), digests=digests,
                                after_store=None if args.no_index else index_after_store)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)

@@ -1,6 +1,8 @@
 """The lap table: laps split at the start/finish line, with the crossing interpolated.
 
-I/O free: :func:`lap_table` takes channel arrays and returns a DataFrame. Rules:
+I/O free: :func:`lap_table` takes channel arrays and returns a DataFrame; :func:`lap_rows`
+gives the same rows as plain dicts without pandas (the import and the recorder use it), and
+:func:`lap_records` the rows as the store keeps them in a session file's footer. Rules:
 
 * **Blank rows** (``Lap == 0`` and ``LapDistPct == 0`` and not moving), which older files
   have at the start and iRacing writes at a reset to the pits, are skipped and split the
@@ -25,10 +27,14 @@ I/O free: :func:`lap_table` takes channel arrays and returns a DataFrame. Rules:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OFF_TRACK = 0  #: irsdk_TrkLoc.irsdk_OffTrack
 LLT_WINDOW_S = 3.0
@@ -185,8 +191,17 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
     ``PlayerCarMyIncidentCount``, ``LapLastLapTime``, ``SessionTick``, ``Speed``.
     ``start_s``/``end_s`` are ``SessionTime`` [s] at the crossings; ``time_s`` is the lap time
     on physics time (:func:`physics_time`) and ``hitch_ticks`` the ticks ``SessionTime``
-    skipped in the lap while the physics did not advance.
+    skipped in the lap while the physics did not advance. The rows are :func:`lap_rows`.
     """
+    import pandas as pd
+
+    df = pd.DataFrame(lap_rows(ch, tick_rate), columns=LAP_COLUMNS)
+    return df.astype({"lap_index": "int64", "time_s": "float64", "iracing_time_s": "float64"})
+
+
+def lap_rows(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> list[dict[str, Any]]:
+    """The rows of :func:`lap_table` as dicts of Python values (keys :data:`LAP_COLUMNS`;
+    ``time_s`` and ``iracing_time_s`` None where there is none), without pandas."""
     t = np.asarray(ch["SessionTime"], dtype=np.float64)
     lap = np.asarray(ch["Lap"]).astype(np.int64)
     pct = np.asarray(ch["LapDistPct"], dtype=np.float64)
@@ -231,7 +246,7 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
             dropped = int(drops[a + 1 : b].sum())
             nxt = int(bounds[k + 2]) if k + 2 < len(bounds) else seg_stop
             rows.append({
-                "lap": int(lap[a]), "start_s": start_s, "end_s": end_s,
+                "lap_index": len(rows), "lap": int(lap[a]), "start_s": start_s, "end_s": end_s,
                 "time_s": lap_time,
                 "complete": complete, "valid": complete and not reasons,
                 "reason": ",".join(dict.fromkeys(reasons)),
@@ -241,6 +256,46 @@ def lap_table(ch: Mapping[str, np.ndarray], tick_rate: float = 60.0) -> pd.DataF
                 "iracing_time_s": _iracing_time(t, llt, b - 1, nxt, end_s) if ended else None,
                 "incidents": n_inc,
             })
-    df = pd.DataFrame(rows, columns=LAP_COLUMNS[1:])
-    df.insert(0, "lap_index", np.arange(len(df), dtype=np.int64))
-    return df.astype({"time_s": "float64", "iracing_time_s": "float64"})
+    return rows
+
+
+#: Decimals of the floats in a stored lap table (the footer's ``lap_table``).
+STORED_DECIMALS = 10
+
+
+def stored_float(value: float, decimals: int = STORED_DECIMALS) -> float:
+    """``value`` as the footer's lap table keeps it: rounded to ``decimals`` decimals the way
+    pandas' ``to_json`` rounds (the lap tables in every session file stored so far were
+    written by it, so a session imported now stores exactly the same numbers): the fraction
+    times 10**decimals, rounded half to odd-or-zero, on doubles; ``%.{decimals}g`` beyond
+    1e16 and below 1e-15."""
+    neg, v = value < 0, abs(value)
+    if v > 1e16 - 1 or (v != 0.0 and v < 1e-15):
+        out = float(f"%.{decimals}g" % v)
+    else:
+        scale = float(10**decimals)
+        whole = int(v)
+        tmp = (v - whole) * scale
+        frac = int(tmp)
+        diff = tmp - frac
+        if diff > 0.5 or (diff == 0.5 and (frac == 0 or frac & 1)):
+            frac += 1
+        if frac >= scale:
+            frac, whole = 0, whole + 1
+        out = float(f"{whole}.{frac:0{decimals}d}")
+    return -out if neg else out
+
+
+def lap_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lap rows (:func:`lap_rows`) as a session file's footer stores them: JSON values, floats
+    rounded by :func:`stored_float`, NaN and missing values as None."""
+    out = []
+    for r in rows:
+        rec = {}
+        for k in LAP_COLUMNS:
+            v = r[k]
+            if isinstance(v, float):
+                v = stored_float(v) if math.isfinite(v) else None
+            rec[k] = v
+        out.append(rec)
+    return out

@@ -17,6 +17,7 @@ catalogue (``_catalogue.json``) is a cache rebuilt from the file footers wheneve
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -27,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pitbox.digest import FileDigests, iter_sources
 from pitbox.errors import (
     IbtFormatError,
     LapNotFound,
@@ -44,8 +45,11 @@ from pitbox.errors import (
     TruncatedWarning,
 )
 from pitbox.ibt.layout import VarHeader, VarType
-from pitbox.ibt.reader import TelemetryFile, open_telemetry, sha256_file
-from pitbox.laps import LAP_COLUMNS, LAP_TABLE_VERSION, lap_table
+from pitbox.ibt.reader import TelemetryFile, open_telemetry
+from pitbox.laps import LAP_COLUMNS, LAP_TABLE_VERSION, lap_records, lap_rows, lap_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +80,19 @@ def slug(value: object) -> str:
 # -- reading channels into Arrow -------------------------------------------------------
 
 def arrow_column(v: VarHeader, values: np.ndarray) -> pa.Array:
-    """One channel as an Arrow array: fixed-size lists for arrays, types preserved."""
-    if v.count > 1:
-        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), type=v.arrow_type.value_type), v.count)
-    return pa.array(values, type=v.arrow_type)
+    """One channel as an Arrow array: fixed-size lists for arrays, types preserved.
+
+    Built from the numpy buffer itself (``Array.from_buffers``, no copy except the bit packing
+    of bools): ``pa.array`` would do the same but first asks whether the values come from
+    pandas, which imports pandas (~0.5 s), and the import path never needs it."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    elem = v.arrow_type.value_type if v.count > 1 else v.arrow_type
+    if elem == pa.bool_():
+        data = pa.py_buffer(np.packbits(flat.view(np.uint8) != 0, bitorder="little"))
+    else:
+        data = pa.py_buffer(flat)
+    arr = pa.Array.from_buffers(elem, len(flat), [None, data])
+    return pa.FixedSizeListArray.from_arrays(arr, v.count) if v.count > 1 else arr
 
 
 def arrow_schema(variables: Sequence[VarHeader], meta: dict[str, Any] | None = None) -> pa.Schema:
@@ -172,9 +185,10 @@ def _session_ranges(session_num: np.ndarray | None, n: int) -> list[tuple[int, i
     return [(int(a), int(b), int(session_num[a])) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def _lap_inputs(tf: TelemetryFile) -> dict[str, np.ndarray]:
-    """The channels the lap table and session split need, each checked to be a scalar of
-    the type iRacing gives it (``SessionTime`` [s], ``LapDistPct`` [0-1], ``Speed`` [m/s] …)."""
+def lap_channel_names(tf: TelemetryFile) -> list[str]:
+    """The channels the lap table and the session split read (``SessionTime`` [s],
+    ``LapDistPct`` [0-1], ``Speed`` [m/s] …), each checked to be a scalar of the type iRacing
+    gives it; :class:`IbtFormatError` when one of the first three is missing or any is not."""
     names = []
     for i, (name, types) in enumerate(LAP_CHANNEL_TYPES.items()):
         v = tf.channels.get(name)
@@ -187,8 +201,7 @@ def _lap_inputs(tf: TelemetryFile) -> dict[str, np.ndarray]:
             raise IbtFormatError(tf.path, f"variable header {name}", f"a scalar {' or '.join(t.name.lower() for t in types)}",
                                  f"{v.type.name.lower()}[{v.count}]")
         names.append(name)
-    chunks = list(tf.iter_chunks(ROW_GROUP_ROWS, names))  # bounded memory: never the whole file at once
-    return {n: np.concatenate([c[n] for c in chunks]) for n in names} if chunks else tf.read(names)
+    return names
 
 
 def _start_time(tf: TelemetryFile, t: np.ndarray, row: int) -> datetime:
@@ -210,43 +223,132 @@ def parquet_options(variables: Sequence[VarHeader]) -> dict[str, Any]:
             "write_statistics": ["SessionTime", "Lap"]}
 
 
-def _write_parquet(tf: TelemetryFile, start: int, stop: int, schema: pa.Schema, dest: Path) -> None:
-    """Rows ``start:stop`` as one session file, one row group per :data:`ROW_GROUP_ROWS` rows.
+class SessionFileWriter:
+    """One session file written before its metadata is known.
 
-    The next row group is read (in a helper thread) while the current one is written; the
-    file is written as ``.<name>.part`` and renamed into place only when complete.
+    The rows go to ``.<stem>.parquet.part`` beside the final name as they are decoded; the
+    ``pitbox`` metadata (which holds the source's sha256 and the lap table, known only once
+    every row was seen) is added to the footer when the file is finished, together with the
+    Arrow schema that carries it (``ARROW:schema``, the key under which pyarrow keeps the
+    schema). The file is byte for byte the one that ``ParquetWriter(path, schema_with_meta)``
+    writes (tested), and :meth:`publish` renames it into place.
     """
-    tmp = dest.with_name(f".{dest.name}.part")
 
-    def batch(a: int) -> pa.RecordBatch:
-        return record_batch(tf.variables, tf.read(None, a, min(a + ROW_GROUP_ROWS, stop)), schema)
+    def __init__(self, folder: Path, stem: str, variables: Sequence[VarHeader], schema: pa.Schema):
+        self.tmp = folder / f".{stem}.parquet.part"
+        self.schema = schema
+        self.finished = False
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, **parquet_options(variables))
+        except OSError as exc:
+            raise StoreError(f"{self.tmp}: cannot write session file: {exc.strerror or exc}") from None
 
-    starts = range(start, stop, ROW_GROUP_ROWS)
-    try:
-        with ThreadPoolExecutor(1) as reader, pq.ParquetWriter(tmp, schema, **parquet_options(tf.variables)) as w:
-            ahead = reader.submit(batch, starts[0]) if starts else None
-            for i in range(len(starts)):
-                current = ahead.result()
-                ahead = reader.submit(batch, starts[i + 1]) if i + 1 < len(starts) else None
-                w.write_batch(current, row_group_size=ROW_GROUP_ROWS)
-        os.replace(tmp, dest)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"{dest}: cannot write session file: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    def write(self, batch: pa.RecordBatch) -> None:
+        assert self._writer is not None
+        try:
+            self._writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+        except OSError as exc:
+            self.abort()
+            raise StoreError(f"{self.tmp}: cannot write session file: {exc.strerror or exc}") from None
+
+    def finish(self, meta: dict[str, Any]) -> None:
+        """Add the ``pitbox`` metadata to the footer and close the file (still the ``.part``)."""
+        assert self._writer is not None
+        full = self.schema.with_metadata({META_KEY: json.dumps(meta, default=str).encode()})
+        md = full.metadata
+        try:
+            self._writer.add_key_value_metadata(
+                {META_KEY: md[META_KEY], b"ARROW:schema": base64.b64encode(full.serialize().to_pybytes())})
+            self._writer.close()
+        except OSError as exc:
+            self.abort()
+            raise StoreError(f"{self.tmp}: cannot write session file: {exc.strerror or exc}") from None
+        self._writer = None
+        self.finished = True
+
+    def publish(self, dest: Path) -> None:
+        """Rename the finished file to ``dest`` (raises :class:`StoreError`)."""
+        try:
+            os.replace(self.tmp, dest)
+        except OSError as exc:
+            self.abort()
+            raise StoreError(f"{dest}: cannot write session file: {exc.strerror or exc}") from None
+
+    def abort(self) -> None:
+        """Close and remove the part file (never raises)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the file is removed anyway
+                pass
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
 
 
-def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str], *, source_name: str | None = None,
-                source_kind: str | None = None) -> ImportResult:
+@dataclass
+class _Block:
+    """Rows ``start:stop`` of one run of ``SessionNum``, decoded, as one row group."""
+
+    start: int
+    stop: int
+    num: int
+    first: bool  #: the first block of its session
+    last: bool  #: the last block of its session
+    batch: pa.RecordBatch
+    lap_cols: dict[str, np.ndarray]
+
+
+def _blocks(tf: TelemetryFile, schema: pa.Schema, lap_names: Sequence[str]) -> Iterator[_Block]:
+    """The file's rows in session order: one block per :data:`ROW_GROUP_ROWS` rows counted
+    from each session's first row (the row groups of its file), a session being one run of
+    ``SessionNum`` (the whole file when the channel is missing)."""
+    n = tf.n_rows
+    dec = tf.decoder()
+    has_num = "SessionNum" in lap_names
+    pos, session_start, num = 0, 0, None
+    while pos < n:
+        stop = min(pos + ROW_GROUP_ROWS - (pos - session_start) % ROW_GROUP_ROWS, n)
+        rows = tf.read_rows(pos, stop)
+        stop = pos + len(rows)
+        if stop <= pos:
+            return
+        first = num is None
+        if first:
+            num = int(rows["SessionNum"][0]) if has_num else 0
+        last = stop >= n
+        if has_num:
+            change = np.flatnonzero(rows["SessionNum"] != num)
+            if len(change):
+                rows, stop, last = rows[: change[0]], pos + int(change[0]), True
+        cols = dec.decode(rows)
+        yield _Block(pos, stop, int(num), first, last, record_batch(tf.variables, cols, schema),
+                     {k: np.array(cols[k]) for k in lap_names})  # copies: a column may be a view of a channel group
+        pos = stop
+        if last:
+            session_start, num = pos, None
+
+
+def _concat(parts: list[dict[str, np.ndarray]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in names}
+
+
+def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str], digests: FileDigests | None = None, *,
+                source_name: str | None = None, source_kind: str | None = None) -> ImportResult:
     """Import one ``.ibt`` (or live dump) into the store; idempotent.
 
     Raises :class:`IbtFormatError` for a damaged file and :class:`StoreError` when the store
     cannot be written. A file whose last rows are missing imports its complete rows,
-    warns (:class:`TruncatedWarning`) and is marked truncated. ``source_name`` and
-    ``source_kind`` replace the file's name and kind in the metadata (for an ``.ibt`` made
-    from another tool's export, e.g. ``"lap4.csv"``, ``"csv"``).
+    warns (:class:`TruncatedWarning`) and is marked truncated. ``digests``: a
+    :class:`~pitbox.digest.FileDigests` already hashing ``path`` (else hashing starts now).
+    ``source_name`` and ``source_kind`` replace the file's name and kind in the metadata (for
+    an ``.ibt`` made from another tool's export, e.g. ``"lap4.csv"``, ``"csv"``).
+
+    How it is fast (docs/store.md): the file is read once, in row groups, each decoded in a
+    helper thread while the one before is written; the sha256 is computed in another thread
+    meanwhile; the lap table comes from the decoded row groups and the metadata goes into the
+    footer when the file is finished, so nothing waits for the hash or the lap table before
+    the write starts. Session files are renamed into place only once the whole source was read.
     """
     src = Path(path)
     data = Path(data)
@@ -255,69 +357,134 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str], *, s
         tf = open_telemetry(src)
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
-    with tf, ThreadPoolExecutor(1) as pool:
-        hashing = pool.submit(sha256_file, src)  # hashlib and file reads release the GIL
-        info = tf.session_info
+    if digests is None:
+        digests = FileDigests([src])
+    with tf:
         if tf.n_rows == 0:
             raise IbtFormatError(src, "rows", "at least one complete row", "0 rows")
-        small = _lap_inputs(tf)
-        t = small["SessionTime"]
+        lap_names = lap_channel_names(tf)
+        schema = arrow_schema(tf.variables)
         result = ImportResult(src, "present", truncated=tf.truncated)
-        ranges = _session_ranges(small.get("SessionNum"), tf.n_rows)
-        if len(ranges) > MAX_SESSIONS_PER_FILE:
-            raise IbtFormatError(src, "channel SessionNum", f"at most {MAX_SESSIONS_PER_FILE} runs of one session number",
-                                 f"{len(ranges)} runs")
-        tables = [lap_table({k: v[a:b] for k, v in small.items()}, tf.tick_rate) for a, b, _ in ranges]
-        sha = hashing.result()  # the lap tables were built while the hash finished
-        for (a, b, num), laps in zip(ranges, tables, strict=True):
-            base = session_meta(tf, info, num)
-            start = _start_time(tf, t, a)
-            sid = f"{start:%Y%m%d-%H%M%S}-{sha[:8]}-{num}"
-            dest = data / f"track={slug(base['track'])}" / f"car={slug(base['car'])}" / f"{sid}.parquet"
-            result.sessions.append(sid)
-            if dest.exists():
-                continue
-            complete = laps[laps.valid]
-            meta = {
-                "schema_version": SCHEMA_VERSION, "id": sid, **base,
-                "start": start.isoformat(), "tick_rate": tf.tick_rate, "samples": b - a,
-                "truncated": tf.truncated, "source_name": source_name or src.name, "source_sha256": sha,
-                "source_kind": source_kind or tf.kind, "source_rows": [a, b], "row_group_rows": ROW_GROUP_ROWS,
-                "laps": int(laps.complete.sum()), "valid_laps": int(len(complete)),
-                "best_lap_s": float(complete.time_s.min()) if len(complete) else None,
-                "lap_table": json.loads(laps.to_json(orient="records")), "lap_table_version": LAP_TABLE_VERSION,
-                "units": {v.name: v.unit for v in tf.variables},
-                "session_yaml": tf.session_info_text,
-            }
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"{dest.parent}: cannot create folder: {exc.strerror or exc}") from None
-            _write_parquet(tf, a, b, arrow_schema(tf.variables, meta), dest)
-            result.status = "imported"
-            result.written.append(dest)
+        done: list[tuple[SessionFileWriter, Path]] = []
+        writer: SessionFileWriter | None = None
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                blocks = _blocks(tf, schema, lap_names)
+                ahead = pool.submit(next, blocks, None)  # decoded in a helper thread while the one before is written
+                info = tf.session_info
+                times: list[np.ndarray] = []  # SessionTime of the rows seen, for the start times
+                sessions = 0
+                parts: list[dict[str, np.ndarray]] = []
+                laps = None
+                open_session = False
+                while (block := ahead.result()) is not None:
+                    ahead = pool.submit(next, blocks, None)
+                    if block.first:
+                        sessions += 1
+                        if sessions > MAX_SESSIONS_PER_FILE:
+                            raise IbtFormatError(src, "channel SessionNum",
+                                                 f"at most {MAX_SESSIONS_PER_FILE} runs of one session number",
+                                                 "more runs")
+                        base = session_meta(tf, info, block.num)
+                        start = _start_time(tf, np.concatenate([*times, block.lap_cols["SessionTime"][:1]]), block.start)
+                        folder = data / f"track={slug(base['track'])}" / f"car={slug(base['car'])}"
+                        stem = f"{start:%Y%m%d-%H%M%S}"
+                        first_row = block.start
+                        writer = None
+                        if not _maybe_present(folder, stem, block.num, src, digests, result):
+                            writer = SessionFileWriter(folder, f"{stem}-{block.num}", tf.variables, schema)
+                        parts = []
+                        open_session = True
+                    parts.append(block.lap_cols)
+                    times.append(block.lap_cols["SessionTime"])
+                    if block.last:  # the lap table is built while the last row group is written
+                        laps = pool.submit(lambda p=parts: lap_rows(_concat(p, lap_names), tf.tick_rate))
+                    if writer is not None:
+                        writer.write(block.batch)
+                    if not block.last:
+                        continue
+                    assert laps is not None
+                    open_session = False
+                    rows = laps.result()
+                    sha = digests.get(src)
+                    sid = f"{stem}-{sha[:8]}-{block.num}"
+                    dest = folder / f"{sid}.parquet"
+                    result.sessions.append(sid)
+                    if writer is None:
+                        continue
+                    if dest.exists():  # imported meanwhile by another process
+                        writer.abort()
+                        writer = None
+                        continue
+                    writer.finish(_session_file_meta(tf, src, base, sid, start, sha, first_row, block.stop, rows,
+                                                     source_name, source_kind))
+                    done.append((writer, dest))
+                    writer = None
+                if open_session:
+                    raise IbtFormatError(src, "rows", f"{tf.n_rows} complete rows", "fewer (the file shrank while it was read)")
+            for w, dest in done:
+                w.publish(dest)
+                result.status = "imported"
+                result.written.append(dest)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            for w, _ in done:
+                if w.tmp.exists():
+                    w.abort()
+            raise
     return result
 
 
-def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files named, and ``.ibt`` files below folders named (recursively, sorted)."""
-    for p in map(Path, paths):
-        if p.is_dir():
-            yield from sorted(q for q in p.rglob("*") if q.suffix.lower() == ".ibt" and q.is_file())
-        else:
-            yield p
+def _maybe_present(folder: Path, stem: str, num: int, src: Path, digests: FileDigests, result: ImportResult) -> bool:
+    """Whether this session of ``src`` is in the store already. A session file starting at
+    the same second is looked for first, so that the hash is waited for only then."""
+    if not any(folder.glob(f"{stem}-*-{num}.parquet")):
+        return False
+    return (folder / f"{stem}-{digests.get(src)[:8]}-{num}.parquet").exists()
+
+
+def _session_file_meta(tf: TelemetryFile, src: Path, base: dict[str, Any], sid: str, start: datetime, sha: str,
+                       a: int, b: int, rows: list[dict[str, Any]], source_name: str | None = None,
+                       source_kind: str | None = None) -> dict[str, Any]:
+    """The ``pitbox`` footer metadata of one imported session (rows ``a:b`` of ``tf``)."""
+    valid = [r["time_s"] for r in rows if r["valid"]]
+    return {
+        "schema_version": SCHEMA_VERSION, "id": sid, **base,
+        "start": start.isoformat(), "tick_rate": tf.tick_rate, "samples": b - a,
+        "truncated": tf.truncated, "source_name": source_name or src.name, "source_sha256": sha,
+        "source_kind": source_kind or tf.kind, "source_rows": [a, b], "row_group_rows": ROW_GROUP_ROWS,
+        "laps": sum(bool(r["complete"]) for r in rows), "valid_laps": len(valid),
+        "best_lap_s": _nanmin(valid),
+        "lap_table": lap_records(rows), "lap_table_version": LAP_TABLE_VERSION,
+        "units": {v.name: v.unit for v in tf.variables},
+        "session_yaml": tf.session_info_text,
+    }
+
+
+def _nanmin(values: list[float | None]) -> float | None:
+    """The smallest value as pandas' ``min`` of the column gives it: None and NaN skipped,
+    NaN when nothing is left, None when there are no values."""
+    if not values:
+        return None
+    finite = [v for v in values if v is not None and v == v]
+    return float(min(finite)) if finite else float("nan")
 
 
 def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLike[str], progress: bool = False,
+                 digests: FileDigests | None = None,
                  after_store: Callable[..., object] | None = None) -> list[ImportResult]:
     """Import every file; a failure is recorded and the other files still import.
 
+    ``digests``: a :class:`~pitbox.digest.FileDigests` already hashing the sources (the CLI
+    starts one before it loads numpy and pyarrow); else one is started here.
     ``after_store(data, written, progress=progress)`` is called once every session file is
     safely in place, with the files this run wrote: ``pitbox import`` passes
     :func:`pitbox.team.index.index_after_store`, which adds them to the team index and never
-    raises (the store stays below the team archive: it imports nothing from it).
-    """
-    sources = list(iter_sources(paths))
+    raises (the store stays below the team archive: it imports nothing from it)."""
+    sources = iter_sources(paths)
+    if digests is None:
+        digests = FileDigests(sources)
     if progress:
         from tqdm import tqdm
 
@@ -327,11 +494,11 @@ def import_paths(paths: Iterable[str | os.PathLike[str]], data: str | os.PathLik
     out = []
     for src in sources_iter:
         try:
-            out.append(import_file(src, data))
+            out.append(import_file(src, data, digests))
         except (PitboxError, OSError) as exc:
             out.append(ImportResult(src, "failed", error=str(exc)))
     if any(r.status == "imported" for r in out):
-        Store(data).refresh()
+        Store(data).update_catalogue()
     written = [p for r in out for p in r.written]
     if after_store is not None and written:
         after_store(data, written, progress=progress)
@@ -358,6 +525,8 @@ def stored_lap_table(path: str | os.PathLike[str], meta: dict[str, Any]) -> pd.D
     """A session file's lap table: the one in its footer, or, when the footer's was built by
     older rules (``lap_table_version`` below :data:`pitbox.laps.LAP_TABLE_VERSION`), rebuilt
     from the file's lap channels (the file itself is never rewritten)."""
+    import pandas as pd
+
     table = pd.DataFrame(meta.get("lap_table") or [], columns=LAP_COLUMNS)
     if int(meta.get("lap_table_version") or 1) < LAP_TABLE_VERSION and len(table):
         pf = pq.ParquetFile(path)
@@ -410,7 +579,17 @@ class Store:
         return {k: v for k, v in cache.items() if isinstance(v, dict) and isinstance(v.get("row"), dict)}
 
     def refresh(self) -> pd.DataFrame:
-        """Rebuild the catalogue from the file footers (reusing entries whose file is unchanged)."""
+        """Rebuild the catalogue from the file footers (reusing entries whose file is
+        unchanged) and return it, one row per session, sorted by start."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.update_catalogue(), columns=CATALOGUE_COLUMNS)
+        return df.sort_values(["start", "id"], ignore_index=True)
+
+    def update_catalogue(self) -> list[dict[str, Any]]:
+        """Bring the cached catalogue (``_catalogue.json``) up to date with the session files,
+        reading only the footers of files that changed; returns its rows (pandas-free: the
+        import calls it)."""
         cache = self._load_cache()
         entries: dict[str, Any] = {}
         for p in self.files():
@@ -434,9 +613,7 @@ class Store:
                 os.replace(tmp, self.root / CATALOGUE_NAME)
             except OSError as exc:  # a read-only store still lists its sessions
                 log.info("catalogue not cached: %s", exc)
-        rows = [{**e["row"], "path": str(self.root / rel)} for rel, e in entries.items()]
-        df = pd.DataFrame(rows, columns=CATALOGUE_COLUMNS)
-        return df.sort_values(["start", "id"], ignore_index=True)
+        return [{**e["row"], "path": str(self.root / rel)} for rel, e in entries.items()]
 
     def sessions(self) -> pd.DataFrame:
         """One row per session: id, track, car, driver, start, samples, laps, best_lap_s, …"""

@@ -11,7 +11,6 @@ and never sizes an allocation by a corrupt field.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from pitbox import digest
 from pitbox.errors import IbtFormatError, MissingChannel, TruncatedWarning
 from pitbox.ibt import session_yaml
 from pitbox.ibt.layout import (
@@ -148,12 +148,64 @@ def parse_var_headers(buf: bytes, h: Header, path: object) -> list[VarHeader]:
     return out
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file (:func:`pitbox.digest.sha256_file`)."""
+    return digest.sha256_file(path, chunk)
+
+
+#: Rows transposed per step when decoding (about 1 MB of rows: they stay in the CPU's cache
+#: while every channel of a group is copied out of them).
+DECODE_STEP_ROWS = 1024
+
+
+class ColumnDecoder:
+    """Rows of one structured dtype (every channel at its offset) into contiguous columns.
+
+    Channels that follow one another in the row with the same scalar type form a group (a
+    row of iRacing's layout has ~60 such groups for ~270 channels); a group is copied out
+    as one ``(channels, rows)`` array, :data:`DECODE_STEP_ROWS` rows at a time, so each row
+    is read from memory once per group instead of once per channel (~1.5x faster than one
+    strided copy per channel). Each column is one row of its group's array: contiguous,
+    shape ``(rows,)`` (``(rows, count)`` for array channels, copied on their own).
+    """
+
+    def __init__(self, dtype: np.dtype, names: Sequence[str] | None = None):
+        self.dtype = dtype
+        fields = dtype.fields or {}
+        names = list(fields) if names is None else list(names)
+        missing = [n for n in names if n not in fields]
+        if missing:
+            raise KeyError(missing[0])
+        self.names = names
+        groups: list[tuple[np.dtype, int, list[str]]] = []
+        for off, name, ftype in sorted((fields[n][1], n, fields[n][0]) for n in names):
+            last = groups[-1] if groups else None
+            if ftype.shape == () and last is not None and last[0] == ftype and last[0].shape == () \
+                    and last[1] + ftype.itemsize * len(last[2]) == off:
+                last[2].append(name)
+            else:
+                groups.append((ftype, off, [name]))
+        self.groups = groups
+
+    def decode(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every channel of ``rows`` (a 1-D array of :attr:`dtype`) as a contiguous array."""
+        n = len(rows)
+        if n == 0:
+            return {name: np.ascontiguousarray(rows[name]) for name in self.names}
+        size = self.dtype.itemsize
+        cols: dict[str, np.ndarray] = {}
+        raw = np.ascontiguousarray(rows).view(np.uint8)
+        for ftype, off, names in self.groups:
+            if len(names) == 1:
+                cols[names[0]] = np.ascontiguousarray(rows[names[0]])
+                continue
+            block = np.ndarray((n, len(names)), ftype, buffer=raw, offset=off, strides=(size, ftype.itemsize))
+            out = np.empty((len(names), n), ftype)
+            for a in range(0, n, DECODE_STEP_ROWS):
+                out[:, a : a + DECODE_STEP_ROWS] = block[a : a + DECODE_STEP_ROWS].T
+            for j, name in enumerate(names):
+                cols[name] = out[j]
+        return {name: cols[name] for name in self.names}
 
 
 def _open_checked(path: Path) -> BinaryIO:
@@ -198,6 +250,7 @@ class TelemetryFile:
             raise
         self.dtype = row_dtype(self.variables, self.header.buf_len)
         self._yaml: dict[str, Any] | None = None
+        self._decoders: dict[tuple[str, ...] | None, ColumnDecoder] = {}
 
     # -- contract -----------------------------------------------------------------
     n_rows: int = 0
@@ -236,12 +289,19 @@ class TelemetryFile:
 
     def read(self, names: Sequence[str] | None = None, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         """Channels as contiguous arrays: shape ``(rows,)``, or ``(rows, count)`` for arrays."""
-        rows = self.read_rows(start, stop)
-        names = list(self.channels) if names is None else list(names)
-        missing = [n for n in names if n not in self.dtype.names]
-        if missing:
-            raise MissingChannel(self.path, missing[0])
-        return {n: np.ascontiguousarray(rows[n]) for n in names}
+        return self.decoder(names).decode(self.read_rows(start, stop))
+
+    def decoder(self, names: Sequence[str] | None = None) -> ColumnDecoder:
+        """The :class:`ColumnDecoder` of ``names`` (every channel when None); raises
+        :class:`MissingChannel` for a name the file does not have."""
+        key = None if names is None else tuple(names)
+        dec = self._decoders.get(key)
+        if dec is None:
+            missing = [n for n in key or () if n not in self.dtype.names]
+            if missing:
+                raise MissingChannel(self.path, missing[0])
+            dec = self._decoders[key] = ColumnDecoder(self.dtype, key)
+        return dec
 
     def iter_chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS, names: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Every channel, ``chunk_rows`` rows at a time (bounded memory)."""
