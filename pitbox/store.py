@@ -392,7 +392,10 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str], dige
                         first_row = block.start
                         writer = None
                         if not _maybe_present(folder, stem, block.num, src, digests, result):
-                            writer = SessionFileWriter(folder, f"{stem}-{block.num}", tf.variables, schema)
+                            # the part file's name is this process's and this run's own (a file may hold the
+                            # same session number twice; another process may import the same file)
+                            writer = SessionFileWriter(folder, f"{stem}-{block.num}-{block.start}-{os.getpid()}",
+                                                       tf.variables, schema)
                         parts = []
                         open_session = True
                     parts.append(block.lap_cols)
@@ -409,6 +412,11 @@ def import_file(path: str | os.PathLike[str], data: str | os.PathLike[str], dige
                     sha = digests.get(src)
                     sid = f"{stem}-{sha[:8]}-{block.num}"
                     dest = folder / f"{sid}.parquet"
+                    if sid in result.sessions:  # a session number seen again in the same second: stored once
+                        if writer is not None:
+                            writer.abort()
+                            writer = None
+                        continue
                     result.sessions.append(sid)
                     if writer is None:
                         continue
