@@ -406,8 +406,8 @@ def test_record_summary_says_from_which_tick_it_recorded_when_it_joined_a_runnin
     out = capsys.readouterr().out
     assert ": 3 ticks from tick 3 (joined the running sim at its tick 5), 0 dropped" in out
     assert "1 session(s) stored, 3 ticks recorded, 0 dropped, from tick 3 (joined the running sim at its tick 5)" in out
-    meta = read_meta(next(data.rglob("*.parquet")))
+    meta = read_meta(next(data.glob("track=*/car=*/*.parquet")))
     assert (meta["first_tick"], meta["joined_at_tick"], meta["samples"]) == (3, 5, 3)
     truth = pyirsdk_columns(W13, ["SessionTick"])["SessionTick"]
-    np.testing.assert_array_equal(column(pq.read_table(next(data.rglob("*.parquet"))), "SessionTick"),
+    np.testing.assert_array_equal(column(pq.read_table(next(data.glob("track=*/car=*/*.parquet"))), "SessionTick"),
                                   truth[[r.source_row for r in emu.ticks[2:5]]])
