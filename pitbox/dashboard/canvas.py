@@ -14,7 +14,7 @@ from pitbox.dashboard.sync import AckPump, Build
 
 
 def _esm() -> str:
-    return resources.files("pitbox.dashboard").joinpath("static/live.js").read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("static/live.js").read_text(encoding="utf-8")
 
 
 class LiveCanvas(anywidget.AnyWidget):

@@ -35,7 +35,7 @@ def _popen(args: Sequence[str], *, cwd: Path | None = None) -> subprocess.Popen[
     else:
         kwargs["start_new_session"] = True
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pitbox.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "pitbox", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env, **kwargs)
 
 
