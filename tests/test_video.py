@@ -460,6 +460,17 @@ def test_overlay_time_matches_the_frame(store: tuple[Path, str], tmp_path: Path,
         shift, rms = fit_shift(thr[half], brk[half], t_true[half], pedals) if _moves(thr[half], brk[half]) else (0, 0)
         assert abs(shift) <= 1.0 / fps, f"{case}: overlay {shift * 1000:.0f} ms off the frame's time"
         assert rms < 0.08
+    # the car on the map: where the lap's GPS puts it at the frame's own time (inside the lap)
+    checked = 0
+    for k in np.linspace(0, n - 1, 6).astype(int):
+        t = truth(float(codes[k]))
+        if not 0.0 <= t <= lap.time_s:
+            continue
+        ex, ey = to_px(r.layout["map"], *gps_at(lap, np.array([t])))
+        x, y, npx = blob(frames[k], r.layout["map"]["rect"], LAP_RGB)
+        assert npx >= 5 and np.hypot(x - ex[0], y - ey[0]) <= 3.0, (case, k, x, y, ex, ey)
+        checked += 1
+    assert checked >= 4
     # the source's sound is kept
     audio = decode_audio(r.path, 8000)
     assert len(audio) / 8000 == pytest.approx(n / fps, abs=0.1)
