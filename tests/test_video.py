@@ -312,6 +312,20 @@ def test_progress_bar_counts_the_frames(store: tuple[Path, str], tmp_path: Path,
     assert capsys.readouterr().err == ""
 
 
+def test_the_store_from_pitbox_data(store: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data, sid = store
+    monkeypatch.setenv("PITBOX_DATA", str(data))
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    rc = cli_main(["video", "compare", f"{sid}:1", f"{sid}:3", "--out", "e.mp4", "--size", "160x90", "--fps", "5",
+                   "--start", "0", "--end", "100", "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["frames"] > 0
+    monkeypatch.delenv("PITBOX_DATA")
+    rc = cli_main(["video", "compare", f"{sid}:1", f"{sid}:3", "--out", "f.mp4"])
+    err = capsys.readouterr().err
+    assert rc == 2 and sid[:8] in err and "Traceback" not in err and not (tmp_path / "f.mp4").exists()
+
+
 def test_an_interrupted_render_leaves_no_file(tmp_path: Path) -> None:
     from pitbox.video.encode import encode
 
