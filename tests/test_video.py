@@ -246,12 +246,12 @@ def check_compare_elements(r: VideoResult, frames: list[np.ndarray], fps: float,
     mid = frames[len(frames) // 2]
     red, green = blob(mid, panels["delta"]["rect"], LOSS_RGB)[2], blob(mid, panels["delta"]["rect"], GAIN_RGB)[2]
     assert red + green > 20, "no delta ribbon"
-    for name in list(panels)[1:]:  # thin lines, their colours smeared by 4:2:0: orange-ish and blue-ish pixels
+    for name in list(panels)[1:]:  # thin lines smeared by 4:2:0 (blue hidden where the laps agree): by hue
         x0, y0, x1, y1 = panels[name]["rect"]
         px = mid[y0:y1, x0:x1].astype(int)
         r_, b_ = px[..., 0], px[..., 2]
         orange, blue = ((r_ > 150) & (r_ > b_ + 80)).sum(), ((b_ > 150) & (b_ > r_ + 80)).sum()
-        assert orange > 15 and blue > 8, f"{name}: a trace is missing ({orange} orange, {blue} blue pixels)"
+        assert orange > 15 and blue > 3, f"{name}: a trace is missing ({orange} orange, {blue} blue pixels)"
     header = panels["delta"]["rect"][1]
     w = mid.shape[1]
     left, centre, right = [0, 0, w // 3, header], [w // 3, 0, 2 * w // 3, header], [2 * w // 3, 0, w, header]
