@@ -12,6 +12,7 @@ only tells where its panels are (``result.layout``).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import wave
 from pathlib import Path
@@ -226,7 +227,48 @@ def check_compare(lap: pa.Lap, ref: pa.Lap, data: Path | None, tmp_path: Path, s
         expect = x0 + (d_lap - d0) / (d1 - d0) * (x1 - x0)
         assert white.max() > 0.6 * (bottom - top)
         assert abs(cx - expect) <= 2.0, (k, cx, expect)
+    check_compare_elements(r, frames, fps, (lt, ld), (rt, rd), t0, t1)
     return r
+
+
+GAIN_RGB, LOSS_RGB, TEXT_RGB = np.array([40, 190, 90]), np.array([225, 55, 55]), np.array([230, 232, 236])
+
+
+def check_compare_elements(r: VideoResult, frames: list[np.ndarray], fps: float, lap_td: tuple, ref_td: tuple,
+                           t0: float, t1: float) -> None:
+    """Every element the issue names is drawn: the delta ribbon and the speed, throttle,
+    brake, steering and gear traces (the lap's and the reference's), both lap timers
+    running, and the running delta coloured by its sign (behind: red, ahead: green),
+    the sign taken from the laps' own time and distance samples."""
+    (lt, ld), (rt, rd) = lap_td, ref_td
+    panels = r.layout["panels"]
+    assert list(panels) == ["delta", "Speed", "Throttle", "Brake", "SteeringWheelAngle", "Gear"]
+    mid = frames[len(frames) // 2]
+    red, green = blob(mid, panels["delta"]["rect"], LOSS_RGB)[2], blob(mid, panels["delta"]["rect"], GAIN_RGB)[2]
+    assert red + green > 20, "no delta ribbon"
+    for name in list(panels)[1:]:  # thin lines smeared by 4:2:0 (blue hidden where the laps agree): by hue
+        x0, y0, x1, y1 = panels[name]["rect"]
+        px = mid[y0:y1, x0:x1].astype(int)
+        r_, b_ = px[..., 0], px[..., 2]
+        orange, blue = ((r_ > 150) & (r_ > b_ + 80)).sum(), ((b_ > 150) & (b_ > r_ + 80)).sum()
+        assert orange > 15 and blue > 3, f"{name}: a trace is missing ({orange} orange, {blue} blue pixels)"
+    header = panels["delta"]["rect"][1]
+    w = mid.shape[1]
+    left, centre, right = [0, 0, w // 3, header], [w // 3, 0, 2 * w // 3, header], [2 * w // 3, 0, w, header]
+    k1 = min(len(frames) - 1, int(fps))  # one second in: both timers have moved on
+    for side in (left, right):
+        x0, y0, x1, y1 = side
+        assert blob(frames[0], side, TEXT_RGB)[2] > 30, "a timer is missing"
+        assert np.abs(frames[0][y0:y1, x0:x1].astype(int) - frames[k1][y0:y1, x0:x1]).max() > 100, "a timer stands"
+    kk = rd[-1] / ld[-1]
+    for k in np.linspace(0, len(frames) - 1, 9).astype(int):
+        t_lap = min(t0 + k / fps, t1)
+        d_lap = np.interp(t_lap, lt, ld)
+        delta = t_lap - np.interp(d_lap * kk, rd, rt)
+        if abs(delta) < 0.03:
+            continue
+        red, green = blob(frames[k], centre, LOSS_RGB)[2], blob(frames[k], centre, GAIN_RGB)[2]
+        assert (red > 3 * green) if delta > 0 else (green > 3 * red), (k, delta, red, green)
 
 
 def test_compare_from_the_cli_with_json(store: tuple[Path, str], tmp_path: Path,
@@ -256,6 +298,32 @@ def test_compare_bad_options_are_one_line_errors(store: tuple[Path, str], tmp_pa
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_progress_bar_counts_the_frames(store: tuple[Path, str], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data, sid = store
+    r = compare_video(f"{sid}:1", f"{sid}:3", tmp_path / "p.mp4", data, size=(160, 90), fps=5, start_m=0.0,
+                      end_m=100.0, progress=True)
+    err = capsys.readouterr().err
+    assert f"compare:   0%|          | 0/{r.frames} " in err and "frame/s" in err  # a tqdm bar sized to the video
+    compare_video(f"{sid}:1", f"{sid}:3", tmp_path / "q.mp4", data, size=(160, 90), fps=5, start_m=0.0,
+                  end_m=100.0, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_store_from_pitbox_data(store: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data, sid = store
+    monkeypatch.setenv("PITBOX_DATA", str(data))
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    rc = cli_main(["video", "compare", f"{sid}:1", f"{sid}:3", "--out", "e.mp4", "--size", "160x90", "--fps", "5",
+                   "--start", "0", "--end", "100", "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["frames"] > 0
+    monkeypatch.delenv("PITBOX_DATA")
+    rc = cli_main(["video", "compare", f"{sid}:1", f"{sid}:3", "--out", "f.mp4"])
+    err = capsys.readouterr().err
+    assert rc == 2 and sid[:8] in err and "Traceback" not in err and not (tmp_path / "f.mp4").exists()
 
 
 def test_an_interrupted_render_leaves_no_file(tmp_path: Path) -> None:
@@ -406,6 +474,17 @@ def test_overlay_time_matches_the_frame(store: tuple[Path, str], tmp_path: Path,
         shift, rms = fit_shift(thr[half], brk[half], t_true[half], pedals) if _moves(thr[half], brk[half]) else (0, 0)
         assert abs(shift) <= 1.0 / fps, f"{case}: overlay {shift * 1000:.0f} ms off the frame's time"
         assert rms < 0.08
+    # the car on the map: where the lap's GPS puts it at the frame's own time (inside the lap)
+    checked = 0
+    for k in np.linspace(0, n - 1, 6).astype(int):
+        t = truth(float(codes[k]))
+        if not 0.0 <= t <= lap.time_s:
+            continue
+        ex, ey = to_px(r.layout["map"], *gps_at(lap, np.array([t])))
+        x, y, npx = blob(frames[k], r.layout["map"]["rect"], LAP_RGB)
+        assert npx >= 5 and np.hypot(x - ex[0], y - ey[0]) <= 3.0, (case, k, x, y, ex, ey)
+        checked += 1
+    assert checked >= 4
     # the source's sound is kept
     audio = decode_audio(r.path, 8000)
     assert len(audio) / 8000 == pytest.approx(n / fps, abs=0.1)
@@ -529,15 +608,64 @@ def test_clip_speaks_the_tip_from_its_first_frame(store: tuple[Path, str], tmp_p
     assert index["clips"][0]["spoken"] == speech.spoken and index["clips"][0]["path"] == str(r.path)
 
 
-def test_clips_without_a_voice_are_text_only(store: tuple[Path, str], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_clips_without_a_voice_are_text_only_with_the_tip_written_in(store: tuple[Path, str], tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """No voice: no audio track, and the tip (corner, change) and its cost are written in
+    the frames, found by matching text rendered here with the DejaVu fonts against the
+    decoded pixels (a wrong corner, change or cost matches clearly worse)."""
     data, sid = store
+    tip = pa.coach(pa.analyse(sid, data=data), explain=False).tips.sort_values("time_loss_s").iloc[-1]
+    assert tip.corner == "T3"  # the corner the simulator's fault is in
     rc = cli_main(["video", "clips", sid, "--out", str(tmp_path), "--data", str(data), "--voice", "text",
-                   "--size", "320x180", "--fps", "8", "--top", "1", "--json"])
+                   "--size", "960x540", "--fps", "4", "--top", "1", "--json"])
     assert rc == 0
     (clip,) = json.loads(capsys.readouterr().out)
     assert clip["engine"] == "text" and clip["spoken"] == "" and clip["has_audio"] is False
     assert "Audio" not in ffmpeg_probe(Path(clip["path"]))
+    _, frames = decode(Path(clip["path"]))
+    cost = f"{tip.time_loss_s:.2f} s"
+    wrong_cost = f"{tip.time_loss_s + 0.21:.2f} s"
+    change = str(tip.change)
+    wrong_change = re.sub(r"\d", lambda m: str((int(m.group()) + 3) % 10), change, count=1)  # one digit off
+    assert wrong_change != change
+    for f in (frames[0], frames[-1]):
+        band = f[: f.shape[0] // 6]  # the banner over the two columns
+        for right, wrong, font in ((cost, wrong_cost, BOLD), ("T3", "T5", BOLD), (change, wrong_change, SANS)):
+            good, bad = text_match(band, right, font), text_match(band, wrong, font)
+            assert good > 0.9 and good > bad + 0.02, (right, good, wrong, bad)
+
+
+BOLD, SANS = "DejaVuSans-Bold.ttf", "DejaVuSans.ttf"
+
+
+def text_match(img: np.ndarray, text: str, font_file: str, sizes: range = range(10, 40)) -> float:
+    """Best normalised cross-correlation of ``text`` (light on dark, any size in ``sizes``
+    pixels, drawn here with Pillow) anywhere in ``img``."""
+    from PIL import Image, ImageDraw, ImageFont
+    from scipy.signal import fftconvolve
+
+    try:
+        ImageFont.truetype(font_file, 12)
+    except OSError:
+        pytest.skip(f"font {font_file} (fonts-dejavu-core) is not installed")
+    g = img.astype(np.float64).max(axis=-1)
+    best = -1.0
+    for size in sizes:
+        font = ImageFont.truetype(font_file, size)
+        left, top, right, bottom = font.getbbox(text)
+        im = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+        ImageDraw.Draw(im).text((2 - left, 2 - top), text, font=font, fill=255)
+        tpl = np.asarray(im, np.float64)
+        if tpl.shape[0] > g.shape[0] or tpl.shape[1] > g.shape[1]:
+            continue
+        tz = tpl - tpl.mean()
+        ones = np.ones_like(tpl)
+        num = fftconvolve(g, tz[::-1, ::-1], mode="valid")
+        s1 = fftconvolve(g, ones, mode="valid")
+        s2 = fftconvolve(g**2, ones, mode="valid")
+        var = np.maximum(s2 - s1**2 / tpl.size, 1e-9)
+        best = max(best, float((num / (np.sqrt(var) * np.linalg.norm(tz))).max()))
+    return best
 
 
 def test_patches_never_overlap_and_keep_every_box() -> None:
