@@ -253,6 +253,16 @@ class Feed:
             sub.push(kind, data, self)
 
 
+class DirectLine:
+    """What :meth:`Subscriber.offer` needs to write a frame at once (see the server's)."""
+
+    def ready(self) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 class SlowClient(Exception):
     """A client whose ordered queue overflowed (it stopped reading)."""
 
@@ -279,10 +289,22 @@ class Subscriber:
         self.sent = 0
         self.dropped = 0
         self.errors = 0
+        #: set by the server: writes a message to this client's socket at once, without
+        #: awaiting (``ready()``: whether the socket takes it now; ``write(data)``)
+        self.line: DirectLine | None = None
+        self.idle = False  #: the sender task waits with nothing to send (set by the server)
 
     def offer(self, feed: Feed, frame: Frame) -> None:
-        """A new frame of ``feed``: keep it if the rate allows, replacing an unsent one."""
+        """A new frame of ``feed``: written at once when nothing else waits for this client
+        and its socket has room (the common case: one pass over every client, no task
+        switch); else kept if the rate allows, replacing an unsent one, for the sender."""
         if not frame.rates & self.rate_bit:
+            return
+        line = self.line
+        if line is not None and self.idle and not self.queue and not self.slots and line.ready():
+            if self.take_frame(feed, frame):
+                line.write(frame.encoded(self.channels))
+                self.sent += 1
             return
         if feed in self.slots:
             self.dropped += 1
