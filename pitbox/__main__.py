@@ -1,7 +1,5 @@
-"""``python -m pitbox``: the ``pitbox`` command."""
+"""``python -m pitbox``: the ``pitbox`` command (:func:`pitbox.cli.run`, as the console script)."""
 
-import sys
+from pitbox.cli import run
 
-from pitbox.cli import main
-
-sys.exit(main())
+run()

@@ -42,14 +42,21 @@ COMMAND_MODULES = [
     "pitbox.team.cli",  # team, index, import-laps
 ]
 
+#: Commands whose start-up a user waits for on every run, and the module that registers each:
+#: ``pitbox import ...`` builds only that module's parsers (the whole parser imports every
+#: module above). Other commands, ``--help`` and mistakes build the whole parser.
+COMMAND_HOME = {"import": "pitbox.commands"}
+
 EXIT_ERROR = 2
+_leave_now = False  #: set by main() when the command asked to skip the interpreter's teardown
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``pitbox`` parser with the commands of ``modules`` (default: every one)."""
     parser = argparse.ArgumentParser(prog="pitbox", description="Record, analyse and learn from iRacing telemetry.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if modules is None else modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -68,8 +75,19 @@ def command_function(func: Callable[[argparse.Namespace], int | None] | str) -> 
     return getattr(importlib.import_module(module), name)
 
 
+def _command_modules(argv: Sequence[str]) -> list[str] | None:
+    """Just the module of the command in ``argv`` when it is in :data:`COMMAND_HOME` and no
+    help is asked for; else None (the whole parser)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] not in COMMAND_HOME or "-h" in argv or "--help" in argv:
+        return None
+    return [COMMAND_HOME[words[0]]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    global _leave_now
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_modules(argv))
     args = parser.parse_args(argv)
     import logging  # after parsing: `--help` needs none of it
 
@@ -79,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     try:
-        return int(command_function(args.func)(args) or 0)
+        code = int(command_function(args.func)(args) or 0)
+        _leave_now = code == 0 and getattr(args, "teardown", True) is False
+        return code
     except PitboxError as exc:
         print(f"pitbox {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -90,5 +110,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The ``pitbox`` console script: :func:`main`, then exit. A command that sets
+    ``teardown=False`` in its parser's defaults (``pitbox import``: every file it wrote is
+    closed and renamed into place before it returns, and nothing runs after it) leaves
+    without the interpreter's teardown (unloading numpy and pyarrow, ~40 ms) once it
+    succeeded: logging is shut down and the output flushed first. Any other outcome exits
+    normally."""
+    code = main()
+    if _leave_now:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -33,6 +33,14 @@ def _print_table(df: pd.DataFrame, as_json: bool) -> None:
             print(df.to_string(index=False))
 
 
+def _index_after_store(data: Any, written: list[Any], progress: bool = False) -> object:
+    """:func:`pitbox.team.index.index_after_store`, imported only when a session was written
+    (the team index loads pandas and the analysis: nothing to pay for a file already present)."""
+    from pitbox.team.index import index_after_store
+
+    return index_after_store(data, written, progress=progress)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from pitbox.digest import FileDigests, iter_sources
 
@@ -44,10 +52,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     data = data_dir(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TruncatedWarning)
-        from pitbox.team.index import index_after_store
-
         results = import_paths(args.paths, data, progress=not args.json and sys.stderr.isatty(), digests=digests,
-                               after_store=None if args.no_index else index_after_store)
+                               after_store=None if args.no_index else _index_after_store)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.json:
@@ -141,7 +147,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-index", action="store_true",
                    help="do not add the new sessions to the team index (pitbox index update does it later)")
-    p.set_defaults(func=cmd_import)
+    p.set_defaults(func=cmd_import, teardown=False)  # see pitbox.cli.run
 
     p = sub.add_parser("sessions", help="list the sessions in the store")
     _data_arg(p)

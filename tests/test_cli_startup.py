@@ -145,3 +145,49 @@ def test_every_lazily_exported_name_resolves(package: str) -> None:
     module = importlib.import_module(package)
     missing = [name for name in module.__all__ if getattr(module, name, None) is None]
     assert not missing, f"{package}.__all__ names what no module defines: {missing}"
+
+
+def test_import_as_a_whole_process_writes_everything_and_loads_no_pandas(tmp_path) -> None:
+    """``pitbox import`` run as a user runs it (``pitbox.cli.run``: only the import command's
+    parser, the team index loaded only when a session was written, the interpreter's teardown
+    skipped after success): its output arrives whole, the session file is complete (rows as
+    pyirsdk counts them) and nothing loads pandas or the team index when there is nothing to
+    index (``--no-index``, or a file already present)."""
+    import irsdk
+    import pyarrow.parquet as pq
+
+    from tests.conftest import REAL, need
+
+    src = need(REAL / "mercedesw13_spielberg-gp_teamjorge-ibt_valid.ibt")
+    data = tmp_path / "data"
+    ibt = irsdk.IBT()
+    ibt.open(str(src))
+    try:
+        rows = len(ibt.get_all("SessionTime"))
+    finally:
+        ibt.close()
+
+    def pitbox(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-X", "importtime", "-m", "pitbox.cli", "import", str(src), "--data",
+                               str(data), *args], capture_output=True, text=True, timeout=300)
+
+    first = pitbox("--no-index")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1].startswith("1 imported, 0 already present, 0 failed")
+    loaded = {line.split("|")[-1].strip() for line in first.stderr.splitlines() if line.startswith("import time:")}
+    assert "pitbox.store" in loaded
+    assert not {m for m in loaded if m.split(".")[0] == "pandas" or m.startswith("pitbox.team")}
+    files = list(data.rglob("*.parquet"))
+    assert len(files) == 1 and pq.ParquetFile(files[0]).metadata.num_rows == rows
+    again = pitbox()  # indexing on, but nothing new to index
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1].startswith("0 imported, 1 already present")
+    loaded = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
+    assert not {m for m in loaded if m.split(".")[0] == "pandas" or m.startswith("pitbox.team")}
+
+
+@pytest.mark.parametrize(("argv", "modules"), [
+    (["import", "f.ibt"], ["pitbox.commands"]), (["-v", "import", "f.ibt", "--no-index"], ["pitbox.commands"]),
+    (["import", "--help"], None), (["coach", "x"], None), ([], None), (["imprt", "x"], None)])
+def test_only_the_import_command_builds_a_partial_parser(argv: list[str], modules: list[str] | None) -> None:
+    assert cli._command_modules(argv) == modules

@@ -305,3 +305,26 @@ def test_the_relay_forwards_the_coachs_messages_per_driver_and_set_reference_to_
     finally:
         pub.stop()
         relay.stop()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills the analyst with SIGKILL")
+def test_stop_returns_when_the_analyst_died_with_jobs_unread(tmp_path: Path) -> None:
+    """An analyst process that dies (killed, or terminated by ``stop`` under load) leaves
+    jobs in the pipe that nobody reads; ``stop`` must still return (it waited forever on the
+    queue's feeder thread: a hang seen in ``pitbox record --stream`` on a loaded machine)."""
+    import os
+    import signal
+
+    from pitbox.livecoach.worker import AnalystProcess
+
+    analyst = AnalystProcess(lambda result: None, data=tmp_path).start()
+    assert analyst.ready.wait(300), "the analyst process never started"
+    assert analyst.pid is not None
+    os.kill(analyst.pid, signal.SIGKILL)
+    while analyst.alive:
+        time.sleep(0.01)
+    analyst.submit([b"x" * (1 << 20)])  # far more than a pipe holds: its feeder thread blocks
+    stopper = threading.Thread(target=analyst.stop, kwargs={"timeout": 1.0}, daemon=True)
+    stopper.start()
+    stopper.join(120)  # a safety net only: stop() returns at once
+    assert not stopper.is_alive(), "stop() hung on jobs the dead analyst never read"

@@ -170,14 +170,18 @@ class Feed:
     def channels(self) -> list[str]:
         return channel_names(self.latest.values) if self.latest is not None else []
 
-    def add_frame(self, frame: Frame) -> None:
+    def add_frame(self, frame: Frame, direct: bool = False) -> None:
+        """A new frame. ``direct``: it is the newest one there is (nothing queued behind it),
+        so a client with nothing waiting may get it written at once (:meth:`Subscriber.offer`);
+        a frame of a backlog goes through the clients' latest-frame slots, so a server that
+        fell behind sends each client only the newest frame instead of every one."""
         self.latest = frame
         self.frames_in += 1
         self.grid.mark(frame)
         if self.history is not None:
             self.history.add(frame)
         for sub in self.subscribers:
-            sub.offer(self, frame)
+            sub.offer(self, frame, direct)
 
     def add_lap(self, row: Mapping[str, Any]) -> None:
         row = jsonable(row)
@@ -253,6 +257,16 @@ class Feed:
             sub.push(kind, data, self)
 
 
+class DirectLine:
+    """What :meth:`Subscriber.offer` needs to write a frame at once (see the server's)."""
+
+    def ready(self) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
 class SlowClient(Exception):
     """A client whose ordered queue overflowed (it stopped reading)."""
 
@@ -279,10 +293,22 @@ class Subscriber:
         self.sent = 0
         self.dropped = 0
         self.errors = 0
+        #: set by the server: writes a message to this client's socket at once, without
+        #: awaiting (``ready()``: whether the socket takes it now; ``write(data)``)
+        self.line: DirectLine | None = None
+        self.idle = False  #: the sender task waits with nothing to send (set by the server)
 
-    def offer(self, feed: Feed, frame: Frame) -> None:
-        """A new frame of ``feed``: keep it if the rate allows, replacing an unsent one."""
+    def offer(self, feed: Feed, frame: Frame, direct: bool = False) -> None:
+        """A new frame of ``feed``: written at once when nothing else waits for this client
+        and its socket has room (the common case: one pass over every client, no task
+        switch); else kept if the rate allows, replacing an unsent one, for the sender."""
         if not frame.rates & self.rate_bit:
+            return
+        line = self.line
+        if direct and line is not None and self.idle and not self.queue and not self.slots and line.ready():
+            if self.take_frame(feed, frame):
+                line.write(frame.encoded(self.channels))
+                self.sent += 1
             return
         if feed in self.slots:
             self.dropped += 1

@@ -21,10 +21,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from pitbox.live import auth, protocol
 from pitbox.live._loop import BackgroundLoop
-from pitbox.live.feed import RATE_BIT, Feed, Frame, Subscriber, decimate
+from pitbox.live.feed import RATE_BIT, DirectLine, Feed, Frame, Subscriber, decimate
 from pitbox.live.limits import (
     ADMIT,
     CLOSE_POLICY,
@@ -386,6 +387,7 @@ class Hub:
             await self._full(ws, "subscriber", self.limits.max_subscribers)
             return
         sub = Subscriber(_peer(ws))
+        sub.line = _Line(ws)
         self._subs.add(sub)
         log.info("%s: subscriber %s connected (token subject %s)", self.server_name, sub.peer, claims.get("sub"))
         sub.push("hello", dumps(self._hello(claims)))
@@ -458,7 +460,9 @@ class Hub:
         """Sends what the subscriber has waiting; blocks only on this client's socket."""
         try:
             while True:
+                sub.idle = True
                 await sub.wake.wait()
+                sub.idle = False
                 sub.wake.clear()
                 while (item := sub.next_item()) is not None:
                     if sub.overflow:
@@ -513,6 +517,31 @@ class Hub:
         except Exception:
             log.exception("%s: history_provider failed", self.server_name)
             return []
+
+
+class _Line(DirectLine):
+    """A client's socket, written without awaiting, as ``websockets.broadcast`` does, but only
+    when everything written before has gone to the kernel (nothing buffered in the
+    transport): a client that stops reading gets its frames through its sender task
+    instead, which keeps only the latest one (never a growing buffer)."""
+
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: ServerConnection):
+        self.ws = ws
+
+    def ready(self) -> bool:
+        ws = self.ws
+        return (ws.protocol.state is State.OPEN and ws.send_in_progress is None
+                and ws.transport is not None and not ws.transport.is_closing()
+                and ws.transport.get_write_buffer_size() == 0)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.ws.protocol.send_text(data)
+            self.ws.send_data()
+        except Exception as exc:  # noqa: BLE001 - a connection going away; its handler sees the close
+            log.debug("direct write to %s failed: %s", _peer(self.ws), exc)
 
 
 def _since_tick(msg: dict[str, Any]) -> int | dict[str, int] | None:

@@ -96,7 +96,8 @@ class StreamServer(Inbox, Hub):
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
         if kind is FRAME:
-            self._feed.add_frame(Frame(item[1], float(item[2]), item[3], None, False, item[4]))
+            # written at once to idle clients only when it is the newest frame (no backlog)
+            self._feed.add_frame(Frame(item[1], float(item[2]), item[3], None, False, item[4]), not self._inbox)
         elif kind is LAP:
             self._feed.add_lap(item[1])
         elif kind is SESSION:

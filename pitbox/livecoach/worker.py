@@ -132,6 +132,10 @@ class AnalystProcess:
                 self._proc.join(5)
         if self._reader is not None:
             self._reader.join(timeout)
+        # Jobs the analyst will never read (it was terminated, or died) may still fill the
+        # pipe: waiting for the queue's feeder thread to write them would wait forever. They
+        # are analysis requests only (nothing recorded is in them), so they are dropped.
+        self._jobs.cancel_join_thread()
         for q in (self._jobs, self._results):
             q.close()
             q.join_thread()
