@@ -482,3 +482,48 @@ def test_tyres_are_the_last_pit_stall_snapshot_with_its_age(tmp_path: Path) -> N
         assert s["snapshot"][n] == pytest.approx(v[left], abs=1e-3)
     assert states[back]["in_stall"] and states[back]["age_s"] == 0.0
     assert states[0]["snapshot"]["LFtempCM"] == pytest.approx(temps["LFtempCM"][0], abs=1e-3)
+
+
+def test_fuel_to_add_for_minutes_against_the_simulators_truth(recorded, coached) -> None:
+    """``--fuel-minutes M``: enough for M minutes at the mean of the last 3 true lap times,
+    from the truth's fuel use (65th percentile of the stint) and its level now."""
+    from pitbox.livecoach.fuel import FuelTarget
+
+    truth = [lap for lap in recorded.truth["laps"] if lap["kind"] == "timed"]
+    used = [lap["fuel_used_l"] for lap in truth]
+    lap_s = float(np.mean([lap["lap_time_s"] for lap in truth][-3:]))
+    fuel = copy.deepcopy(coached.coach.fuel)
+    fuel.target = FuelTarget(minutes=120.0)
+    pct = float(recorded.rows["LapDistPct"][-1])
+    state = fuel.state(pct)
+    level = state["level_l"]
+    laps = 120 * 60 / lap_s - (1 - pct)
+    assert state["to_add_l"]["minutes"] == 120.0
+    assert state["to_add_l"]["laps"] == pytest.approx(laps, abs=0.02)
+    need_l = ((1 - pct) + laps) * float(np.percentile(used, 65)) - level
+    assert state["to_add_l"]["l"] == pytest.approx(need_l, abs=0.02) and need_l > 0
+
+
+def test_map_by_dead_reckoning_when_the_store_has_no_session_of_the_track(recorded, tmp_path: Path) -> None:
+    """Live data has no GPS; with no stored session of the track to learn a model from, the
+    reference's map is dead-reckoned from the live channels: the track's own shape (the
+    simulator's geometry) up to a rotation and an offset."""
+    from pitbox.sim import load_track
+
+    coach = LiveCoach()
+    coach.set_session(recorded.session_msg)
+    coach.set_session_info(recorded.info)
+    (tmp_path / "empty-store").mkdir()
+    analyst = Analyst(tmp_path / "empty-store")
+    stop = crossings(recorded)[1] + 5  # lap 1 (the first timed lap) done: the session best
+    refs = coach_frames(recorded, coach, analyst, 0, stop).of("reference")
+    assert refs, "no reference after the first timed lap"
+    mp = refs[-1]["map"]
+    assert mp is not None and mp["source"] == "dead_reckoning"
+    track = load_track(SIM["track"])
+    tx, ty = track.xy(np.asarray(refs[-1]["distance_m"]))
+    a_ = np.c_[tx, ty] - np.c_[tx, ty].mean(0)
+    b_ = np.c_[mp["x"], mp["y"]] - np.c_[mp["x"], mp["y"]].mean(0)
+    u, _, vt = np.linalg.svd(b_.T @ a_)
+    rms = float(np.sqrt(np.mean(np.sum((b_ @ (u @ vt) - a_) ** 2, axis=1))))
+    assert rms < 10.0, rms  # metres, on a 3.3 km lap
