@@ -35,6 +35,7 @@ from pitbox.cli import main as cli_main
 from pitbox.emulator import Emulator
 from pitbox.ibt.writer import write_ibt
 from pitbox.livecoach import LiveCoach
+from pitbox.livecoach import jobs as J
 from pitbox.livecoach.analyst import Analyst, run_jobs
 from pitbox.livecoach.frames import FIELDS, TYRE_CHANNELS
 from pitbox.recorder import IrsdkSource
@@ -527,3 +528,49 @@ def test_map_by_dead_reckoning_when_the_store_has_no_session_of_the_track(record
     u, _, vt = np.linalg.svd(b_.T @ a_)
     rms = float(np.sqrt(np.mean(np.sum((b_ @ (u @ vt) - a_) ** 2, axis=1))))
     assert rms < 10.0, rms  # metres, on a 3.3 km lap
+
+
+def test_real_live_rows_float6_channels_and_caridx_arrays(real_dump: Path) -> None:
+    """iRacing's own live memory (real dumps: float[6] sub-sample channels, ``CarIdx*``
+    arrays of 64 cars): the core's lap distance is iRacing's ``LapDist``, and the dashboard,
+    fed the frame as the stream sends it (the core's channels added, JSON), places the same
+    cars as pyirsdk's ``CarIdxLapDistPct`` (empty slots left out, the player marked)."""
+    import irsdk
+
+    from pitbox.dashboard.state import SUBSCRIBE_CHANNELS, DriverState
+    from pitbox.ibt.reader import open_telemetry
+    from pitbox.live.protocol import Derived, dumps, frame_message, select_values
+
+    ir = irsdk.IRSDK()
+    assert ir.startup(test_file=str(real_dump))
+    ir.freeze_var_buffer_latest()  # the newest row, as the recorder reads it
+    try:
+        want = {n: ir[n] for n in ("LapDist", "LapDistPct", "PlayerCarIdx", "CarIdxLapDistPct")}
+        six = {n: ir[n] for n in FIELDS if isinstance(ir[n], list)}  # float[6]: 360 Hz sub-samples
+    finally:
+        ir.shutdown()
+    with open_telemetry(real_dump) as tf:
+        (row,) = tf.read_rows()
+        info = tf.session_info
+    coach = LiveCoach()
+    coach.set_session_info(info)
+    derived = coach.feed(1, float(row["SessionTime"]), row)
+    assert derived["pitbox_lap_dist_m"] == pytest.approx(want["LapDist"], abs=0.05)
+    assert derived["pitbox_delta_s"] is None  # no reference yet
+    coach.finish()
+    (kept,) = [j.rows for j in coach.jobs() if isinstance(j, J.Rows)]  # the row the after-lap analysis gets
+    for name, subs in six.items():  # the value at the tick's time: the last sub-sample
+        assert kept[name][0] == pytest.approx(subs[-1], rel=1e-6), name
+    msg = json.loads(dumps(frame_message(1, float(row["SessionTime"]),
+                                         select_values(Derived(row, derived), SUBSCRIBE_CHANNELS, clean=False))))
+    assert len(msg["values"]["CarIdxLapDistPct"]) == 64
+    st = DriverState()
+    st.take({"v": 1, "type": "session_info", "info": info})
+    st.take(msg)
+    cars = st.cars()
+    me = want["PlayerCarIdx"]
+    others = sorted(v for i, v in enumerate(want["CarIdxLapDistPct"]) if v >= 0 and i != me)
+    assert sorted(p for p, m in zip(cars["pct"], cars["me"], strict=True) if not m) == pytest.approx(others, abs=1e-6)
+    if me is not None and want["LapDist"] > 0:
+        (mine,) = [p for p, m in zip(cars["pct"], cars["me"], strict=True) if m]
+        assert mine == pytest.approx(want["LapDistPct"], abs=2e-3)  # from the lap distance over the YAML's length
