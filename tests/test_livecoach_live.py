@@ -354,3 +354,23 @@ def test_no_live_coach_streams_the_recorder_alone(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
         emu.close()
+
+
+def test_the_analyst_process_ends_when_the_recorder_dies() -> None:
+    """A recorder killed (Task Manager, a crash) leaves no analyst process behind."""
+    import psutil
+
+    script = ("import sys\nfrom pitbox.livecoach.worker import AnalystProcess\n"
+              "p = AnalystProcess(lambda r: None).start()\nassert p.ready.wait(300)\n"
+              "print(p.pid, flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), line
+        analyst = psutil.Process(int(line))
+        assert analyst.is_running()
+    finally:
+        proc.kill()  # no clean stop: the parent just vanishes
+        proc.wait(30)
+    analyst.wait(timeout=120)  # raises psutil.TimeoutExpired if it lingers
