@@ -24,7 +24,8 @@ streaming the moment its cell runs, while the page is still loading the widget's
 first 30 s after the cell ran (and in its last 5 s) show whether a backlog builds and
 drains. One JupyterLab server and one browser per scenario.
 
-Run: ``.venv/bin/python bench/dashboard_bench.py [--minutes 5] [--rates 10 30 60]``.
+Run: ``.venv/bin/python bench/dashboard_bench.py [--minutes 5] [--rates 10 30 60]``
+(``--quick``: 30 Hz for half a minute, to check the bench runs end to end).
 """
 
 from __future__ import annotations
@@ -281,7 +282,8 @@ def fmt(v: Any, spec: str = ".0f") -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     head = ("| view | Hz | lag p50 ms | p99 ms | max ms | 1st min p50/p99 | last min p50/p99 | trend ms/min | "
-            "CPU kernel / server / browser % | late open: first paint s, 30 s lag p50/p99/max, last 5 s p50 ms |")
+            f"CPU kernel / server / browser % | late open: first paint s, {STARTUP_S:.0f} s lag p50/p99/max, "
+            "last 5 s p50 ms |")
     lines = [head, "| --- " * 10 + "|"]
     for r in results:
         lines.append(
@@ -307,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", type=int, nargs="+", default=[10, 30, 60])
     ap.add_argument("--impl", nargs="+", default=["pitbox", "plotly"], choices=["pitbox", "plotly"])
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--quick", action="store_true",
+                    help="a check that the bench runs end to end: 30 Hz, 0.5 min, 10 s start-up and 5 s warm-up "
+                         "windows (not the numbers for the table)")
     args = ap.parse_args(argv)
+    if args.quick:
+        global STARTUP_S, WARMUP_S
+        STARTUP_S, WARMUP_S = 10.0, 5.0
+        args.minutes, args.rates = min(args.minutes, 0.5), [30]
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     results = []
     with tempfile.TemporaryDirectory(prefix="pitbox-dash-bench-") as tmp:

@@ -148,9 +148,11 @@ def latency(frames: list, info: dict, yaml_text: str, variables: list, rows: np.
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--laps", type=int, default=5, help="timed laps of the simulated practice (default 5)")
+    ap.add_argument("--laps", type=int, default=5, help=f"timed laps of the simulated practice (default 5, at least {FAULT_LAP + 1})")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the per-tick loop (median; default 3)")
     args = ap.parse_args(argv)
+    if args.laps < FAULT_LAP + 1:
+        ap.error(f"--laps must be at least {FAULT_LAP + 1} (the fault is on lap {FAULT_LAP}, and a lap follows it)")
     with tempfile.TemporaryDirectory(prefix="pitbox-livecoach-bench-") as d:
         tmp = Path(d)
         sim = simulate_session("pitboxsim_demo", args.laps, [f"{FAULT_LAP}:T3:brake_early:20"], 7, in_lap=False,

@@ -2,7 +2,8 @@
 
 One practice rig serves every test (to keep `make test` short): two simulated drivers with
 injected faults, each played through the iRacing emulator at 4x into its own `pitbox record`
-(stream and live coach on, publishing to one relay). Three pages open before the sessions
+(stream and live coach on, publishing to one relay). One JupyterLab server and one Chromium
+(three pages, each in its own browser context). Three pages open before the sessions
 start: notebooks/live_dashboard.ipynb in JupyterLab on Alice's stream, the same notebook
 served by Voilà on Bob's stream, and notebooks/team_dashboard.ipynb in JupyterLab on the
 relay. Each page records what it shows (a MutationObserver on the lap and delta texts, and
@@ -123,8 +124,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         server = JupyterServer(root, work / "jupyter").start()
         pw = sync_playwright().start()
         browser = open_browser(pw)
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1500})
-        pages = {"lab": ctx.new_page(), "team": ctx.new_page(), "voila": ctx.new_page()}
+        # a context (window) per page: background tabs of one window get their renderer
+        # process deprioritised (nice 5), and on a loaded machine stop painting for seconds
+        pages = {key: browser.new_context(viewport={"width": 1400, "height": 1500}).new_page()
+                 for key in ("lab", "team", "voila")}
         pages["lab"].goto(server.lab_url("lab_alice.ipynb"))
         pages["team"].goto(server.lab_url("team.ipynb"))
         pages["voila"].goto(server.voila_url("voila_bob.ipynb"), wait_until="commit", timeout=TIMEOUT_MS)

@@ -35,6 +35,7 @@ from pitbox.cli import main as cli_main
 from pitbox.emulator import Emulator
 from pitbox.ibt.writer import write_ibt
 from pitbox.livecoach import LiveCoach
+from pitbox.livecoach import jobs as J
 from pitbox.livecoach.analyst import Analyst, run_jobs
 from pitbox.livecoach.frames import FIELDS, TYRE_CHANNELS
 from pitbox.recorder import IrsdkSource
@@ -482,3 +483,94 @@ def test_tyres_are_the_last_pit_stall_snapshot_with_its_age(tmp_path: Path) -> N
         assert s["snapshot"][n] == pytest.approx(v[left], abs=1e-3)
     assert states[back]["in_stall"] and states[back]["age_s"] == 0.0
     assert states[0]["snapshot"]["LFtempCM"] == pytest.approx(temps["LFtempCM"][0], abs=1e-3)
+
+
+def test_fuel_to_add_for_minutes_against_the_simulators_truth(recorded, coached) -> None:
+    """``--fuel-minutes M``: enough for M minutes at the mean of the last 3 true lap times,
+    from the truth's fuel use (65th percentile of the stint) and its level now."""
+    from pitbox.livecoach.fuel import FuelTarget
+
+    truth = [lap for lap in recorded.truth["laps"] if lap["kind"] == "timed"]
+    used = [lap["fuel_used_l"] for lap in truth]
+    lap_s = float(np.mean([lap["lap_time_s"] for lap in truth][-3:]))
+    fuel = copy.deepcopy(coached.coach.fuel)
+    fuel.target = FuelTarget(minutes=120.0)
+    pct = float(recorded.rows["LapDistPct"][-1])
+    state = fuel.state(pct)
+    level = state["level_l"]
+    laps = 120 * 60 / lap_s - (1 - pct)
+    assert state["to_add_l"]["minutes"] == 120.0
+    assert state["to_add_l"]["laps"] == pytest.approx(laps, abs=0.02)
+    need_l = ((1 - pct) + laps) * float(np.percentile(used, 65)) - level
+    assert state["to_add_l"]["l"] == pytest.approx(need_l, abs=0.02) and need_l > 0
+
+
+def test_map_by_dead_reckoning_when_the_store_has_no_session_of_the_track(recorded, tmp_path: Path) -> None:
+    """Live data has no GPS; with no stored session of the track to learn a model from, the
+    reference's map is dead-reckoned from the live channels: the track's own shape (the
+    simulator's geometry) up to a rotation and an offset."""
+    from pitbox.sim import load_track
+
+    coach = LiveCoach()
+    coach.set_session(recorded.session_msg)
+    coach.set_session_info(recorded.info)
+    (tmp_path / "empty-store").mkdir()
+    analyst = Analyst(tmp_path / "empty-store")
+    stop = crossings(recorded)[1] + 5  # lap 1 (the first timed lap) done: the session best
+    refs = coach_frames(recorded, coach, analyst, 0, stop).of("reference")
+    assert refs, "no reference after the first timed lap"
+    mp = refs[-1]["map"]
+    assert mp is not None and mp["source"] == "dead_reckoning"
+    track = load_track(SIM["track"])
+    tx, ty = track.xy(np.asarray(refs[-1]["distance_m"]))
+    a_ = np.c_[tx, ty] - np.c_[tx, ty].mean(0)
+    b_ = np.c_[mp["x"], mp["y"]] - np.c_[mp["x"], mp["y"]].mean(0)
+    u, _, vt = np.linalg.svd(b_.T @ a_)
+    rms = float(np.sqrt(np.mean(np.sum((b_ @ (u @ vt) - a_) ** 2, axis=1))))
+    assert rms < 10.0, rms  # metres, on a 3.3 km lap
+
+
+def test_real_live_rows_float6_channels_and_caridx_arrays(real_dump: Path) -> None:
+    """iRacing's own live memory (real dumps: float[6] sub-sample channels, ``CarIdx*``
+    arrays of 64 cars): the core's lap distance is iRacing's ``LapDist``, and the dashboard,
+    fed the frame as the stream sends it (the core's channels added, JSON), places the same
+    cars as pyirsdk's ``CarIdxLapDistPct`` (empty slots left out, the player marked)."""
+    import irsdk
+
+    from pitbox.dashboard.state import SUBSCRIBE_CHANNELS, DriverState
+    from pitbox.ibt.reader import open_telemetry
+    from pitbox.live.protocol import Derived, dumps, frame_message, select_values
+
+    ir = irsdk.IRSDK()
+    assert ir.startup(test_file=str(real_dump))
+    ir.freeze_var_buffer_latest()  # the newest row, as the recorder reads it
+    try:
+        want = {n: ir[n] for n in ("LapDist", "LapDistPct", "PlayerCarIdx", "CarIdxLapDistPct")}
+        six = {n: ir[n] for n in FIELDS if isinstance(ir[n], list)}  # float[6]: 360 Hz sub-samples
+    finally:
+        ir.shutdown()
+    with open_telemetry(real_dump) as tf:
+        (row,) = tf.read_rows()
+        info = tf.session_info
+    coach = LiveCoach()
+    coach.set_session_info(info)
+    derived = coach.feed(1, float(row["SessionTime"]), row)
+    assert derived["pitbox_lap_dist_m"] == pytest.approx(want["LapDist"], abs=0.05)
+    assert derived["pitbox_delta_s"] is None  # no reference yet
+    coach.finish()
+    (kept,) = [j.rows for j in coach.jobs() if isinstance(j, J.Rows)]  # the row the after-lap analysis gets
+    for name, subs in six.items():  # the value at the tick's time: the last sub-sample
+        assert kept[name][0] == pytest.approx(subs[-1], rel=1e-6), name
+    msg = json.loads(dumps(frame_message(1, float(row["SessionTime"]),
+                                         select_values(Derived(row, derived), SUBSCRIBE_CHANNELS, clean=False))))
+    assert len(msg["values"]["CarIdxLapDistPct"]) == 64
+    st = DriverState()
+    st.take({"v": 1, "type": "session_info", "info": info})
+    st.take(msg)
+    cars = st.cars()
+    me = want["PlayerCarIdx"]
+    others = sorted(v for i, v in enumerate(want["CarIdxLapDistPct"]) if v >= 0 and i != me)
+    assert sorted(p for p, m in zip(cars["pct"], cars["me"], strict=True) if not m) == pytest.approx(others, abs=1e-6)
+    if me is not None and want["LapDist"] > 0:
+        (mine,) = [p for p, m in zip(cars["pct"], cars["me"], strict=True) if m]
+        assert mine == pytest.approx(want["LapDistPct"], abs=2e-3)  # from the lap distance over the YAML's length

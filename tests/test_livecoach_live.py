@@ -328,3 +328,70 @@ def test_stop_returns_when_the_analyst_died_with_jobs_unread(tmp_path: Path) -> 
     stopper.start()
     stopper.join(120)  # a safety net only: stop() returns at once
     assert not stopper.is_alive(), "stop() hung on jobs the dead analyst never read"
+def test_no_live_coach_streams_the_recorder_alone(tmp_path: Path) -> None:
+    """``pitbox record --stream --no-live-coach``: the stream carries the recorder's frames and
+    nothing of the coach (no derived channel even when asked for, no reference/coach/tip
+    messages, ``set_reference`` answered with ``no_coach``), and no analyst process runs."""
+    import psutil
+
+    sim = simulate_session("pitboxsim_demo", 1, [], 33, in_lap=False, out=tmp_path / "p.ibt")
+    emu = Emulator([sim.ibt_path], tmp_path / "irsdk.bin", speed=math.inf, keep_ground_truth=False).open()
+    log = tmp_path / "record.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*_pitbox(), "record", "--irsdk-file", str(emu.memmap_path), "--data", str(tmp_path / "data"),
+             "--stream", "--stream-port", "0", "--no-live-coach", "--until-gone", "--no-fsync", "--timeout-s", "60"],
+            stdout=out, stderr=subprocess.STDOUT, text=True)
+    pacer = Pacer(emu, hold_after=1200)  # 20 s of the out lap, then the sim sits still while we look
+    try:
+        url = _line(proc, log, "streaming on ").split()[-1]
+        _line(proc, log, "recording ")
+        pacer.start()
+
+        async def client() -> None:
+            lg = await open_log(url, subscribe={"channels": ["Speed", "LapDistPct", *DERIVED], "rate": 60})
+            await lg.wait_for(lambda lg: len(lg.frames()) >= 300 or pacer.hold.is_set() and lg.frames(), timeout=300)
+            await lg.send({"v": 1, "type": "set_reference", "kind": "optimal"})
+            await lg.wait_for(lambda lg: lg.of("error"), timeout=30)
+            assert lg.of("error")[0]["code"] == "no_coach"
+            assert {n for m in lg.frames() for n in m["values"]} == {"Speed", "LapDistPct"}
+            assert not [m for m in lg.messages if m["type"] in ("reference", "coach", "tip")]
+
+        try:
+            run(client(), timeout=400)
+        except BaseException:
+            print(log.read_text())
+            raise
+        kids = [p.name() for p in psutil.Process(proc.pid).children(recursive=True)]
+        assert not [k for k in kids if "analyst" in k or "python" in k.lower()], kids
+        pacer.halt.set()  # the sim closes: the recorder stores the session and exits (--until-gone)
+        pacer.join(120)
+        assert proc.wait(120) == 0, log.read_text()
+        assert "live coach on" not in log.read_text()
+        assert "1 session(s) stored" in log.read_text()
+    finally:
+        pacer.halt.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        emu.close()
+
+
+def test_the_analyst_process_ends_when_the_recorder_dies() -> None:
+    """A recorder killed (Task Manager, a crash) leaves no analyst process behind."""
+    import psutil
+
+    script = ("import sys\nfrom pitbox.livecoach.worker import AnalystProcess\n"
+              "p = AnalystProcess(lambda r: None).start()\nassert p.ready.wait(300)\n"
+              "print(p.pid, flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), line
+        analyst = psutil.Process(int(line))
+        assert analyst.is_running()
+    finally:
+        proc.kill()  # no clean stop: the parent just vanishes
+        proc.wait(30)
+    analyst.wait(timeout=120)  # raises psutil.TimeoutExpired if it lingers

@@ -5,7 +5,8 @@ in a thread of the recorder's process it would hold the interpreter lock long en
 lose ticks (iRacing keeps 3 rows, 50 ms). :class:`AnalystProcess` runs an
 :class:`~pitbox.livecoach.analyst.Analyst` in a child started with ``spawn`` (the only start
 method Windows has; nothing is inherited but the arguments), below normal priority so the
-recorder always wins the CPU. Jobs go in through a :func:`multiprocessing.Queue` (its feeder
+recorder always wins the CPU; it ends by itself when the recorder's process dies (killed,
+crashed), so it never lingers as an orphan. Jobs go in through a :func:`multiprocessing.Queue` (its feeder
 thread pickles and writes them, so :meth:`submit` never blocks the caller), results come
 back through another one, read by a small thread that hands each to ``on_result``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -26,6 +28,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _STOP = "stop"
+#: how often an idle analyst checks that its parent (the recorder) is still alive [s]
+PARENT_CHECK_S = 1.0
 
 
 def _lower_priority() -> None:
@@ -52,8 +56,15 @@ def _child(jobs: Any, results: Any, data: str | None, log_level: int) -> None:
     analyst = Analyst(data)
     results.put(("ready", os.getpid()))
     warm_up()
+    parent = mp.parent_process()
     while True:
-        batch = jobs.get()
+        try:
+            batch = jobs.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():  # the recorder died (killed, crashed)
+                logging.getLogger(__name__).warning("live coach analyst: the recorder is gone, stopping")
+                return
+            continue
         if batch == _STOP:
             break
         out: list[Any] = []
