@@ -431,8 +431,14 @@ def test_import_indexes_new_sessions_and_broken_or_foreign_files_are_reported_an
         tmp_path: Path, team_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     ibts = sorted((team_dir / "ibt").glob("*.ibt"))[:2]
+    assert main(["import", str(ibts[0]), "--data", str(data), "--no-index"]) == 0
+    st = status(data)
+    assert st["indexed"] == 0 and len(st["missing"]) == 1  # --no-index: stored only
     assert main(["import", *map(str, ibts), "--data", str(data)]) == 0
-    assert status(data)["indexed"] == 2  # import indexed them
+    st = status(data)
+    assert st["indexed"] == 1 and len(st["missing"]) == 1  # the import indexed the session it stored
+    assert main(["index", "update", "--data", str(data)]) == 0  # and update catches up
+    assert status(data)["indexed"] == 2
     # a damaged session file, and a Parquet file that is not a session, in the archive
     bad = data / "track=pitboxsim_demo" / "car=pitboxsim_gt" / "broken.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
