@@ -198,7 +198,7 @@ def peer_corners(data: Path, track: str, car: str) -> tuple[pd.DataFrame, list[s
                 continue
             for name, a_pct, b_pct in ranges:
                 a, b = r["lap"] + a_pct, r["lap"] + b_pct + (b_pct < a_pct)
-                if b > pos[-1] - 1e-3:
+                if b > pos[-1] + 1e-9:
                     continue  # the recording ends before the segment does (as the analysis rules)
                 ta, tb = np.interp([a, b], pos, t)
                 seg = (pos >= a) & (pos <= b)
