@@ -362,10 +362,13 @@ def test_every_question_on_the_cli_with_json_is_the_python_frame(data: Path,
         assert want.columns[0] in capsys.readouterr().out
 
 
-def test_a_store_on_an_fsspec_filesystem_gives_the_same_answers(data: Path) -> None:
+def test_a_store_on_an_fsspec_filesystem_gives_the_same_answers(data: Path, client) -> None:
     """A store that is not a local folder (fsspec's in-memory filesystem standing in for s3://):
-    DuckDB reads it through the registered fsspec filesystem, Dask through pyarrow's."""
+    DuckDB reads it through the registered fsspec filesystem, Dask (local threads) through
+    pyarrow's, even while a distributed Client (whose workers cannot see this filesystem) is
+    the process' default."""
     fsspec = pytest.importorskip("fsspec")
+    assert client.status == "running"
     mem = fsspec.filesystem("memory")
     root = "/pitbox-team-test"
     for p in sorted(index_root(data).rglob("*.parquet")):
