@@ -329,6 +329,66 @@ def test_cli_with_a_dask_scheduler_address(data: Path, client, capsys: pytest.Ca
     assert got.best_lap_s.tolist() == pytest.approx(want.best_lap_s.tolist(), abs=1e-9)
 
 
+def test_every_question_on_the_cli_with_json_is_the_python_frame(data: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [
+        (["leaderboard", "--track", TRACK], team.leaderboard(data, track=TRACK)),
+        (["progress", "Ana Costa"], team.progress(data, "Ana Costa")),
+        (["corners", "--track", TRACK, "--car", CAR], team.corners(data, track=TRACK, car=CAR)),
+        (["consistency", "--driver", "Ben Okafor"], team.consistency(data, driver="Ben Okafor")),
+        (["setups", "--track", TRACK, "--car", CAR], team.setups(data, track=TRACK, car=CAR)),
+        (["laps", "--driver", "Ben Okafor", "--valid-only", "--fuel", "0", "45", "--track-temp", "0", "60",
+          "--session-type", "Practice", "--limit", "3"],
+         team.laps(data, driver="Ben Okafor", valid_only=True, fuel=(0, 45), track_temp=(0, 60),
+                   session_type="Practice", limit=3)),
+    ]
+    for args, want in cases:
+        capsys.readouterr()
+        assert main(["team", *args, "--data", str(data), "--json"]) == 0, args
+        got = json.loads(capsys.readouterr().out)
+        assert len(want) and len(got) == len(want), args
+        assert list(got[0]) == list(want.columns), args
+        for rec, row in zip(got, want.to_dict("records"), strict=True):
+            for col, value in row.items():
+                if isinstance(value, pd.Timestamp):
+                    assert pd.Timestamp(rec[col]) == value, (args, col)
+                elif isinstance(value, float) and value != value:
+                    assert rec[col] is None, (args, col)
+                elif isinstance(value, float):
+                    assert rec[col] == pytest.approx(value, abs=1e-9), (args, col)
+                else:
+                    assert rec[col] == (None if value is pd.NA else value), (args, col)
+        assert main(["team", *args, "--data", str(data)]) == 0  # and as a table for people
+        assert want.columns[0] in capsys.readouterr().out
+
+
+def test_a_store_on_an_fsspec_filesystem_gives_the_same_answers(data: Path, client) -> None:
+    """A store that is not a local folder (fsspec's in-memory filesystem standing in for s3://):
+    DuckDB reads it through the registered fsspec filesystem, Dask (local threads) through
+    pyarrow's, even while a distributed Client (whose workers cannot see this filesystem) is
+    the process' default."""
+    fsspec = pytest.importorskip("fsspec")
+    assert client.status == "running"
+    mem = fsspec.filesystem("memory")
+    root = "/pitbox-team-test"
+    for p in sorted(index_root(data).rglob("*.parquet")):
+        mem.pipe(f"{root}/{p.relative_to(data).as_posix()}", p.read_bytes())
+    try:
+        url = f"memory://{root}"
+        local = {"leaderboard": team.leaderboard(data), "corners": team.corners(data, track=TRACK, car=CAR),
+                 "laps": team.laps(data, driver="Ana Costa", valid_only=True)}
+        for engine in ("duckdb", "dask"):
+            got = {"leaderboard": team.leaderboard(url, engine=engine),
+                   "corners": team.corners(url, track=TRACK, car=CAR, engine=engine),
+                   "laps": team.laps(url, driver="Ana Costa", valid_only=True, engine=engine)}
+            for name, frame in local.items():
+                pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=f"{engine} {name}")
+        with pytest.raises(TeamError, match="no corners index for track=nowhere"):
+            team.corners(url, track="nowhere", car=CAR)
+    finally:
+        mem.rm(root, recursive=True)
+
+
 def test_unknown_engine_and_missing_partition_are_clear_errors(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(TeamError, match="engine 'spark'"):
         team.leaderboard(data, engine="spark")
@@ -374,8 +434,14 @@ def test_import_indexes_new_sessions_and_broken_or_foreign_files_are_reported_an
         tmp_path: Path, team_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     ibts = sorted((team_dir / "ibt").glob("*.ibt"))[:2]
+    assert main(["import", str(ibts[0]), "--data", str(data), "--no-index"]) == 0
+    st = status(data)
+    assert st["indexed"] == 0 and len(st["missing"]) == 1  # --no-index: stored only
     assert main(["import", *map(str, ibts), "--data", str(data)]) == 0
-    assert status(data)["indexed"] == 2  # import indexed them
+    st = status(data)
+    assert st["indexed"] == 1 and len(st["missing"]) == 1  # the import indexed the session it stored
+    assert main(["index", "update", "--data", str(data)]) == 0  # and update catches up
+    assert status(data)["indexed"] == 2
     # a damaged session file, and a Parquet file that is not a session, in the archive
     bad = data / "track=pitboxsim_demo" / "car=pitboxsim_gt" / "broken.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")

@@ -279,6 +279,18 @@ class DaskEngine(Engine):
                                dataset={"partitioning": {"flavor": "hive", "schema": PARTITION_SCHEMA}}, **kwargs)
 
     def _scan(self, files: list[str], scans: list[Scan]) -> list[pd.DataFrame]:
+        import contextlib
+
+        import dask
+
+        # Without a client: local threads for everything, also the file-part gathering Dask does
+        # while it builds the graph (else a distributed Client that is the process' default would
+        # run it on its workers, which may not see this filesystem)
+        local = dask.config.set(scheduler="threads") if self.client is None else contextlib.nullcontext()
+        with local:
+            return self._scan_graph(files, scans)
+
+    def _scan_graph(self, files: list[str], scans: list[Scan]) -> list[pd.DataFrame]:
         from dask.dataframe.utils import make_meta
 
         lazy = []
