@@ -100,6 +100,9 @@ class VoiceCoach:
         self._idle.set()
         self._pending_jobs = 0
         self._lock = threading.Lock()
+        self._commands: queue.Queue[tuple[str, int | None]] = queue.Queue()
+        self.answers: list[tuple[str, int | None, str]] = []  #: (command, arg, answer) of each posted command
+        self.listener: Any = None  #: the microphone's command listener, when one runs (``pitbox record``)
 
     # -- stream input ------------------------------------------------------------------------
 
@@ -213,6 +216,12 @@ class VoiceCoach:
         self.lap = int(lap) if lap is not None else self.lap
         while True:
             try:
+                name, arg = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            self.answers.append((name, arg, self.command(name, arg)))
+        while True:
+            try:
                 self._submit(self._ready.get_nowait())
             except queue.Empty:
                 break
@@ -242,8 +251,15 @@ class VoiceCoach:
 
     # -- commands -----------------------------------------------------------------------------
 
+    def post_command(self, name: str, arg: int | None = None) -> None:
+        """A recognised command from another thread (the microphone's listener): carried out
+        by :meth:`command` on the next frame, on the frame's thread (the scheduler is not
+        shared between threads)."""
+        self._commands.put((name, arg))
+
     def command(self, name: str, arg: int | None = None) -> str:
-        """Carry out a recognised command and queue its spoken answer; returns the answer."""
+        """Carry out a recognised command and queue its spoken answer; returns the answer.
+        Call it on the thread that feeds the frames (else :meth:`post_command`)."""
         s = self.scheduler
         if name == "repeat":
             last = s.last_message
