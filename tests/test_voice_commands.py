@@ -109,6 +109,27 @@ def test_every_command_has_a_spoken_answer() -> None:
     assert len(replies) == 11  # every answer went to the scheduler (text engine: no zones here)
 
 
+def test_the_microphone_listener_carries_out_commands_on_the_frame_thread(recognizer) -> None:
+    """What ``pitbox record --voice-commands`` runs, fed clips (the microphone cannot run
+    here): each recognised command is carried out on the next frame and answered through the
+    scheduler; engine noise alone does nothing."""
+    from pitbox.voice.options import CommandListener
+
+    rng = np.random.default_rng(21)
+    clips = [noisy_clip(espeak_samples(p, "en-gb+m5", 170, 40), rng) for p in ("mute", "focus on turn six")]
+    clips.insert(1, (engine_noise(24000, rng) * 1500).astype(np.int16))
+    coach = VoiceCoach(Voice(engine="text"), NullPlayer(), Scheduler(None), background=False)
+    listener = CommandListener(coach, clips, 16000, recognizer=recognizer).start()
+    assert listener.join(120)
+    assert [r.command for r in listener.results] == ["mute", None, "focus on turn"]
+    assert coach.answers == [] and not coach.scheduler.muted  # nothing happens off the frame thread
+    coach.on_frame(10.0, {"Lap": 2, "LapDistPct": 0.5})
+    assert coach.answers == [("mute", None, "Muted"), ("focus on turn", 6, "Focus on turn 6")]
+    assert coach.scheduler.muted and coach.scheduler.focus == "T6"
+    said = [s.message.text for s in coach.scheduler.spoken] + [m.text for m in coach.scheduler.pending]
+    assert said[0] == "Muted"  # heard although muted: the answer to "mute" itself
+
+
 # -- the CLI ----------------------------------------------------------------------------------------
 
 
