@@ -132,3 +132,16 @@ def test_messages_need_a_known_priority() -> None:
 
     with pytest.raises(VoiceError, match="priority"):
         Message("x", "urgent")
+
+
+def test_verbose_says_each_lap_time_as_information() -> None:
+    def coach_at(verbosity: str) -> VoiceCoach:
+        c = VoiceCoach(Voice(engine="text"), NullPlayer(), Scheduler(latency_s=0.1, verbosity=verbosity),
+                       background=False)
+        for _ in range(3):  # the coach message comes once a second: the lap is said once
+            c.on_coach({"type": "coach", "lap": 3, "last_lap_s": 84.34, "best_lap_s": 83.9})
+        return c
+
+    (info,) = [m for m in coach_at("verbose").scheduler.pending if m.priority == "info"]
+    assert info.text == "Lap 1 minute 24.3, four tenths off your best"
+    assert coach_at("normal").scheduler.pending == []

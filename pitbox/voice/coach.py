@@ -13,7 +13,8 @@
 * answers voice commands (:meth:`command`) through the same scheduler, from the latest
   ``coach`` message and frame values;
 * says, as a critical message, when the fuel will not last the lap (from the ``coach``
-  message's fuel estimate).
+  message's fuel estimate), and, at verbosity ``verbose``, each completed lap's time against
+  the best as information.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class VoiceCoach:
         self.ready_log: list[Ready] = []  #: arrival → audio ready of every message
         self.actions: list[Action] = []
         self._fuel_called_lap: int | None = None
+        self._lap_time_said: Any = None
         self._ready: queue.Queue[Ready] = queue.Queue()
         self._jobs: queue.Queue[tuple[Message, float] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -141,6 +143,17 @@ class VoiceCoach:
         if left is not None and left < FUEL_CRITICAL_LAPS and self._fuel_called_lap != lap:
             self._fuel_called_lap = lap
             self.say("Box this lap: fuel will not last the lap", "critical")
+        last = msg.get("last_lap_s")
+        if last is not None and lap is not None and lap != self._lap_time_said and self.scheduler.verbosity == "verbose":
+            # information (verbose only): the lap just completed, against the best
+            self._lap_time_said = lap
+            best = msg.get("best_lap_s")
+            text = f"Lap {say_seconds(float(last))}"
+            if best is not None and float(last) - float(best) >= 0.05:
+                text += f", {say_seconds(float(last) - float(best))} off your best"
+            elif best is not None and abs(float(last) - float(best)) < 0.0005:
+                text += ", your best"
+            self._enqueue(Message(text, "info", key="lap_time"))
 
     def say(self, text: str, priority: str = "info", corner: str | None = None, ttl_s: float | None = None) -> Message:
         """Queue any message (synthesized like a tip)."""
