@@ -145,3 +145,18 @@ def test_verbose_says_each_lap_time_as_information() -> None:
     (info,) = [m for m in coach_at("verbose").scheduler.pending if m.priority == "info"]
     assert info.text == "Lap 1 minute 24.3, four tenths off your best"
     assert coach_at("normal").scheduler.pending == []
+
+
+def test_verbosity_levels() -> None:
+    """quiet: only critical messages and replies; normal: + tips; verbose: + information."""
+    zones = QuietZones.from_reference_message(reference_message())
+    heard = {}
+    for level in ("quiet", "normal", "verbose"):
+        s = Scheduler(zones, latency_s=0.1, verbosity=level, cooldown_s=0.0)
+        s.submit(Message("a tip", "tip", duration_s=1.0, corner="T1", lap=1), t=0.0)
+        s.submit(Message("lap time", "info", duration_s=1.0), t=0.0)
+        s.submit(Message("an answer", "reply", duration_s=1.0), t=0.0)
+        for t in np.arange(20.0, 60.0, 0.1):  # laps 2 and 3 at 50 m/s
+            s.update(float(t), 1 + int(t // 20), (t * 50.0) % L)
+        heard[level] = sorted(sp.message.priority for sp in s.spoken)
+    assert heard == {"quiet": ["reply"], "normal": ["reply", "tip"], "verbose": ["info", "reply", "tip"]}
