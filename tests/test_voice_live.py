@@ -97,6 +97,8 @@ def test_frames_as_the_recorder_publishes_them() -> None:
     coach.publish_message(reference_message())
     coach.publish_frame(1, 5.0, Derived(row, {"pitbox_lap_dist_m": 250.0}))
     assert coach.lap == 3 and coach.t == 5.0
+    coach.publish_message({"v": 1, "type": "reference", "channels": {}})  # broken: logged, never raised
+    assert coach.errors == 1 and coach.scheduler.zones is not None  # the last good zones stay
     coach.say("info", "reply")
     coach.publish_session({"id": "new"})
     assert coach.scheduler.pending == []

@@ -58,7 +58,7 @@ def test_record_voice_speaks_the_tip_on_the_stream_and_through_the_relay(tmp_pat
     voice = start_voice(args, [server, pub])
     service = start_service(args, [server, pub], tmp_path / "data", lossless=True, voice=voice, process=False)
     try:
-        assert service.targets[0] is voice
+        assert service.targets[-1] is voice  # after the publishers: the voice never holds up the stream
 
         async def main() -> tuple[list[dict], list[dict]]:
             local = await open_log(server.url, subscribe={"channels": ["Speed"], "rate": 1})
@@ -85,6 +85,7 @@ def test_record_voice_speaks_the_tip_on_the_stream_and_through_the_relay(tmp_pat
     finally:
         service.stop()
         relay.stop()
+    assert voice.errors == 0 and service.errors == 0
     first = local[0]
     assert set(first) >= {"v", "type", "text", "spoken", "priority", "t", "lap", "corner"}
     assert first["corner"] == fault["corner"] and first["lap"] > fault["lap"]

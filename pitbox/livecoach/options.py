@@ -31,7 +31,7 @@ def start_service(args: Any, targets: list[Any], data: Any, lossless: bool = Fal
     ``targets`` (None when ``--no-live-coach`` or neither a target nor a ``voice``);
     ``lossless`` for replays as fast as possible (see the service). ``voice`` (a
     :class:`~pitbox.voice.coach.VoiceCoach`, ``--voice``) gets the coach's frames and
-    messages first, and is stopped first. ``process=False`` runs the after-lap analysis on the
+    messages after the publishers (the stream is never held up by the voice). ``process=False`` runs the after-lap analysis on the
     pump thread (tests)."""
     if (not targets and voice is None) or getattr(args, "no_live_coach", False):
         return None
@@ -40,6 +40,6 @@ def start_service(args: Any, targets: list[Any], data: Any, lossless: bool = Fal
 
     kind, lap = reference_choice(args.coach_reference)
     parse_kind(kind, lap)
-    return LiveCoachService(([voice] if voice is not None else []) + list(targets), data=data, reference=kind,
+    return LiveCoachService(list(targets) + ([voice] if voice is not None else []), data=data, reference=kind,
                             lap=lap, fuel_laps=args.fuel_laps,
                             fuel_minutes=args.fuel_minutes, lossless=lossless, process=process).start()

@@ -105,6 +105,7 @@ class VoiceCoach:
         self._commands: queue.Queue[tuple[str, int | None]] = queue.Queue()
         self.answers: list[tuple[str, int | None, str]] = []  #: (command, arg, answer) of each posted command
         self.listener: Any = None  #: the microphone's command listener, when one runs (``pitbox record``)
+        self.errors = 0  #: stream input that could not be handled (as a publisher)
 
     # -- stream input ------------------------------------------------------------------------
 
@@ -353,12 +354,25 @@ class VoiceCoach:
 
     def publish_frame(self, tick: int, session_time: float, values: Any) -> None:
         """A frame as the recorder or the live coach publishes it (a dict, a numpy row, or a
-        row with the live coach's derived channels)."""
-        self.on_frame(float(session_time), frame_values(values))
+        row with the live coach's derived channels). Never raises: a publisher beside the
+        stream must not stop it (failures are logged, the first few with their traceback)."""
+        try:
+            self.on_frame(float(session_time), frame_values(values))
+        except Exception:
+            self._failed("frame")
 
     def publish_message(self, msg: Mapping[str, Any]) -> None:
-        """The live coach's ``reference``, ``coach`` and ``tip`` messages."""
-        self.handle(msg)
+        """The live coach's ``reference``, ``coach`` and ``tip`` messages (never raises, as
+        :meth:`publish_frame`)."""
+        try:
+            self.handle(msg)
+        except Exception:
+            self._failed(str(msg.get("type")))
+
+    def _failed(self, what: str) -> None:
+        self.errors += 1
+        if self.errors <= 3:
+            log.exception("voice coach: %s not handled", what)
 
     def publish_lap(self, row: Mapping[str, Any]) -> None:
         pass
