@@ -207,17 +207,18 @@ def test_live_dashboard_in_jupyterlab(rig: dict[str, Any]) -> None:
 
 
 def test_the_voice_coachs_phrase_plays_in_jupyterlab(rig: dict[str, Any]) -> None:
-    """Alice's recorder (``--voice``) says the tip of her faulted lap 2 on lap 3, before T3:
-    her page shows the phrase and its audio element gets the WAV the kernel made."""
+    """Alice's recorder (``--voice``) says the tips of her faulted laps on the laps after them:
+    her page (its voice toggle pressed) shows the latest phrase, about one of the faulted
+    corners, and its audio element gets the WAV the kernel made."""
     page = rig["pages"]["lab"]
     page.bring_to_front()
-    corner = "Turn " + DRIVERS["alice"][2][0].split(":")[1][1:]  # T3 -> "Turn 3", as the phrase says it
+    corners = ["Turn " + f.split(":")[1][1:] for f in DRIVERS["alice"][2]]  # T3 -> "Turn 3", as said
     try:
-        page.wait_for_function("""(corner) => {
+        page.wait_for_function("""(corners) => {
             const t = document.querySelector('.pitbox-dashboard .pitbox-voice-text');
             const a = document.querySelector('.pitbox-dashboard .pitbox-voice-audio');
-            return !!t && t.textContent.includes(corner) && !!a && (a.src || '').length > 0;
-        }""", arg=corner, timeout=TIMEOUT_MS)
+            return !!t && corners.some((c) => t.textContent.startsWith(c + ':')) && !!a && (a.src || '').length > 0;
+        }""", arg=corners, timeout=TIMEOUT_MS)
     except Exception as exc:
         raise AssertionError(_diagnose(rig, page, exc)) from None
     assert "worth" in page.locator(".pitbox-dashboard .pitbox-voice-text").first.inner_text()
