@@ -63,9 +63,9 @@ def bench_ready(n: int) -> list[tuple[str, float, float, str]]:
     def coach_ready(voice: Voice) -> list[float]:
         c = VoiceCoach(voice, NullPlayer())
         c.on_frame(0.0, {"Lap": 1, "LapDistPct": 0.1})
-        for tip in tips:
+        for tip in tips:  # one at a time, as they come (one or two a lap): no queue in the figure
             c.on_tip(tip)
-        c.wait_synthesized(600)
+            c.wait_synthesized(600)
         c.on_frame(0.1, {"Lap": 1, "LapDistPct": 0.1})
         c.close()
         return [r.ready - r.arrived for r in c.ready_log]
