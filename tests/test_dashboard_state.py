@@ -423,13 +423,13 @@ def test_the_dashboard_plays_the_voice_coachs_phrases_once_its_toggle_is_on(tmp_
         dash = Dashboard(stream.url, coach="stream", lap_chart=False,
                          voice=Voice(engine="local", cache_dir=tmp_path, normalise=False))
         assert dash.voice_panel.toggle.description == "voice" and dash.voice_panel.toggle.value is False
-        wait_until(lambda: dash.state.meta.get("id") == "S1", timeout=60)  # subscribed: the session came
+        wait_until(lambda: dash.state.meta.get("id") == "S1", timeout=180)  # subscribed: the session came
         stream.publish_message(said)
-        wait_until(lambda: len(dash.state.voice) == 1, timeout=60)
+        wait_until(lambda: len(dash.state.voice) == 1, timeout=180)
         assert dash.voice_panel.played == [] and dash.voice_panel.audio.value == b""  # off: nothing plays
         dash.voice_panel.toggle.value = True
         stream.publish_message({**said, "t": 175.0, "lap": 4})
-        wait_until(lambda: len(dash.voice_panel.played) == 1, timeout=60)
+        wait_until(lambda: len(dash.voice_panel.played) == 1, timeout=180)
         x, rate = read_wav(dash.voice_panel.audio.value)
         assert len(x) / rate > 1.0  # a whole sentence of speech
         assert dash.voice_panel.played[0]["lap"] == 4 and dash.voice_panel.played[0]["engine"] == "local"
