@@ -2,6 +2,7 @@
 1-hour simulated session, and voice command accuracy and decode time.
 
     .venv/bin/python bench/voice_bench.py [--minutes 60] [--phrases 20] [--skip-commands]
+    .venv/bin/python bench/voice_bench.py --quick     # 10 min session, 5 phrases, a third of the clips
 
 Peers, in the same run:
 
@@ -62,9 +63,9 @@ def bench_ready(n: int) -> list[tuple[str, float, float, str]]:
     def coach_ready(voice: Voice) -> list[float]:
         c = VoiceCoach(voice, NullPlayer())
         c.on_frame(0.0, {"Lap": 1, "LapDistPct": 0.1})
-        for tip in tips:
+        for tip in tips:  # one at a time, as they come (one or two a lap): no queue in the figure
             c.on_tip(tip)
-        c.wait_synthesized(600)
+            c.wait_synthesized(600)
         c.on_frame(0.1, {"Lap": 1, "LapDistPct": 0.1})
         c.close()
         return [r.ready - r.arrived for r in c.ready_log]
@@ -175,11 +176,11 @@ def bench_window(minutes: float) -> dict:
 # -- 3. commands ---------------------------------------------------------------------------------------
 
 
-def bench_commands(seed: int) -> list[tuple]:
+def bench_commands(seed: int, quick: bool = False) -> list[tuple]:
     from pitbox.voice.commands import CommandRecognizer, _edit_distance, prepare
     from pitbox.voice.testing import OOG_TEST, VOICES_TEST, command_clips
 
-    clips = command_clips(VOICES_TEST, OOG_TEST, seed=seed, n_noise=24)
+    clips = command_clips(VOICES_TEST[::3] if quick else VOICES_TEST, OOG_TEST, seed=seed, n_noise=8 if quick else 24)
     ours = CommandRecognizer()
     plain = CommandRecognizer(reject=False, warps=(1.0,))
     rows = []
@@ -231,7 +232,10 @@ def main() -> None:
     ap.add_argument("--phrases", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-commands", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a 10-minute session, 5 phrases, a third of the voices")
     args = ap.parse_args()
+    if args.quick:
+        args.minutes, args.phrases = min(args.minutes, 10.0), min(args.phrases, 5)
 
     print("## Lap end to audio ready (median over", args.phrases, "tips)\n")
     print("| case | PitBox | peer | peer is | ratio (peer / PitBox) |")
@@ -257,7 +261,7 @@ def main() -> None:
           f"scheduler and glue); simulate + analyse {w['prep_s']:.1f} s")
 
     if not args.skip_commands:
-        rows = bench_commands(args.seed)
+        rows = bench_commands(args.seed, args.quick)
         print("\n## Voice commands (held-out voices and phrases, engine noise 6 dB, digital-silence edges)\n")
         print("| recogniser | commands right | wrong command | others accepted | CPU per clip mean / p95 |")
         print("| --- | --- | --- | --- | --- |")

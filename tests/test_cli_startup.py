@@ -135,7 +135,7 @@ def test_a_lazy_command_runs_through_main(tmp_path, monkeypatch, capsys) -> None
 
 
 @pytest.mark.parametrize("package", ["pitbox.analysis", "pitbox.live", "pitbox.recorder", "pitbox.emulator",
-                                     "pitbox.sim"])
+                                     "pitbox.sim", "pitbox.voice"])
 def test_every_lazily_exported_name_resolves(package: str) -> None:
     """A package ``__init__`` that loads its names on first use (``lazy_loader``) names only
     what its modules define: a name moved to another module breaks here, not in a user's

@@ -33,6 +33,8 @@ DRIVERS = {
     "alice": ("Alice Example", 11, ("2:T3:brake_early:25", "3:T6:late_throttle:25")),
     "bob": ("Bob Example", 12, ("2:T6:late_throttle:25", "3:T3:brake_early:25")),
 }
+#: drivers whose recorder runs the voice coach (no audio there: the page makes and plays it)
+VOICE = {"alice": ("--voice", "text", "--voice-player", "null")}
 #: a safety net only: the whole session takes about 90 s at 4x on an idle machine
 TIMEOUT_MS = int(float(os.environ.get("PITBOX_BROWSER_TIMEOUT_S", "420")) * 1000)
 
@@ -115,7 +117,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             simulate_session(track="pitboxsim_demo", laps=LAPS, faults=list(faults), seed=seed, out=ibt,
                              driver=DriverSpec(name=name), in_lap=True)
             practices[did] = Practice(ibt, work / f"data-{did}", work, speed=SPEED, publish=relay.url, driver_id=did,
-                                      name=did).start()
+                                      name=did, record_args=VOICE.get(did, ())).start()
         root = work / "notebooks"
         root.mkdir()
         inject_parameters(NOTEBOOKS / "live_dashboard.ipynb", root / "lab_alice.ipynb", URL=practices["alice"].url)
@@ -139,6 +141,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             sel = f"{roots[key]} [data-pitbox=status][data-state=connected]"
             page.wait_for_selector(sel, timeout=TIMEOUT_MS)
             page.evaluate(OBSERVER, roots[key])
+        # Alice's recorder runs the voice coach: her page's voice toggle is pressed (browsers play
+        # nothing before a click) so that its phrases play there
+        pages["lab"].bring_to_front()
+        pages["lab"].locator(".pitbox-dashboard .pitbox-voice button").first.click()
         for p in practices.values():  # every page is up: the sessions begin
             p.start_session()
         yield {"pages": pages, "practices": practices, "relay": relay, "server": server, "work": work}
@@ -198,6 +204,24 @@ def test_live_dashboard_in_jupyterlab(rig: dict[str, Any]) -> None:
         page.screenshot(path=str(rig["work"] / "jupyterlab-failed.png"))
         raise AssertionError(_diagnose(rig, page, exc)) from None
     assert page.locator(".pitbox-dashboard [data-pitbox=driver]").first.inner_text() == DRIVERS["alice"][0]
+
+
+def test_the_voice_coachs_phrase_plays_in_jupyterlab(rig: dict[str, Any]) -> None:
+    """Alice's recorder (``--voice``) says the tips of her faulted laps on the laps after them:
+    her page (its voice toggle pressed) shows the latest phrase, about one of the faulted
+    corners, and its audio element gets the WAV the kernel made."""
+    page = rig["pages"]["lab"]
+    page.bring_to_front()
+    corners = ["Turn " + f.split(":")[1][1:] for f in DRIVERS["alice"][2]]  # T3 -> "Turn 3", as said
+    try:
+        page.wait_for_function("""(corners) => {
+            const t = document.querySelector('.pitbox-dashboard .pitbox-voice-text');
+            const a = document.querySelector('.pitbox-dashboard .pitbox-voice-audio');
+            return !!t && corners.some((c) => t.textContent.startsWith(c + ':')) && !!a && (a.src || '').length > 0;
+        }""", arg=corners, timeout=TIMEOUT_MS)
+    except Exception as exc:
+        raise AssertionError(_diagnose(rig, page, exc)) from None
+    assert "worth" in page.locator(".pitbox-dashboard .pitbox-voice-text").first.inner_text()
 
 
 def test_live_dashboard_in_voila(rig: dict[str, Any]) -> None:

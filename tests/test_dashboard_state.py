@@ -402,3 +402,39 @@ def test_reference_switcher_sends_set_reference_and_lap_chart_follows_the_laps(t
         if dash is not None:
             dash.stop()
         stream.stop()
+
+
+def test_the_dashboard_plays_the_voice_coachs_phrases_once_its_toggle_is_on(tmp_path, test_comm) -> None:
+    """``voice`` messages on the stream (``pitbox record --voice``) reach the dashboard's audio
+    widget as a WAV made by the offline voice, only after the toggle is pressed."""
+    from pitbox.dashboard import Dashboard
+    from pitbox.live import StreamServer
+    from pitbox.live.testing import wait_until
+    from pitbox.voice import Voice
+    from pitbox.voice.wav import read_wav
+
+    stream = StreamServer("127.0.0.1", 0).start()
+    dash = None
+    said = {"v": 1, "type": "voice", "text": "T3: brake 20 m later, 0.575 s",
+            "spoken": "Turn 3: brake 20 metres later, six tenths", "priority": "tip", "t": 90.0, "lap": 3,
+            "corner": "T3"}
+    try:
+        stream.publish_session({"id": "S1", "track": "x"})
+        dash = Dashboard(stream.url, coach="stream", lap_chart=False,
+                         voice=Voice(engine="local", cache_dir=tmp_path, normalise=False))
+        assert dash.voice_panel.toggle.description == "voice" and dash.voice_panel.toggle.value is False
+        wait_until(lambda: dash.state.meta.get("id") == "S1", timeout=180)  # subscribed: the session came
+        stream.publish_message(said)
+        wait_until(lambda: len(dash.state.voice) == 1, timeout=180)
+        assert dash.voice_panel.played == [] and dash.voice_panel.audio.value == b""  # off: nothing plays
+        dash.voice_panel.toggle.value = True
+        stream.publish_message({**said, "t": 175.0, "lap": 4})
+        wait_until(lambda: len(dash.voice_panel.played) == 1, timeout=180)
+        x, rate = read_wav(dash.voice_panel.audio.value)
+        assert len(x) / rate > 1.0  # a whole sentence of speech
+        assert dash.voice_panel.played[0]["lap"] == 4 and dash.voice_panel.played[0]["engine"] == "local"
+        assert "T3: brake 20 m later" in dash.voice_panel.label.value
+    finally:
+        if dash is not None:
+            dash.stop()
+        stream.stop()

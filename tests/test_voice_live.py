@@ -97,6 +97,8 @@ def test_frames_as_the_recorder_publishes_them() -> None:
     coach.publish_message(reference_message())
     coach.publish_frame(1, 5.0, Derived(row, {"pitbox_lap_dist_m": 250.0}))
     assert coach.lap == 3 and coach.t == 5.0
+    coach.publish_message({"v": 1, "type": "reference", "channels": {}})  # broken: logged, never raised
+    assert coach.errors == 1 and coach.scheduler.zones is not None  # the last good zones stay
     coach.say("info", "reply")
     coach.publish_session({"id": "new"})
     assert coach.scheduler.pending == []
@@ -132,3 +134,31 @@ def test_messages_need_a_known_priority() -> None:
 
     with pytest.raises(VoiceError, match="priority"):
         Message("x", "urgent")
+
+
+def test_verbose_says_each_lap_time_as_information() -> None:
+    def coach_at(verbosity: str) -> VoiceCoach:
+        c = VoiceCoach(Voice(engine="text"), NullPlayer(), Scheduler(latency_s=0.1, verbosity=verbosity),
+                       background=False)
+        for _ in range(3):  # the coach message comes once a second: the lap is said once
+            c.on_coach({"type": "coach", "lap": 3, "last_lap_s": 84.34, "best_lap_s": 83.9})
+        return c
+
+    (info,) = [m for m in coach_at("verbose").scheduler.pending if m.priority == "info"]
+    assert info.text == "Lap 1 minute 24.3, four tenths off your best"
+    assert coach_at("normal").scheduler.pending == []
+
+
+def test_verbosity_levels() -> None:
+    """quiet: only critical messages and replies; normal: + tips; verbose: + information."""
+    zones = QuietZones.from_reference_message(reference_message())
+    heard = {}
+    for level in ("quiet", "normal", "verbose"):
+        s = Scheduler(zones, latency_s=0.1, verbosity=level, cooldown_s=0.0)
+        s.submit(Message("a tip", "tip", duration_s=1.0, corner="T1", lap=1), t=0.0)
+        s.submit(Message("lap time", "info", duration_s=1.0), t=0.0)
+        s.submit(Message("an answer", "reply", duration_s=1.0), t=0.0)
+        for t in np.arange(20.0, 60.0, 0.1):  # laps 2 and 3 at 50 m/s
+            s.update(float(t), 1 + int(t // 20), (t * 50.0) % L)
+        heard[level] = sorted(sp.message.priority for sp in s.spoken)
+    assert heard == {"quiet": ["reply"], "normal": ["reply", "tip"], "verbose": ["info", "reply", "tip"]}

@@ -179,12 +179,17 @@ class Dashboard(W.VBox):
     connection at 60 Hz, the after-lap analysis in its own process, references and the map
     from the store ``data``) when the stream's frames carry none of its channels (a recorder
     with ``--no-live-coach``, an older one); ``"stream"`` never does; ``"local"`` always does.
+    ``voice``: the voice coach's phrases (``voice`` messages, ``pitbox record --voice``) play
+    in this browser once its "voice" toggle is on (:class:`pitbox.voice.widget.VoicePanel`;
+    browsers play nothing before a click): ``True`` (default) makes them with
+    :class:`pitbox.voice.Voice` here (ElevenLabs with a key, else the offline voice), a
+    ``Voice`` makes them with it, ``False`` leaves the toggle out.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, reference: str | None = None, *,
                  driver: str | None = None, rate: int = 30, history: bool = True, ssl: SslArg = None,
                  lap_chart: bool = True, coach: str = "auto", data: str | os.PathLike[str] | None = None,
-                 start: bool = True):
+                 voice: Any = True, start: bool = True):
         if coach not in ("auto", "stream", "local"):
             raise ConfigError(f"dashboard: coach={coach!r}: expected 'auto', 'stream' or 'local'")
         self.coach_mode = coach
@@ -211,9 +216,15 @@ class Dashboard(W.VBox):
         self.lap_chart = lap_figure() if lap_chart else None
         self.lap_chart_box = W.Box([self.lap_chart] if self.lap_chart is not None else [])
         self._seen: dict[str, int] = {}
+        self.voice_panel: Any = None
+        if voice is not False:
+            from pitbox.voice.widget import VoicePanel
+
+            self.voice_panel = VoicePanel(None if voice is True else voice)
         lower = [self.laps, self.lap_chart_box]
+        top = [self.picker, self.picker_status] + ([self.voice_panel.widget] if self.voice_panel is not None else [])
         super().__init__([
-            W.HTML(panels.CSS), self.title, W.HBox([self.picker, self.picker_status]), self.canvas,
+            W.HTML(panels.CSS), self.title, W.HBox(top), self.canvas,
             W.HBox([self.corners, self.fuel, self.tyres], layout=W.Layout(flex_flow="row wrap")),
             W.HBox(lower, layout=W.Layout(flex_flow="row wrap")),
         ])
@@ -242,6 +253,8 @@ class Dashboard(W.VBox):
         self._link.stop()
         if self.local_coach is not None:
             self.local_coach.stop()
+        if self.voice_panel is not None:
+            self.voice_panel.stop()
         self.pump.stop()
         self.state.connection = "stopped"
 
@@ -298,6 +311,8 @@ class Dashboard(W.VBox):
                     threading.Thread(target=self._start_local_coach_safely, name="pitbox-dashboard-coach",
                                      daemon=True).start()
         self.state.take(msg)
+        if kind == "voice" and self.voice_panel is not None:
+            self.voice_panel.on_voice(msg)
         if kind == "subscribed" and self.reference_spec and not self._reference_sent:
             self._reference_sent = True
             threading.Thread(target=self.set_reference, args=(self.reference_spec,), daemon=True).start()

@@ -83,7 +83,8 @@ class Inbox:
 
     def publish_message(self, msg: Mapping[str, object]) -> None:
         """Another message for the clients, with its ``type`` (the live coach's
-        ``reference``, ``coach`` and ``tip``, see :data:`pitbox.live.protocol.COACH_TYPES`):
+        ``reference``, ``coach`` and ``tip``, the voice coach's ``voice``, see
+        :data:`pitbox.live.protocol.COACH_TYPES`):
         JSON-able, sent in order with the frames; the latest ``reference`` and ``coach`` and
         the session's tips are kept for clients that join later."""
         self._inbox.append((MESSAGE, msg))

@@ -109,7 +109,10 @@ def frame_message(tick: int, t: float, values: Mapping[str, Any], driver: str | 
 #: these types, and every message of :data:`KEEP_ALL` types (the session's tips).
 KEEP_LATEST = ("reference", "coach")
 KEEP_ALL = ("tip",)
-COACH_TYPES = (*KEEP_LATEST, *KEEP_ALL)
+#: Live coach messages passed on as they come and not kept: ``voice`` (what the voice coach
+#: said, issue 11: a remote coach hears it when it is said, not when he joins).
+PASS_ON = ("voice",)
+COACH_TYPES = (*KEEP_LATEST, *KEEP_ALL, *PASS_ON)
 REFERENCE_KINDS = ("session_best", "all_time_best", "optimal", "lap")
 
 

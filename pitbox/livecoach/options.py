@@ -25,16 +25,21 @@ def reference_choice(value: str) -> tuple[str, str | None]:
     return (value, None) if value in KINDS else ("lap", value)
 
 
-def start_service(args: Any, targets: list[Any], data: Any, lossless: bool = False) -> Any:
+def start_service(args: Any, targets: list[Any], data: Any, lossless: bool = False, voice: Any = None,
+                  process: bool = True) -> Any:
     """The started :class:`~pitbox.livecoach.service.LiveCoachService` in front of
-    ``targets`` (None when ``--no-live-coach`` or no target); ``lossless`` for replays as
-    fast as possible (see the service)."""
-    if not targets or getattr(args, "no_live_coach", False):
+    ``targets`` (None when ``--no-live-coach`` or neither a target nor a ``voice``);
+    ``lossless`` for replays as fast as possible (see the service). ``voice`` (a
+    :class:`~pitbox.voice.coach.VoiceCoach`, ``--voice``) gets the coach's frames and
+    messages after the publishers (the stream is never held up by the voice). ``process=False`` runs the after-lap analysis on the
+    pump thread (tests)."""
+    if (not targets and voice is None) or getattr(args, "no_live_coach", False):
         return None
     from pitbox.livecoach.reference import parse_kind
     from pitbox.livecoach.service import LiveCoachService
 
     kind, lap = reference_choice(args.coach_reference)
     parse_kind(kind, lap)
-    return LiveCoachService(targets, data=data, reference=kind, lap=lap, fuel_laps=args.fuel_laps,
-                            fuel_minutes=args.fuel_minutes, lossless=lossless).start()
+    return LiveCoachService(list(targets) + ([voice] if voice is not None else []), data=data, reference=kind,
+                            lap=lap, fuel_laps=args.fuel_laps,
+                            fuel_minutes=args.fuel_minutes, lossless=lossless, process=process).start()

@@ -59,6 +59,9 @@ def _register_record(subparsers: Any) -> None:
     from pitbox.livecoach.options import add_coach_options
 
     add_coach_options(p)  # --no-live-coach --coach-reference --fuel-laps --fuel-minutes
+    from pitbox.voice.options import add_voice_options
+
+    add_voice_options(p)  # --voice --voice-id --voice-player --voice-verbosity --voice-commands --mic-device
     p.set_defaults(func=cmd_record)
 
 
@@ -92,19 +95,31 @@ class _Publishers:
 def _publishers(args: argparse.Namespace, data: Path) -> _Publishers | None:
     from pitbox.live.cli import open_publishers
     from pitbox.livecoach.options import start_service
+    from pitbox.voice.options import check_voice_options, start_voice
 
+    check_voice_options(args)
     targets = open_publishers(args)
     for t in targets:
         print(f"streaming on {t.url}" if hasattr(t, "clients") else f"publishing to {t.url}", flush=True)
     fast_replay = args.source == "replay" and (args.speed <= 0 or math.isinf(args.speed))
     try:
-        coach = start_service(args, targets, data, lossless=fast_replay)
+        voice = start_voice(args, targets)
+    except BaseException:
+        for t in targets:
+            t.stop()
+        raise
+    try:
+        coach = start_service(args, targets, data, lossless=fast_replay, voice=voice)
     except (ValueError, PitboxError) as exc:
         for t in targets:
             t.stop()
+        if voice is not None:
+            voice.stop()
         raise ConfigError(f"record: --coach-reference {args.coach_reference}: {exc}") from None
     if coach is not None:
         print(f"live coach on (reference {args.coach_reference}); --no-live-coach turns it off", flush=True)
+        if voice is not None:
+            print(f"voice coach on ({voice.voice.primary} voice, {voice.player.name} player)", flush=True)
         return _Publishers([coach])
     return _Publishers(targets) if targets else None
 

@@ -8,44 +8,20 @@ Submodules: :mod:`~pitbox.voice.text` (ear text), :mod:`~pitbox.voice.voice` (en
 fallback, cache), :mod:`~pitbox.voice.scheduler` (I/O-free: when to speak),
 :mod:`~pitbox.voice.player` (where the audio goes), :mod:`~pitbox.voice.commands` (spoken
 commands), :mod:`~pitbox.voice.coach` (the live glue). See docs/voice.md.
-
-Names are imported on first use so that ``pitbox --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import lazy_loader as _lazy
 
-_EXPORTS = {
-    "Voice": "pitbox.voice.voice",
-    "Speech": "pitbox.voice.voice",
-    "ENGINES": "pitbox.voice.voice",
-    "tip_phrase": "pitbox.voice.text",
-    "ear_text": "pitbox.voice.text",
-    "say_seconds": "pitbox.voice.text",
-    "VoiceError": "pitbox.voice.errors",
-    "CloudError": "pitbox.voice.errors",
-    "Scheduler": "pitbox.voice.scheduler",
-    "QuietZones": "pitbox.voice.scheduler",
-    "Message": "pitbox.voice.scheduler",
-    "voice_message": "pitbox.voice.scheduler",
-    "CommandRecognizer": "pitbox.voice.commands",
-    "VoiceCoach": "pitbox.voice.coach",
-    "make_player": "pitbox.voice.player",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pitbox.voice' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+# Names load on first use (lazy_loader), so that ``pitbox --help`` builds its parser
+# without numpy, pocketsphinx or the ElevenLabs SDK.
+__getattr__, __dir__, __all__ = _lazy.attach(__name__, submod_attrs={
+    "coach": ["VoiceCoach"],
+    "commands": ["CommandRecognizer"],
+    "errors": ["CloudError", "VoiceError"],
+    "player": ["make_player"],
+    "scheduler": ["Message", "QuietZones", "Scheduler", "voice_message"],
+    "text": ["ear_text", "say_seconds", "tip_phrase"],
+    "voice": ["ENGINES", "Speech", "Voice"],
+})

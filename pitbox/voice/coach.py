@@ -13,7 +13,8 @@
 * answers voice commands (:meth:`command`) through the same scheduler, from the latest
   ``coach`` message and frame values;
 * says, as a critical message, when the fuel will not last the lap (from the ``coach``
-  message's fuel estimate).
+  message's fuel estimate), and, at verbosity ``verbose``, each completed lap's time against
+  the best as information.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class VoiceCoach:
         self.ready_log: list[Ready] = []  #: arrival → audio ready of every message
         self.actions: list[Action] = []
         self._fuel_called_lap: int | None = None
+        self._lap_time_said: Any = None
         self._ready: queue.Queue[Ready] = queue.Queue()
         self._jobs: queue.Queue[tuple[Message, float] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -100,6 +102,10 @@ class VoiceCoach:
         self._idle.set()
         self._pending_jobs = 0
         self._lock = threading.Lock()
+        self._commands: queue.Queue[tuple[str, int | None]] = queue.Queue()
+        self.answers: list[tuple[str, int | None, str]] = []  #: (command, arg, answer) of each posted command
+        self.listener: Any = None  #: the microphone's command listener, when one runs (``pitbox record``)
+        self.errors = 0  #: stream input that could not be handled (as a publisher)
 
     # -- stream input ------------------------------------------------------------------------
 
@@ -138,6 +144,17 @@ class VoiceCoach:
         if left is not None and left < FUEL_CRITICAL_LAPS and self._fuel_called_lap != lap:
             self._fuel_called_lap = lap
             self.say("Box this lap: fuel will not last the lap", "critical")
+        last = msg.get("last_lap_s")
+        if last is not None and lap is not None and lap != self._lap_time_said and self.scheduler.verbosity == "verbose":
+            # information (verbose only): the lap just completed, against the best
+            self._lap_time_said = lap
+            best = msg.get("best_lap_s")
+            text = f"Lap {say_seconds(float(last))}"
+            if best is not None and float(last) - float(best) >= 0.05:
+                text += f", {say_seconds(float(last) - float(best))} off your best"
+            elif best is not None and abs(float(last) - float(best)) < 0.0005:
+                text += ", your best"
+            self._enqueue(Message(text, "info", key="lap_time"))
 
     def say(self, text: str, priority: str = "info", corner: str | None = None, ttl_s: float | None = None) -> Message:
         """Queue any message (synthesized like a tip)."""
@@ -213,6 +230,12 @@ class VoiceCoach:
         self.lap = int(lap) if lap is not None else self.lap
         while True:
             try:
+                name, arg = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            self.answers.append((name, arg, self.command(name, arg)))
+        while True:
+            try:
                 self._submit(self._ready.get_nowait())
             except queue.Empty:
                 break
@@ -242,8 +265,15 @@ class VoiceCoach:
 
     # -- commands -----------------------------------------------------------------------------
 
+    def post_command(self, name: str, arg: int | None = None) -> None:
+        """A recognised command from another thread (the microphone's listener): carried out
+        by :meth:`command` on the next frame, on the frame's thread (the scheduler is not
+        shared between threads)."""
+        self._commands.put((name, arg))
+
     def command(self, name: str, arg: int | None = None) -> str:
-        """Carry out a recognised command and queue its spoken answer; returns the answer."""
+        """Carry out a recognised command and queue its spoken answer; returns the answer.
+        Call it on the thread that feeds the frames (else :meth:`post_command`)."""
         s = self.scheduler
         if name == "repeat":
             last = s.last_message
@@ -324,12 +354,25 @@ class VoiceCoach:
 
     def publish_frame(self, tick: int, session_time: float, values: Any) -> None:
         """A frame as the recorder or the live coach publishes it (a dict, a numpy row, or a
-        row with the live coach's derived channels)."""
-        self.on_frame(float(session_time), frame_values(values))
+        row with the live coach's derived channels). Never raises: a publisher beside the
+        stream must not stop it (failures are logged, the first few with their traceback)."""
+        try:
+            self.on_frame(float(session_time), frame_values(values))
+        except Exception:
+            self._failed("frame")
 
     def publish_message(self, msg: Mapping[str, Any]) -> None:
-        """The live coach's ``reference``, ``coach`` and ``tip`` messages."""
-        self.handle(msg)
+        """The live coach's ``reference``, ``coach`` and ``tip`` messages (never raises, as
+        :meth:`publish_frame`)."""
+        try:
+            self.handle(msg)
+        except Exception:
+            self._failed(str(msg.get("type")))
+
+    def _failed(self, what: str) -> None:
+        self.errors += 1
+        if self.errors <= 3:
+            log.exception("voice coach: %s not handled", what)
 
     def publish_lap(self, row: Mapping[str, Any]) -> None:
         pass

@@ -210,7 +210,7 @@ class CommandRecognizer:
         speech = energy > (np.percentile(energy, 10) * 3 + 50 if nf else 0)
         inside = np.zeros(nf, bool)
         inside[a0:a1 + 1] = True
-        _, psegs, _ = self._decode("phones", x)
+        phyp, psegs, _ = self._decode("phones", x)
         loop = [s[0] for s in psegs if s[0] not in _FILLERS]
         expected = self._phones(hyp.hypstr)
         return {
@@ -222,6 +222,7 @@ class CommandRecognizer:
             "nph_ratio": len(loop) / max(len(expected), 1),
             "words_frac": wf / max(nf, 1),
             "nwords": float(len(hyp.hypstr.split())),
+            "llr_pf": (_log(hyp.score) - (_log(phyp.score) if phyp is not None else 0.0)) / max(nf, 1),
         }
 
     @staticmethod

@@ -79,9 +79,16 @@ class VoicePanel:
             self.label.value = f'<span class="pitbox-voice-text">{_esc(str(msg.get("text") or ""))}</span>'
             self.played.append({**msg, "engine": sp.engine, "duration_s": sp.duration_s})
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop playing (the widgets stay on the page); waits for the phrase being made."""
         self._closed = True
         self._wake.set()
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join(10)
+
+    def close(self) -> None:
+        self.stop()
         self.widget.close()
 
 
