@@ -22,16 +22,25 @@ from typing import Any
 import pytest
 
 from pitbox.dashboard.testing import chromium_missing_reason
+from pitbox.live.limits import Limits
+
+#: the sim replays faster than real time here: a relay with the publisher rate limit off (a
+#: recorder at 60 Hz stays far below the default 240 messages/s; the limit is tested in
+#: test_relay_limits.py), else it drops what a fast replay sends over the limit, tips included
+FAST_REPLAY = Limits(publisher_messages_per_s=0)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SPEED = 4.0
 LAPS = 3
 #: driver id -> (name, seed, faults); every fault is on a timed lap after the first (the
-#: first timed lap is the session's reference)
+#: first timed lap is the session's reference). The faults are large (40 m): with three timed
+#: laps the coach judges a fault against the spread of those laps, and a loaded machine makes
+#: the recorder drop ticks at 4x (9 % seen), which moves a brake point by metres; a 25 m fault
+#: then fell inside the spread (Bob's lap 3 at T3, measured: no tip, where the .ibt itself gives one)
 DRIVERS = {
-    "alice": ("Alice Example", 11, ("2:T3:brake_early:25", "3:T6:late_throttle:25")),
-    "bob": ("Bob Example", 12, ("2:T6:late_throttle:25", "3:T3:brake_early:25")),
+    "alice": ("Alice Example", 11, ("2:T3:brake_early:40", "3:T6:late_throttle:40")),
+    "bob": ("Bob Example", 12, ("2:T6:late_throttle:40", "3:T3:brake_early:40")),
 }
 #: drivers whose recorder runs the voice coach (no audio there: the page makes and plays it)
 VOICE = {"alice": ("--voice", "text", "--voice-player", "null")}
@@ -107,7 +116,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from pitbox.sim import DriverSpec, simulate_session
 
     work = tmp_path_factory.mktemp("browser")
-    relay = Relay("127.0.0.1", 0).start()
+    relay = Relay("127.0.0.1", 0, limits=FAST_REPLAY).start()
     practices: dict[str, Practice] = {}
     server = None
     pw = browser = None

@@ -22,8 +22,14 @@ import pytest
 from pitbox.emulator import Emulator, TickRecord
 from pitbox.ibt.reader import open_telemetry
 from pitbox.live import Relay, StreamServer
+from pitbox.live.limits import Limits
 from pitbox.live.testing import open_log, run
 from pitbox.sim import read_truth, simulate_session
+
+#: the sim replays faster than real time here: a relay with the publisher rate limit off (a
+#: recorder at 60 Hz stays far below the default 240 messages/s; the limit is tested in
+#: test_relay_limits.py), else it drops what a fast replay sends over the limit, tips included
+FAST_REPLAY = Limits(publisher_messages_per_s=0)
 
 FAULT = "3:T3:brake_early:25"
 SPEED = 12.0  #: emulated seconds per second (a few ticks may be missed on a loaded machine: no matter here)
@@ -94,7 +100,7 @@ def test_record_irsdk_file_streams_derived_channels_coach_state_and_tips(tmp_pat
     truth, _ = read_truth(sim.ibt_path)
     (fault,) = truth["faults"]
     emu = Emulator([sim.ibt_path], tmp_path / "irsdk.bin", speed=math.inf, keep_ground_truth=False).open()
-    relay = Relay("127.0.0.1", 0).start()
+    relay = Relay("127.0.0.1", 0, limits=FAST_REPLAY).start()
     log = tmp_path / "record.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -271,7 +277,7 @@ def test_the_relay_forwards_the_coachs_messages_per_driver_and_set_reference_to_
     from pitbox.live import RelayPublisher
     from pitbox.live.protocol import Derived
 
-    relay = Relay("127.0.0.1", 0).start()
+    relay = Relay("127.0.0.1", 0, limits=FAST_REPLAY).start()
     pub = RelayPublisher(relay.url, driver_id="alice", backoff_s=0.02, backoff_max_s=0.2).start()
     controls: list[dict] = []
     pub.control_handler = controls.append
