@@ -40,10 +40,13 @@ class Pacer(threading.Thread):
     """Steps the emulator at SPEED x real time; ``hold`` pauses it (the sim sitting still), and
     it holds by itself after ``hold_after`` ticks until released."""
 
-    def __init__(self, emu: Emulator, hold_after: int | None = None):
+    def __init__(self, emu: Emulator, hold_after: int | None = None, pause_at: int | None = None):
         super().__init__(daemon=True)
         self.emu = emu
         self.hold = threading.Event()
+        #: after ``pause_at`` ticks the sim waits for ``resume`` (then goes on at SPEED)
+        self.pause_at = pause_at
+        self.resume = threading.Event()
         self.halt = threading.Event()
         self.published = 0
         self.hold_after = hold_after
@@ -64,6 +67,9 @@ class Pacer(threading.Thread):
                 self.published += 1
                 if self.published == self.hold_after:
                     self.hold.set()
+                if self.published == self.pause_at:
+                    self.resume.wait(600)  # a safety net only: the test sets it
+                    due = time.perf_counter()
                 due += period
                 delay = due - time.perf_counter()
                 if delay > 0:
@@ -110,7 +116,10 @@ def test_record_irsdk_file_streams_derived_channels_coach_state_and_tips(tmp_pat
     with open_telemetry(sim.ibt_path) as tf:
         c = tf.read(["Lap", "LapDistPct"])
     after_cut = int(np.flatnonzero((c["Lap"] == fault["lap"] + 1) & (c["LapDistPct"] > 0.25))[0])
-    pacer = Pacer(emu, hold_after=after_cut + 1)  # the sim sits still after the lap's cut until the checks are done
+    # the sim waits a quarter into lap 2 until the reference (lap 1, made by the analyst process)
+    # is out, so that the laps after it stream a delta however slow the machine is
+    lap2 = int(np.flatnonzero((c["Lap"] == 2) & (c["LapDistPct"] > 0.25))[0])
+    pacer = Pacer(emu, hold_after=after_cut + 1, pause_at=lap2 + 1)  # the sim sits still after the lap's cut until the checks are done
     try:
         url = _line(proc, log, "streaming on ").split()[-1]
         _line(proc, log, "live coach on")
@@ -141,6 +150,8 @@ async def _clients(url: str, relay_url: str, pacer: Pacer, fault: dict[str, Any]
     def tip(log: Any) -> list[dict]:
         return [m for m in log.of("tip") if m["lap"] == fault["lap"]]
 
+    await local.wait_for(lambda log: log.of("reference"), timeout=400)
+    pacer.resume.set()
     await local.wait_for(lambda log: tip(log), timeout=400)
     pacer.hold.set()  # the sim sits still while we look (the recorder waits: --timeout-s 60)
     (t,) = [m for m in tip(local) if m["rank"] == 1]
