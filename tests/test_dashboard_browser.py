@@ -22,12 +22,6 @@ from typing import Any
 import pytest
 
 from pitbox.dashboard.testing import chromium_missing_reason
-from pitbox.live.limits import Limits
-
-#: the sim replays faster than real time here: a relay with the publisher rate limit off (a
-#: recorder at 60 Hz stays far below the default 240 messages/s; the limit is tested in
-#: test_relay_limits.py), else it drops what a fast replay sends over the limit, tips included
-FAST_REPLAY = Limits(publisher_messages_per_s=0)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -113,6 +107,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from pitbox.dashboard.practice import Practice
     from pitbox.dashboard.testing import JupyterServer, inject_parameters, open_browser, run_all_cells
     from pitbox.live import Relay
+    from pitbox.live.testing import FAST_REPLAY
     from pitbox.sim import DriverSpec, simulate_session
 
     work = tmp_path_factory.mktemp("browser")

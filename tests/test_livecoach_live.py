@@ -22,14 +22,8 @@ import pytest
 from pitbox.emulator import Emulator, TickRecord
 from pitbox.ibt.reader import open_telemetry
 from pitbox.live import Relay, StreamServer
-from pitbox.live.limits import Limits
-from pitbox.live.testing import open_log, run
+from pitbox.live.testing import FAST_REPLAY, open_log, run
 from pitbox.sim import read_truth, simulate_session
-
-#: the sim replays faster than real time here: a relay with the publisher rate limit off (a
-#: recorder at 60 Hz stays far below the default 240 messages/s; the limit is tested in
-#: test_relay_limits.py), else it drops what a fast replay sends over the limit, tips included
-FAST_REPLAY = Limits(publisher_messages_per_s=0)
 
 FAULT = "3:T3:brake_early:25"
 SPEED = 12.0  #: emulated seconds per second (a few ticks may be missed on a loaded machine: no matter here)

@@ -20,17 +20,11 @@ import pytest
 from pitbox import cli
 from pitbox.ibt.reader import open_telemetry
 from pitbox.live import Relay, StreamServer
-from pitbox.live.limits import Limits
 from pitbox.live.relay import RelayPublisher
-from pitbox.live.testing import open_log, run
+from pitbox.live.testing import FAST_REPLAY, open_log, run
 from pitbox.livecoach.options import start_service
 from pitbox.sim import load_track, read_truth, simulate_session
 from pitbox.voice.options import start_voice
-
-#: the sim replays faster than real time here: a relay with the publisher rate limit off (a
-#: recorder at 60 Hz stays far below the default 240 messages/s; the limit is tested in
-#: test_relay_limits.py), else it drops what a fast replay sends over the limit, tips included
-FAST_REPLAY = Limits(publisher_messages_per_s=0)
 
 TRACK = "pitboxsim_demo"
 FAULT = "2:T3:brake_early:25"

@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from pitbox.live.limits import Limits
 from pitbox.live.protocol import VERSION, LiveError
+
+#: Limits for a relay fed by a sim replayed faster than real time: the publisher rate limit off
+#: (a recorder at 60 Hz stays far below the default 240 messages/s; the limit itself is tested
+#: in tests/test_relay_limits.py), else the relay drops what a fast replay sends over it, tips
+#: included.
+FAST_REPLAY = Limits(publisher_messages_per_s=0)
 
 
 async def stalled_client(url: str, *, channels: list[str] | None = None, rate: int = 60, token: str | None = None,
