@@ -144,12 +144,19 @@ class IrsdkSource:
         self.source_name = source_name or ("iRacing live" if self.test_file is None else self.test_file.name)
         self.timeout_s = timeout_s
         self.poll_s = poll_s
-        #: reading a file: start looking this long (at most a quarter tick) before the next tick is due
+        #: reading a file: look this long after the next tick is due (one look finds it)…
+        self.late_s = 0.001
+        #: …and every ``bracket_every`` ticks this long (at most a quarter tick) before it is
+        #: due, then every ``poll_s`` until it comes: a look that found nothing followed by one
+        #: that finds the tick brackets its publish time, which keeps the phase and interval true
         self.early_s = 0.0005
+        self.bracket_every = 15
+        self._since_bracket = 0  # ticks since the last bracketed one
+        self._looked_at = 0.0  # when the header was last looked at [monotonic s]
         self._phase = 0.0  # when the sim published its newest tick [monotonic s], as bracketed by two looks
         self._interval = 0.0  # the sim's tick interval [s] as measured (0: not yet; at most a period)
         self._intervals: deque[float] = deque(maxlen=9)
-        self._bracketed: float | None = None  # publish time of the last tick bracketed by two looks
+        self._bracketed: tuple[float, int] | None = None  # publish time and tick of the last bracketed tick
         self._missed_at: float | None = None
         self.connect_poll_s = connect_poll_s
         self._period = 1 / 60
@@ -270,6 +277,7 @@ class IrsdkSource:
         self._last_tick = None  # the first poll catches up on every tick still in the buffers
         self._last_seen = self._phase = time.monotonic()
         self._missed_at = self._bracketed = None
+        self._since_bracket = 0
         self._interval = 0.0
         self._intervals.clear()
         self._si_update = None
@@ -297,10 +305,10 @@ class IrsdkSource:
     def poll(self) -> tuple[int, bytes] | None:
         if self._pending:
             return self._pending.pop(0)
-        if self.test_file is not None and self._last_tick is not None and \
-                time.monotonic() < self._phase + self._interval - self._early():
-            return None  # the next tick is not due yet: no need to look (idle() sleeps until it is)
+        if self.test_file is not None and self._last_tick is not None and time.monotonic() < self._look_at():
+            return None  # not time to look yet (idle() sleeps until it is)
         head = self._header()
+        looked, self._looked_at = self._looked_at, time.monotonic()
         nb = self.num_buf
         ticks = head[_TICKS][:nb]
         order = sorted(range(nb), key=ticks.__getitem__)
@@ -325,28 +333,45 @@ class IrsdkSource:
             else:
                 self.torn += 1
         now = time.monotonic()
-        self._learn_phase(now, newest - (last if last is not None else newest - 1))
+        self._learn_phase(now, looked, newest, newest - (last if last is not None else newest - 1))
         self._last_tick = newest
         self._last_seen = now
         return self._pending.pop(0) if self._pending else None
 
-    def _learn_phase(self, now: float, new_ticks: int) -> None:
+    def _learn_phase(self, now: float, looked: float, newest: int, new_ticks: int) -> None:
         """When the sim published its newest tick, and how often it ticks. A tick found right
         after a look that found nothing (``poll_s`` before) was published between the two:
-        that brackets its time, and two bracketed ticks give the interval (the median of
-        the last nine: a stall does not move it). A replay faster than real time is
-        learned the same way; until an interval is known the loop looks every ``poll_s``."""
+        that brackets its publish time, and two bracketed ticks give the interval (their time
+        apart over their ticks apart; the median of the last nine, so a stall does not move
+        it). A tick found at the first look is taken as published one interval after the one
+        before, kept between the look before (``looked``) and now. A replay faster than real time is learned the same
+        way; until an interval is known the loop looks every ``poll_s``."""
         missed, self._missed_at = self._missed_at, None
         if missed is not None and now - missed <= 2 * self.poll_s:
-            if self._bracketed is not None:
-                self._intervals.append((missed - self._bracketed) / new_ticks)
+            if self._bracketed is not None and newest > self._bracketed[1]:
+                t0, k0 = self._bracketed
+                self._intervals.append((missed - t0) / (newest - k0))
                 self._interval = min(statistics.median(self._intervals), self._period)
-            self._bracketed = self._phase = missed
+            self._bracketed = (missed, newest)
+            self._phase = missed
+            self._since_bracket = 0
         else:
-            self._bracketed, self._phase = None, now
+            if not self._interval:
+                self._bracketed = None
+            guess = self._phase + new_ticks * self._interval if self._interval else now
+            self._phase = min(max(guess, looked), now)
+            self._since_bracket += 1
 
     def _early(self) -> float:
         return min(self.early_s, self._interval / 4)
+
+    def _look_at(self) -> float:
+        """When to look for the next tick [monotonic s]: ``late_s`` after it is due, or
+        ``early_s`` before it when it is time to bracket one (0 while no interval is known)."""
+        if not self._interval:
+            return 0.0
+        due = self._phase + self._interval
+        return due - self._early() if self._since_bracket >= self.bracket_every else due + self.late_s
 
     def _copy(self, k: int, newest: bool) -> bytes | None:
         """Row bytes of buffer ``k``: through ``freeze_var_buffer_latest()`` for the newest one;
@@ -378,18 +403,21 @@ class IrsdkSource:
 
     def idle(self) -> None:
         """Wait for the next tick: iRacing's data-valid event (up to 32 ms). Reading a file:
-        one sleep until ``early_s`` before the next tick is due (its phase and interval
-        learned from the ticks, see :meth:`_learn_phase`), then a look every ``poll_s``: two
-        or three looks per tick instead of one every ``poll_s``; when the sim is more than
-        two ticks late (paused, or the machine busy), two looks a tick. Catching up on the
-        buffers makes a look up to two ticks late lose nothing."""
+        one sleep until ``late_s`` after the next tick is due (its phase and interval learned
+        from the ticks, see :meth:`_learn_phase`), so that one look finds it; every
+        ``bracket_every`` ticks a look ``early_s`` before it is due and then every ``poll_s``,
+        which keeps the phase learned. A look that finds nothing is followed by one every
+        ``poll_s``; when the sim is more than two ticks late (paused, or the machine busy),
+        two looks a tick. Each look costs a wake-up (tens of microseconds of CPU on a
+        virtual machine), so looks are few. Catching up on the buffers makes a look up to two
+        ticks late lose nothing."""
         if self.test_file is None:
             self.ir._wait_valid_data_event()  # pragma: no cover - Windows shared memory only
             return
         now = time.monotonic()
-        due = self._phase + self._interval - self._early()
-        if self._interval and due - now > self.poll_s:
-            time.sleep(due - now)
+        look = self._look_at()
+        if look - now > self.poll_s:
+            time.sleep(look - now)
         elif not self._interval or now - self._phase < 2 * self._interval + self.poll_s:
             time.sleep(self.poll_s)
         else:  # the sim is late (paused, or the machine busy): half-tick looks until it ticks
