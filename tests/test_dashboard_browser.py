@@ -105,7 +105,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from playwright.sync_api import sync_playwright
 
     from pitbox.dashboard.practice import Practice
-    from pitbox.dashboard.testing import JupyterServer, inject_parameters, open_browser, run_all_cells
+    from pitbox.dashboard.testing import (
+        JupyterServer,
+        fake_microphone_args,
+        inject_parameters,
+        open_browser,
+        run_all_cells,
+    )
     from pitbox.live import Relay
     from pitbox.live.testing import FAST_REPLAY
     from pitbox.sim import DriverSpec, simulate_session
@@ -129,7 +135,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         inject_parameters(NOTEBOOKS / "team_dashboard.ipynb", root / "team.ipynb", URL=relay.url)
         server = JupyterServer(root, work / "jupyter").start()
         pw = sync_playwright().start()
-        browser = open_browser(pw)
+        # the browser's microphone says "fuel" in engine noise (push-to-talk test)
+        mic = work / "fuel.wav"
+        mic.write_bytes(_talk_clip())
+        browser = open_browser(pw, extra_args=fake_microphone_args(mic))
         # a context (window) per page: background tabs of one window get their renderer
         # process deprioritised (nice 5), and on a loaded machine stop painting for seconds
         pages = {key: browser.new_context(viewport={"width": 1400, "height": 1500}).new_page()
@@ -162,6 +171,21 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         if server is not None:
             server.stop()
         relay.stop()
+
+
+#: what the fake microphone says (a voice the rejection model was not fitted on)
+TALK_PHRASE = ("fuel", "en-gb+m5", 170, 40)
+
+
+def _talk_clip() -> bytes:
+    """"fuel" in engine noise at 6 dB with digital silence at both ends, 48 kHz PCM16 WAV."""
+    import numpy as np
+
+    from pitbox.voice.testing import espeak_samples, noisy_clip
+    from pitbox.voice.wav import resample, samples_to_wav
+
+    x = noisy_clip(espeak_samples(*TALK_PHRASE), np.random.default_rng(7))
+    return samples_to_wav(resample(x, 16000, 48000).astype(np.int16), 48000)
 
 
 def _diagnose(rig: dict[str, Any], page: Any, exc: BaseException) -> str:
@@ -259,3 +283,34 @@ def test_team_dashboard_shows_both_drivers(rig: dict[str, Any]) -> None:
     # both cars were on the one map at once (the first two team colours in the canvas's pixels)
     page.wait_for_function("() => window.__pitboxSeen.bothCars >= 5", timeout=TIMEOUT_MS)
     page.locator(root).first.screenshot(path=str(rig["work"] / "team.png"))
+
+
+def test_push_to_talk_from_the_dashboards_button(rig: dict[str, Any]) -> None:
+    """Held down, the button records the browser's microphone (Chromium's fake device playing
+    a synthesized "fuel" clip); on release the kernel recognises it and the page shows the
+    command heard and the voice coach's answer about fuel."""
+    import wave
+
+    page = rig["pages"]["lab"]
+    page.bring_to_front()
+    with wave.open(str(rig["work"] / "fuel.wav")) as w:
+        clip_s = w.getnframes() / w.getframerate()
+    talk = page.locator(".pitbox-dashboard .pitbox-talk").first
+    button = talk.locator(".pitbox-talk-button")
+    try:
+        button.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
+        b = button.bounding_box()
+        page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+        page.mouse.down()
+        # held for one play of the clip, counted in samples the page received (not in time)
+        page.wait_for_function("(s) => Number(document.querySelector('.pitbox-dashboard .pitbox-talk')"
+                               ".dataset.recordedS || 0) >= s", arg=clip_s - 0.05, timeout=TIMEOUT_MS)
+        page.mouse.up()
+        page.wait_for_function("() => document.querySelector('.pitbox-dashboard .pitbox-talk').dataset.seq === '1'",
+                               timeout=TIMEOUT_MS)
+    except Exception as exc:
+        page.screenshot(path=str(rig["work"] / "talk-failed.png"))
+        raise AssertionError(_diagnose(rig, page, exc)) from None
+    assert talk.locator(".pitbox-talk-heard").inner_text() == "heard: fuel"
+    answer = talk.locator(".pitbox-talk-answer").inner_text()
+    assert answer.startswith("Fuel for ") or answer.endswith("litres of fuel"), answer

@@ -184,12 +184,19 @@ class Dashboard(W.VBox):
     browsers play nothing before a click): ``True`` (default) makes them with
     :class:`pitbox.voice.Voice` here (ElevenLabs with a key, else the offline voice), a
     ``Voice`` makes them with it, ``False`` leaves the toggle out.
+    ``talk``: a push-to-talk button (:class:`pitbox.voice.talk.TalkButton`): hold it (or the
+    ``hotkey``, a ``KeyboardEvent.code`` such as ``"F8"``) and say a command; the page
+    records its microphone, the kernel recognises the clip (as ``pitbox voice hear``) and a
+    voice coach here (:class:`pitbox.voice.coach.VoiceCoach`, fed the stream's frames,
+    ``coach`` and ``reference`` messages) carries it out and queues the spoken answer in
+    its scheduler; the page shows what was heard and the answer, and the answer plays
+    through the voice toggle when it is spoken. ``False`` leaves the button out.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, reference: str | None = None, *,
                  driver: str | None = None, rate: int = 30, history: bool = True, ssl: SslArg = None,
                  lap_chart: bool = True, coach: str = "auto", data: str | os.PathLike[str] | None = None,
-                 voice: Any = True, start: bool = True):
+                 voice: Any = True, talk: bool = True, hotkey: str = "", start: bool = True):
         if coach not in ("auto", "stream", "local"):
             raise ConfigError(f"dashboard: coach={coach!r}: expected 'auto', 'stream' or 'local'")
         self.coach_mode = coach
@@ -221,8 +228,13 @@ class Dashboard(W.VBox):
             from pitbox.voice.widget import VoicePanel
 
             self.voice_panel = VoicePanel(None if voice is True else voice)
+        self.talk: Any = None
+        self.talk_coach: Any = None
+        if talk:
+            self._make_talk(hotkey)
         lower = [self.laps, self.lap_chart_box]
         top = [self.picker, self.picker_status] + ([self.voice_panel.widget] if self.voice_panel is not None else [])
+        top += [self.talk] if self.talk is not None else []
         super().__init__([
             W.HTML(panels.CSS), self.title, W.HBox(top), self.canvas,
             W.HBox([self.corners, self.fuel, self.tyres], layout=W.Layout(flex_flow="row wrap")),
@@ -236,6 +248,34 @@ class Dashboard(W.VBox):
         self._started = False
         if start:
             self.start()
+
+    def _make_talk(self, hotkey: str) -> None:
+        from pitbox.voice.coach import VoiceCoach
+        from pitbox.voice.player import NullPlayer
+        from pitbox.voice.scheduler import Scheduler
+        from pitbox.voice.talk import TalkButton
+        from pitbox.voice.voice import Voice
+
+        voice = self.voice_panel.voice if self.voice_panel is not None else Voice(engine="text")
+        self.talk_coach = VoiceCoach(voice, NullPlayer(), Scheduler(latency_s=0.3), send=self._on_talk_voice)
+        self.talk = TalkButton(on_command=self.command, hotkey=hotkey)
+
+    def _on_talk_voice(self, msg: dict[str, Any]) -> None:
+        """A spoken answer of the push-to-talk coach: played like the stream's voice."""
+        if self.voice_panel is not None:
+            self.voice_panel.on_voice(msg)
+
+    def command(self, name: str, arg: int | None = None, timeout: float = 10.0) -> str:
+        """Carry out a voice command (one of :data:`pitbox.voice.commands.PHRASES`) as the
+        push-to-talk button does; returns the answer text (also queued to be spoken)."""
+        if self.talk_coach is None:
+            raise ConfigError("dashboard: built with talk=False, no voice coach here")
+        coach = self.talk_coach
+
+        async def run() -> str:  # on the stream's thread, which feeds the coach its frames
+            return coach.command(name, arg)
+
+        return self._link._bg.run(run(), timeout)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Dashboard:
@@ -255,6 +295,8 @@ class Dashboard(W.VBox):
             self.local_coach.stop()
         if self.voice_panel is not None:
             self.voice_panel.stop()
+        if self.talk_coach is not None:
+            self.talk_coach.close()
         self.pump.stop()
         self.state.connection = "stopped"
 
@@ -313,6 +355,11 @@ class Dashboard(W.VBox):
         self.state.take(msg)
         if kind == "voice" and self.voice_panel is not None:
             self.voice_panel.on_voice(msg)
+        if self.talk_coach is not None:
+            if kind in ("frame", "coach", "reference"):
+                self.talk_coach.handle(msg)
+            elif kind == "tip":  # for "where am i losing time"; the recorder's voice says tips
+                self.talk_coach.tips.append(dict(msg))
         if kind == "subscribed" and self.reference_spec and not self._reference_sent:
             self._reference_sent = True
             threading.Thread(target=self.set_reference, args=(self.reference_spec,), daemon=True).start()

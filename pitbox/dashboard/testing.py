@@ -14,8 +14,8 @@ from typing import Any
 
 from pitbox.dashboard.jupyter import HarnessError, JupyterServer, inject_parameters
 
-__all__ = ["CHROMIUM", "HarnessError", "JupyterServer", "chromium_missing_reason", "inject_parameters",
-           "open_browser", "run_all_cells"]
+__all__ = ["CHROMIUM", "HarnessError", "JupyterServer", "chromium_missing_reason", "fake_microphone_args",
+           "inject_parameters", "open_browser", "run_all_cells"]
 
 #: Debian's Chromium binary (the /usr/bin/chromium wrapper prints shell errors on some machines).
 CHROMIUM = Path(os.environ.get("PITBOX_CHROMIUM", "/usr/lib/chromium/chromium"))
@@ -34,12 +34,20 @@ def chromium_missing_reason() -> str | None:
     return None
 
 
-def open_browser(playwright: Any, **launch: Any) -> Any:
-    """Debian's Chromium through playwright (never downloads a browser)."""
+def open_browser(playwright: Any, extra_args: list[str] | tuple[str, ...] = (), **launch: Any) -> Any:
+    """Debian's Chromium through playwright (never downloads a browser); ``extra_args`` are
+    added to its command line (e.g. :func:`fake_microphone_args`)."""
     reason = chromium_missing_reason()
     if reason:
         raise HarnessError(reason)
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, **launch)
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + list(extra_args), **launch)
+
+
+def fake_microphone_args(wav: str | os.PathLike[str]) -> list[str]:
+    """Chromium flags that make ``wav`` (PCM16, played in a loop) the microphone, granted
+    without asking."""
+    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={Path(wav).resolve()}"]
 
 
 #: JavaScript: true once the current notebook's kernel is idle (JupyterLab).

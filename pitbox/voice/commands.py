@@ -56,15 +56,17 @@ _FILLERS = {"<sil>", "<s>", "</s>", "[NOISE]", "SIL", "+NSN+", "+SPN+", "+BREATH
             "[COUGH]", "[UM]", "[UH]", "+UH+", "+UM+", "+SMACK+", "+COUGH+"}
 _LOG_BASE = math.log(1.0001)  # pocketsphinx's log base: scores come back as base**score
 
-#: feature names, their mean and scale, and the logistic weights (bench/voice_train_rejection.py)
+#: the confidence model: measures, their mean and scale, the logistic weights, fitted by
+#: bench/voice_train_rejection.py on the training clips only (VOICES_TRAIN, OOG_TRAIN, seed 100)
 REJECT_MODEL: dict[str, Any] = {
-    "features": ["score_pf", "prob", "asc_pf", "out_speech", "ed", "nph_ratio", "words_frac", "nwords"],
-    "mean": [-27.645377, 0.134127, -42163.723484, 0.214125, 1.081761, 1.205474, 0.405088, 2.059181],
-    "scale": [8.01093, 0.062324, 13905.376537, 0.248711, 0.544698, 0.628977, 0.129239, 1.363235],
-    "coef": [1.048491, 0.092228, 2.545636, -0.293, -3.225539, -1.039943, -0.595268, -0.167041],
-    "intercept": -1.75218,
+    "features": ["llr_pf", "score_pf"],
+    "mean": [-0.061917, -25.371277],
+    "scale": [6.126129, 7.906153],
+    "coef": [1.190298, 2.878708],
+    "intercept": -0.061584,
 }
-DEFAULT_THRESHOLD = 0.5
+#: the lowest threshold with at most 3 % false accepts on the training clips
+DEFAULT_THRESHOLD = 0.56
 #: vocal tract length warps tried on every clip (pocketsphinx ``inverse_linear``): the
 #: en-us model fits some voices better warped; the best-scoring complete command wins
 WARPS = (0.88, 1.0, 1.12)
@@ -187,6 +189,10 @@ class CommandRecognizer:
     def _decode(self, search: str, x: np.ndarray, d: Any = None) -> tuple[Any, list[tuple[str, float, int, int]], int]:
         d = d if d is not None else self._decoder
         d.activate_search(search)
+        # a fresh front end for every clip: the en-us model's feat.params turns on
+        # remove_noise, whose noise estimate otherwise carries over from the last utterance
+        # (the first clip of a new decoder was heard differently from the same clip later)
+        d.reinit_feat()
         d.start_utt()
         d.process_raw(x.tobytes(), False, True)
         d.end_utt()
@@ -200,29 +206,26 @@ class CommandRecognizer:
             out += p.split() if p else []
         return out
 
-    def features(self, x: np.ndarray, hyp: Any, segs: list[tuple[str, float, int, int]], nf: int) -> dict[str, float]:
-        """The rejection measures of a grammar hypothesis (module docstring)."""
+    def features(self, x: np.ndarray, hyp: Any, segs: list[tuple[str, float, int, int]], nf: int,
+                 votes: float = 1.0) -> dict[str, float]:
+        """The confidence measures of a grammar hypothesis (module docstring): ``llr_pf`` the
+        grammar path's score minus the free phone loop's over the same audio, per frame
+        (log base 1.0001); ``score_pf`` the grammar path's score per frame; ``votes`` the
+        share of the vocal-tract warps whose decode heard the same sentence; and, for
+        diagnosis, ``prob`` (the path's posterior), ``ed`` (phone edit distance per phone
+        between the phone loop and the sentence's pronunciation) and ``words_frac``."""
         words = [s for s in segs if s[0] not in _FILLERS]
         wf = sum(s[3] - s[2] + 1 for s in words)
-        a0, a1 = (words[0][2], words[-1][3]) if words else (0, -1)
-        energy = np.array([np.sqrt(np.mean(x[i * 160:i * 160 + 400].astype(np.float64) ** 2)) if i * 160 < len(x)
-                           else 0.0 for i in range(nf)])
-        speech = energy > (np.percentile(energy, 10) * 3 + 50 if nf else 0)
-        inside = np.zeros(nf, bool)
-        inside[a0:a1 + 1] = True
         phyp, psegs, _ = self._decode("phones", x)
         loop = [s[0] for s in psegs if s[0] not in _FILLERS]
         expected = self._phones(hyp.hypstr)
         return {
-            "score_pf": _log(hyp.score) / max(nf, 1),
-            "prob": float(hyp.prob),
-            "asc_pf": sum(_log(s[1]) for s in words) / max(wf, 1),
-            "out_speech": float((speech & ~inside).sum() / max(speech.sum(), 1)),
-            "ed": _edit_distance(loop, expected) / max(len(expected), 1),
-            "nph_ratio": len(loop) / max(len(expected), 1),
-            "words_frac": wf / max(nf, 1),
-            "nwords": float(len(hyp.hypstr.split())),
             "llr_pf": (_log(hyp.score) - (_log(phyp.score) if phyp is not None else 0.0)) / max(nf, 1),
+            "score_pf": _log(hyp.score) / max(nf, 1),
+            "votes": float(votes),
+            "prob": float(hyp.prob),
+            "ed": _edit_distance(loop, expected) / max(len(expected), 1),
+            "words_frac": wf / max(nf, 1),
         }
 
     @staticmethod
@@ -242,24 +245,23 @@ class CommandRecognizer:
             return Recognition(None, None, "", "", 0.0, "no sound", time.perf_counter() - t0)
         with self._lock:
             self._init()
-            best: tuple[float, Any, Any, list[tuple[str, float, int, int]], int] | None = None
             heard_any = ""
+            cands: list[tuple[str, float, Any, Any, list[tuple[str, float, int, int]], int]] = []
             for d in self._decoders:
                 hyp, segs, nf = self._decode("commands", x, d)
                 heard = hyp.hypstr if hyp is not None else ""
                 heard_any = heard_any or heard
                 if parse_command(heard, self.wake)[0] is None:
                     continue
-                score = _log(hyp.score) / max(nf, 1)
-                if best is None or score > best[0]:
-                    best = (score, d, hyp, segs, nf)
-            if best is None:
+                cands.append((heard, _log(hyp.score) / max(nf, 1), d, hyp, segs, nf))
+            if not cands:
                 why = "no command" if not heard_any else "incomplete command"
                 return Recognition(None, None, "", heard_any, 0.0, why, time.perf_counter() - t0)
-            _, self._decoder, hyp, segs, nf = best
-            heard = hyp.hypstr
+            # the sentence most warps heard (ties: the best score per frame)
+            count = {c[0]: sum(o[0] == c[0] for o in cands) for c in cands}
+            heard, _, self._decoder, hyp, segs, nf = max(cands, key=lambda c: (count[c[0]], c[1]))
             command, arg = parse_command(heard, self.wake)
-            feats = self.features(x, hyp, segs, nf)
+            feats = self.features(x, hyp, segs, nf, count[heard] / len(self._decoders))
         conf = self.confidence(feats)
         phrase = " ".join(heard.split()[2:] if self.wake else heard.split())
         if self.reject and conf < self.threshold:
