@@ -4,9 +4,10 @@ Synthesizes *training* clips with espeak-ng in the training voices and out-of-gr
 phrases (pitbox.voice.testing.VOICES_TRAIN, OOG_TRAIN, seed 100: none of those voices,
 phrases or seeds is used by the tests or by bench/voice_bench.py), in engine noise at 6 dB
 with digital-silence edges, decodes them with the command grammar (three vocal-tract warps)
-and the free phone loop, and fits a logistic regression (scikit-learn) on three measures:
+and the free phone loop, and fits a logistic regression (scikit-learn) on four measures:
 ``llr_pf`` (grammar path score minus phone-loop score, per frame), ``score_pf`` (grammar
-path score per frame) and ``votes`` (share of warps that heard the same sentence). Label 1
+path score per frame), ``ed`` (phone edit distance per phone between the phone loop and the
+sentence's pronunciation) and ``nph_ratio`` (their phone counts' ratio). Label 1
 when the grammar heard the command that was said, 0 otherwise. The threshold printed is
 the lowest whose false accepts on the *training* clips are at most ``--max-fa`` (3 %, a
 margin under the 5 % goal). Prints the model to paste into commands.py and, for
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--test-seed", type=int, default=0)
     ap.add_argument("--C", type=float, default=1.0)
     ap.add_argument("--max-fa", type=float, default=0.03, help="false accepts allowed on the training clips")
-    ap.add_argument("--features", nargs="+", default=["llr_pf", "score_pf", "votes"])
+    ap.add_argument("--features", nargs="+", default=["llr_pf", "score_pf", "ed", "nph_ratio"])
     ap.add_argument("--no-test", action="store_true", help="skip the held-out report")
     args = ap.parse_args()
 
