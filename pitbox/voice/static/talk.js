@@ -70,6 +70,9 @@ function render({ model, el }) {
       return;
     }
     const ctx = new AudioContext();
+    // a context made after the permission prompt may start suspended (the press's user
+    // activation has expired): resume it, or no audio would arrive
+    if (ctx.state === "suspended") await ctx.resume().catch(() => {});
     const src = ctx.createMediaStreamSource(stream);
     const node = ctx.createScriptProcessor(4096, 1, 1);
     const r = rec = { ctx, stream, node, chunks: [], n: 0, rate: ctx.sampleRate, stopping: false };
