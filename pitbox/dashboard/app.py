@@ -261,8 +261,10 @@ class Dashboard(W.VBox):
         self.talk = TalkButton(on_command=self.command, hotkey=hotkey)
 
     def _on_talk_voice(self, msg: dict[str, Any]) -> None:
-        """A spoken answer of the push-to-talk coach: played like the stream's voice."""
-        if self.voice_panel is not None:
+        """A spoken answer of the push-to-talk coach: played like the stream's voice. Only
+        answers (``reply``): tips, fuel calls and lap times are the recorder's voice coach's,
+        and come on the stream."""
+        if msg.get("priority") == "reply" and self.voice_panel is not None:
             self.voice_panel.on_voice(msg)
 
     def command(self, name: str, arg: int | None = None, timeout: float = 10.0) -> str:
