@@ -4,9 +4,11 @@
 // The kernel sends {type: "update", seq, full, ...} with float32 buffers holding only the new
 // samples (the whole lap and the reference when full). Data is merged into this view's store
 // as soon as it arrives; painting happens in requestAnimationFrame, after which the view
-// acknowledges the newest update it painted. The kernel sends nothing new before that ack,
-// so a slow or hidden page never builds a backlog. On render the view says "ready" and gets
-// a full snapshot, so a page that opens late starts cleanly.
+// acknowledges the newest update it painted (cumulatively, every window/2 updates or ACK_MS
+// after a paint: each page-to-kernel message costs the page a kernel busy/idle round). The
+// kernel keeps at most `window` updates unacknowledged (none after a full snapshot), so a
+// slow or hidden page never builds a backlog. On render the view says "ready" and gets a
+// full snapshot, so a page that opens late starts cleanly.
 
 const LANES = [
   { key: "Speed", label: "Speed", unit: "km/h", scale: 3.6, color: "#ff2d55" },
@@ -22,6 +24,41 @@ const OTHER_COLOR = "#5ac8fa";
 const TEAM_COLORS = ["#ff2d55", "#0a84ff", "#34c759", "#ff9500", "#af52de", "#ffd60a", "#64d2ff", "#ff6482"];
 const STATS_KEY = "__pitboxDashboardStats";
 const KINDS = { session_best: "session best", all_time_best: "all-time best", optimal: "optimal", lap: "lap" };
+
+const ACK_MS = 150;
+
+class Acker {
+  // cumulative acks of painted updates: at most one message per window/2 updates, and never
+  // later than ACK_MS after a paint (so the kernel's window never stays full)
+  constructor(model) {
+    this.model = model;
+    this.recvSeq = null; this.recvCount = 0; this.window = 1; this.full = false;
+    this.paintedSeq = null; this.paintedCount = 0; this.lag = null; this.paintMs = null; this.timer = null;
+  }
+  got(msg) {
+    this.recvSeq = msg.seq; this.recvCount++; this.window = msg.window || 1;
+    if (msg.full) this.full = true;
+  }
+  painted(lag, paintMs) {
+    // everything received so far is on screen
+    if (this.recvSeq === null || this.recvSeq === this.paintedSeq) return;
+    this.paintedSeq = this.recvSeq; this.paintedCount = this.recvCount;
+    if (lag !== null) this.lag = lag;
+    this.paintMs = paintMs;
+    if (this.full || this.paintedCount >= Math.max(1, this.window >> 1)) this.flush();
+    else if (this.timer === null) this.timer = setTimeout(() => this.flush(), ACK_MS);
+  }
+  flush() {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
+    if (this.paintedSeq === null || this.paintedCount === 0) return;
+    this.model.send({ type: "ack", seq: this.paintedSeq, lag_ms: this.lag, paint_ms: this.paintMs });
+    this.recvCount -= this.paintedCount; this.paintedCount = 0; this.full = false; this.lag = null;
+  }
+  reset() {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
+    this.recvSeq = this.paintedSeq = null; this.recvCount = this.paintedCount = 0; this.full = false;
+  }
+}
 
 function f32(view, n, k) {
   // a float32 block of k columns x n rows, copied out of the (possibly unaligned) DataView
@@ -472,7 +509,11 @@ function setDeltaBar(bar, delta) {
 function stats() {
   // what this page painted, for benchmarks and tests: sample-to-paint lag [ms] with its paint
   // time [ms since the epoch], and send-to-paint [ms]
-  if (!window[STATS_KEY]) window[STATS_KEY] = { lags: [], times: [], transfer: [], paints: 0, updates: 0, snapshots: 0 };
+  // and, per paint, where the time went: kernel wait (oldest sample to send), transport (send
+  // to this page's message handler), page (handler to painted) [ms]; sampleLags: every
+  // sample's own arrival-to-paint lag [ms]
+  if (!window[STATS_KEY]) window[STATS_KEY] = { lags: [], times: [], transfer: [], kwait: [], transport: [], page: [],
+    sampleLags: [], sampleTimes: [], paints: 0, updates: 0, snapshots: 0 };
   return window[STATS_KEY];
 }
 
@@ -489,13 +530,17 @@ function renderDriver({ model, el: root }) {
   const map = new MapPanel(mapBox, 300);
   const zone = new ZonePanel(root);
   const status = el("div", { "data-pitbox": "status", style: "font:11px sans-serif;color:#666;margin-top:4px", text: "waiting for the kernel" }, root);
-  let bgDirty = true, mapDirty = true, scheduled = false, pending = null, lastSample = null, lastSend = null, statusAt = 0;
+  const acker = new Acker(model);
+  let bgDirty = true, mapDirty = true, scheduled = false, lastSample = null, lastSend = null, statusAt = 0;
+  let lastRecv = null, sampleTs = [];
   const lags = [];
 
   function onMsg(msg, buffers) {
     if (!msg || msg.type !== "update") return;
     const st = stats();
     st.updates++;
+    lastRecv = Date.now();
+    if (msg.trace && msg.trace.t_ms && !msg.full) sampleTs.push(...msg.trace.t_ms);
     if (msg.full) st.snapshots++;
     if ("reference" in msg) { store.setReference(msg.reference, buffers); bgDirty = mapDirty = true; }
     if (msg.trace) store.appendTrace(msg.trace, buffers[msg.trace.buffer]);
@@ -505,7 +550,7 @@ function renderDriver({ model, el: root }) {
     store.connection = msg.connection;
     store.title = msg.title;
     if (msg.full) bgDirty = true;
-    pending = msg.seq;
+    acker.got(msg);
     lastSend = msg.t_send_ms;
     if (msg.t_sample_ms && (lastSample === null || msg.t_sample_ms < lastSample)) lastSample = msg.t_sample_ms;
     if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
@@ -540,8 +585,15 @@ function renderDriver({ model, el: root }) {
       const st = stats();
       st.lags.push(lag);
       st.times.push(now);
-      if (lastSend) st.transfer.push(now - lastSend);
+      if (lastSend) {
+        st.transfer.push(now - lastSend);
+        st.kwait.push(lastSend - lastSample);
+        st.transport.push(lastRecv - lastSend);
+        st.page.push(now - lastRecv);
+      }
+      for (const t of sampleTs) { st.sampleLags.push(now - t); st.sampleTimes.push(now); }
     }
+    sampleTs = [];
     lastSample = null;
     stats().paints++;
     const c = store.connection || {};
@@ -552,10 +604,7 @@ function renderDriver({ model, el: root }) {
         `sample-to-paint ${lags.length ? percentile(lags, 50).toFixed(0) + " ms p50, " + percentile(lags, 99).toFixed(0) + " ms p99" : "–"}`);
       status.dataset.state = c.state || "";
     }
-    if (pending !== null) {
-      model.send({ type: "ack", seq: pending, lag_ms: lag, paint_ms: performance.now() - t0 });
-      pending = null;
-    }
+    acker.painted(lag, performance.now() - t0);
   }
 
   model.on("msg:custom", onMsg);
@@ -564,6 +613,7 @@ function renderDriver({ model, el: root }) {
   model.send({ type: "ready", view: viewId });
   return () => {
     model.off("msg:custom", onMsg);
+    acker.reset();
     ro.disconnect();
     model.send({ type: "gone", view: viewId });
   };
@@ -579,7 +629,8 @@ function renderTeam({ model, el: root }) {
   const map = new MapPanel(row, 360);
   const strip = el("div", { "data-pitbox": "team", style: "flex:1 1 360px;font:13px sans-serif" }, row);
   const status = el("div", { "data-pitbox": "status", style: "font:11px sans-serif;color:#666;margin-top:4px", text: "waiting for the kernel" }, root);
-  let mapDirty = true, scheduled = false, pending = null, lastSample = null, refKey = null;
+  const acker = new Acker(model);
+  let mapDirty = true, scheduled = false, lastSample = null, refKey = null;
   const lags = [];
   const rows = {};
 
@@ -612,7 +663,7 @@ function renderTeam({ model, el: root }) {
     }
     store.team = msg.drivers;
     store.connection = msg.connection;
-    pending = msg.seq;
+    acker.got(msg);
     if (msg.t_sample_ms) lastSample = msg.t_sample_ms;
     if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
   }
@@ -645,12 +696,12 @@ function renderTeam({ model, el: root }) {
     const c = store.connection || {};
     setText(status, `relay: ${c.state || "?"} · ${drivers.length} driver(s) shown · newest-sample-to-paint ${lags.length ? percentile(lags, 50).toFixed(0) + " ms p50" : "–"}`);
     status.dataset.state = c.state || "";
-    if (pending !== null) { model.send({ type: "ack", seq: pending, lag_ms: lag }); pending = null; }
+    acker.painted(lag, null);
   }
 
   model.on("msg:custom", onMsg);
   model.send({ type: "ready", view: viewId });
-  return () => { model.off("msg:custom", onMsg); model.send({ type: "gone", view: viewId }); };
+  return () => { model.off("msg:custom", onMsg); acker.reset(); model.send({ type: "gone", view: viewId }); };
 }
 
 export default {
