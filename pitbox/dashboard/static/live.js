@@ -25,7 +25,8 @@ const TEAM_COLORS = ["#ff2d55", "#0a84ff", "#34c759", "#ff9500", "#af52de", "#ff
 const STATS_KEY = "__pitboxDashboardStats";
 const KINDS = { session_best: "session best", all_time_best: "all-time best", optimal: "optimal", lap: "lap" };
 
-const ACK_MS = 150;
+const ACK_MS = 250;
+const HEADER_MS = 250; // the header's numbers (DOM text) change at most this often [ms]
 
 class Acker {
   // cumulative acks of painted updates: at most one message per window/2 updates, and never
@@ -205,7 +206,12 @@ class TracePanel {
     this.box = el("div", { class: "pbx-traces", style: "position:relative;flex:2 1 520px;min-width:320px" }, parent);
     this.bg = el("canvas", { "data-pitbox": "traces-bg", style: "position:absolute;left:0;top:0" }, this.box);
     this.fg = el("canvas", { "data-pitbox": "traces", style: "position:absolute;left:0;top:0" }, this.box);
-    this.ov = el("canvas", { "data-pitbox": "traces-cursor", style: "position:absolute;left:0;top:0" }, this.box);
+    this.ov = el("canvas", { "data-pitbox": "traces-zone", style: "position:absolute;left:0;top:0" }, this.box);
+    // the cursor at the newest sample: a composited element moved by a transform, so the
+    // 30 Hz move redraws and uploads no canvas (each changed canvas is copied whole per frame)
+    this.cursor = el("div", { "data-pitbox": "traces-cursor",
+      style: "position:absolute;left:0;top:0;width:1px;background:rgba(0,0,0,0.45);will-change:transform;display:none" }, this.box);
+    this.zoneDrawn = undefined;
     this.laneH = 62;
     this.pad = { l: 84, r: 8, t: 4, b: 16 };
     this.drawn = 0;
@@ -276,6 +282,9 @@ class TracePanel {
     }
     this.drawn = 0;
     this.fgCtx.clearRect(0, 0, this.w, this.h);
+    this.zoneDrawn = undefined;
+    this.cursor.style.top = this.pad.t + "px";
+    this.cursor.style.height = this.h - this.pad.t - this.pad.b + "px";
   }
   line(ctx, d, a, from, to, lane, i, store, color, width) {
     ctx.strokeStyle = color;
@@ -307,22 +316,21 @@ class TracePanel {
       });
     }
     this.drawn = store.n;
-    const ctx = this.ovCtx;
-    ctx.clearRect(0, 0, this.w, this.h);
     if (store.n) {
-      const x = this.x(store.cols.d[store.n - 1], store);
-      ctx.strokeStyle = "rgba(0,0,0,0.45)";
-      ctx.beginPath();
-      ctx.moveTo(x, this.pad.t);
-      ctx.lineTo(x, this.h - this.pad.b);
-      ctx.stroke();
-    }
-    if (store.zone) {
-      const [a, b] = store.zone.window;
-      ctx.strokeStyle = "rgba(255,59,48,0.6)";
-      ctx.setLineDash([4, 3]);
-      ctx.strokeRect(this.x(a, store), this.pad.t + 1, this.x(b, store) - this.x(a, store), this.h - this.pad.t - this.pad.b - 2);
-      ctx.setLineDash([]);
+      this.cursor.style.transform = `translateX(${this.x(store.cols.d[store.n - 1], store).toFixed(1)}px)`;
+      this.cursor.style.display = "";
+    } else this.cursor.style.display = "none";
+    if (store.zone !== this.zoneDrawn) {  // the frozen braking zone changes once per zone
+      this.zoneDrawn = store.zone;
+      const ctx = this.ovCtx;
+      ctx.clearRect(0, 0, this.w, this.h);
+      if (store.zone) {
+        const [a, b] = store.zone.window;
+        ctx.strokeStyle = "rgba(255,59,48,0.6)";
+        ctx.setLineDash([4, 3]);
+        ctx.strokeRect(this.x(a, store), this.pad.t + 1, this.x(b, store) - this.x(a, store), this.h - this.pad.t - this.pad.b - 2);
+        ctx.setLineDash([]);
+      }
     }
   }
 }
@@ -531,7 +539,7 @@ function renderDriver({ model, el: root }) {
   const zone = new ZonePanel(root);
   const status = el("div", { "data-pitbox": "status", style: "font:11px sans-serif;color:#666;margin-top:4px", text: "waiting for the kernel" }, root);
   const acker = new Acker(model);
-  let bgDirty = true, mapDirty = true, scheduled = false, lastSample = null, lastSend = null, statusAt = 0;
+  let bgDirty = true, mapDirty = true, scheduled = false, lastSample = null, lastSend = null, statusAt = 0, headerAt = 0, headerTimer = null;
   let lastRecv = null, sampleTs = [];
   const lags = [];
 
@@ -559,20 +567,30 @@ function renderDriver({ model, el: root }) {
   function paint() {
     scheduled = false;
     const t0 = performance.now();
+    const bgDirty0 = bgDirty;
     if (bgDirty) { traces.drawBackground(store); bgDirty = false; }
     if (mapDirty) { map.drawBackground(store.ref); mapDirty = false; }
     traces.drawNew(store);
-    const sc = store.scalars || {};
-    setText(h.lap, sc.lap === null || sc.lap === undefined ? "–" : String(sc.lap));
-    setText(h.delta, fmtDelta(sc.delta_s));
-    h.delta.style.color = sc.delta_s > 0.02 ? "#d70015" : sc.delta_s < -0.02 ? "#248a3d" : "#333";
-    setDeltaBar(h.deltaBar, sc.delta_s);
-    setText(h.predicted, fmtLap(sc.predicted_s));
-    setText(h.last, fmtLap(sc.last_s));
-    setText(h.best, fmtLap(sc.best_s));
-    setText(h.speed, sc.speed === null || sc.speed === undefined ? "–" : (sc.speed * 3.6).toFixed(0));
-    setText(h.gear, sc.gear === null || sc.gear === undefined ? "–" : sc.gear === 0 ? "N" : sc.gear < 0 ? "R" : String(sc.gear));
-    setText(h.ref, store.ref ? `${KINDS[store.ref.kind] || store.ref.kind}: ${store.ref.label} ${fmtLap(store.ref.time_s)}` : "none yet");
+    const wall = Date.now();
+    if (wall - headerAt >= HEADER_MS || bgDirty0) {
+      // the numbers in the header are DOM text: each change costs the page a style and
+      // layout pass, so they change at most HEADER_MS apart (the canvas paints every sample)
+      headerAt = wall;
+      const sc = store.scalars || {};
+      setText(h.lap, sc.lap === null || sc.lap === undefined ? "–" : String(sc.lap));
+      setText(h.delta, fmtDelta(sc.delta_s));
+      h.delta.style.color = sc.delta_s > 0.02 ? "#d70015" : sc.delta_s < -0.02 ? "#248a3d" : "#333";
+      setDeltaBar(h.deltaBar, sc.delta_s);
+      setText(h.predicted, fmtLap(sc.predicted_s));
+      setText(h.last, fmtLap(sc.last_s));
+      setText(h.best, fmtLap(sc.best_s));
+      setText(h.speed, sc.speed === null || sc.speed === undefined ? "–" : (sc.speed * 3.6).toFixed(0));
+      setText(h.gear, sc.gear === null || sc.gear === undefined ? "–" : sc.gear === 0 ? "N" : sc.gear < 0 ? "R" : String(sc.gear));
+      setText(h.ref, store.ref ? `${KINDS[store.ref.kind] || store.ref.kind}: ${store.ref.label} ${fmtLap(store.ref.time_s)}` : "none yet");
+    } else if (headerTimer === null) {  // the newest numbers show even when nothing more comes
+      headerTimer = setTimeout(() => { headerTimer = null; if (!scheduled) { scheduled = true; requestAnimationFrame(paint); } },
+        HEADER_MS - (wall - headerAt));
+    }
     const cars = store.cars || { pct: [], me: [], pit: [] };
     map.drawCars(cars.pct.map((p, i) => ({ pct: p, me: cars.me[i], pit: cars.pit[i], x: cars.x ? cars.x[i] : null, y: cars.y ? cars.y[i] : null })));
     zone.draw(store);
@@ -614,6 +632,7 @@ function renderDriver({ model, el: root }) {
   return () => {
     model.off("msg:custom", onMsg);
     acker.reset();
+    if (headerTimer !== null) clearTimeout(headerTimer);
     ro.disconnect();
     model.send({ type: "gone", view: viewId });
   };
