@@ -278,7 +278,7 @@ def breakdown(page: Any, since_ms: float) -> dict[str, Any]:
                         "s.page, s.sampleLags, s.sampleTimes]; }")
     times = np.asarray(got[0], dtype=float)
     out: dict[str, Any] = {}
-    for name, arr in zip(("kwait", "transport", "page"), got[1:4]):
+    for name, arr in zip(("kwait", "transport", "page"), got[1:4], strict=True):
         a = np.asarray(arr, dtype=float)
         a = a[times[: len(a)] >= since_ms] if len(a) == len(times) else a
         if len(a):

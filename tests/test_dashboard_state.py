@@ -325,7 +325,7 @@ def test_pump_keeps_at_most_a_window_unacknowledged_and_acks_are_cumulative(sim:
         for i, m in enumerate(msgs[:4]):  # one frame at a time: each goes out, no ack awaited
             st.take(m)
             pump.mark_dirty()
-            _await(lambda: len(_updates(canvas)) == i + 2)
+            _await(lambda i=i: len(_updates(canvas)) == i + 2)
         assert pump.in_flight == 4
         for m in msgs[4:40]:  # the window is full: nothing more goes out
             st.take(m)
@@ -341,7 +341,7 @@ def test_pump_keeps_at_most_a_window_unacknowledged_and_acks_are_cumulative(sim:
         _page(canvas, {"type": "ack", "seq": _updates(canvas)[-1]["seq"]})
         _await(lambda: pump.in_flight == 0)
         ups = _updates(canvas)
-        for a, b in zip(ups[1:], ups[2:]):  # each update starts where the previous one ended
+        for a, b in zip(ups[1:], ups[2:], strict=False):  # each update starts where the previous one ended
             assert b["trace"]["start"] == a["trace"]["start"] + a["trace"]["n"]
         assert ups[-1]["trace"]["start"] + ups[-1]["trace"]["n"] == st.cols.n == 40
     finally:
