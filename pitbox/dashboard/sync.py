@@ -50,15 +50,18 @@ class AckPump:
     there, and fewer than ``window`` updates are unacknowledged (none after a full
     snapshot until it is acknowledged). Call :meth:`mark_dirty` when the state changed;
     :meth:`stop` ends the thread. ``min_interval_s`` caps the update rate (0: as fast as
-    the data comes and the window allows)."""
+    the data comes and the window allows). ``inline``: :meth:`mark_dirty` sends from the
+    calling thread when it can (the pump's thread sends what the window held back)."""
 
     def __init__(self, widget: Any, build: Build, *, resync_s: float = 5.0, min_interval_s: float = 0.0,
-                 window: int = WINDOW, name: str = "pitbox-dashboard-pump"):
+                 window: int = WINDOW, inline: bool = True, name: str = "pitbox-dashboard-pump"):
         self.widget = widget
         self.build = build
         self.resync_s = resync_s
         self.min_interval_s = min_interval_s
         self.window = max(1, int(window))
+        self.inline = inline
+        self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._views: set[str] = set()
         self._ready = False
@@ -113,6 +116,22 @@ class AckPump:
 
     # -- kernel side ---------------------------------------------------------------------
     def mark_dirty(self) -> None:
+        """The state changed. With ``inline`` (default) the update goes out from the calling
+        thread when the window is open (no hand-off to the pump's thread, whose wake-up on a
+        loaded machine cost tens of milliseconds at p99); else the pump's thread sends it
+        once the window opens."""
+        if self.inline and self._send_lock.acquire(blocking=False):
+            try:
+                with self._cond:
+                    self._dirty = True
+                    full = self._claim(time.monotonic())
+                    if full is None:
+                        self._cond.notify_all()
+                        return
+                self._send(full)
+            finally:
+                self._send_lock.release()
+            return
         with self._cond:
             self._dirty = True
             self._cond.notify_all()
@@ -156,54 +175,69 @@ class AckPump:
         except ValueError:  # pragma: no cover - already removed
             pass
 
-    def _wait_turn(self) -> bool | None:
-        """Block until an update may go out; returns ``full``, or None when stopped."""
+    def _claim(self, now: float) -> bool | None:
+        """Under the lock: when an update may go out now, take the turn and return ``full``;
+        else None (resyncs a window that went unacknowledged for ``resync_s``)."""
+        if self._inflight and now - self._inflight[0][1] > self.resync_s:
+            log.debug("update %d not acknowledged within %.1f s: resync", self._inflight[0][0], self.resync_s)
+            self._inflight.clear()
+            self._full = True
+            self.resyncs += 1
+        if (not self._stopped and self._ready and self._window_open() and (self._dirty or self._full)
+                and now >= self._last_send + self.min_interval_s):
+            full, self._full, self._dirty = self._full, False, False
+            return full
+        return None
+
+    def _wait_turn(self) -> bool:
+        """Block until an update may go out (without taking the turn); False when stopped."""
         with self._cond:
             while not self._stopped:
                 now = time.monotonic()
                 if self._inflight and now - self._inflight[0][1] > self.resync_s:
-                    log.debug("update %d not acknowledged within %.1f s: resync", self._inflight[0][0], self.resync_s)
-                    self._inflight.clear()
-                    self._full = True
-                    self.resyncs += 1
+                    return True  # _claim resyncs
                 if self._ready and self._window_open() and (self._dirty or self._full):
                     wait = self._last_send + self.min_interval_s - now
                     if wait <= 0:
-                        full, self._full, self._dirty = self._full, False, False
-                        return full
+                        return True
                     self._cond.wait(wait)
                     continue
                 timeout = None
                 if self._inflight:
                     timeout = max(0.01, self._inflight[0][1] + self.resync_s - now)
                 self._cond.wait(timeout)
-            return None
+            return False
 
     def _run(self) -> None:
-        while True:
-            full = self._wait_turn()
-            if full is None:
-                return
-            try:
-                built = self.build(full)
-            except Exception:
-                log.exception("dashboard update failed")
-                continue
-            if built is None:
-                continue
-            content, buffers = built
-            with self._cond:
-                self._seq += 1
-                seq = self._seq
-                self._last_send = time.monotonic()
-                self._inflight.append((seq, self._last_send, full))
-            content.update(seq=seq, full=full, window=self.window, t_send_ms=time.time() * 1000.0)
-            try:
-                self.widget.send(content, buffers)
-            except Exception:  # the comm closed under us (kernel shutting down)
-                log.debug("dashboard update %d not sent", seq, exc_info=True)
+        while self._wait_turn():
+            with self._send_lock:
                 with self._cond:
-                    self._inflight = deque(x for x in self._inflight if x[0] != seq)
-                continue
-            self.sent += 1
-            self.snapshots += int(full)
+                    full = self._claim(time.monotonic())
+                if full is not None:
+                    self._send(full)
+
+    def _send(self, full: bool) -> None:
+        """Build and send one update (the caller holds ``_send_lock`` and took the turn)."""
+        try:
+            built = self.build(full)
+        except Exception:
+            log.exception("dashboard update failed")
+            return
+        if built is None:
+            return
+        content, buffers = built
+        with self._cond:
+            self._seq += 1
+            seq = self._seq
+            self._last_send = time.monotonic()
+            self._inflight.append((seq, self._last_send, full))
+        content.update(seq=seq, full=full, window=self.window, t_send_ms=time.time() * 1000.0)
+        try:
+            self.widget.send(content, buffers)
+        except Exception:  # the comm closed under us (kernel shutting down)
+            log.debug("dashboard update %d not sent", seq, exc_info=True)
+            with self._cond:
+                self._inflight = deque(x for x in self._inflight if x[0] != seq)
+            return
+        self.sent += 1
+        self.snapshots += int(full)
