@@ -103,6 +103,60 @@ feed = LiveFeed(URL, channels=SUBSCRIBE_CHANNELS, rate=RATE, on_message=on_messa
 fig
 """
 
+MINIMAL_NB = '''\
+import time
+import anywidget
+import numpy as np
+import traitlets
+from pitbox.live import LiveFeed
+from pitbox.dashboard.state import SUBSCRIBE_CHANNELS, scalar
+
+class Mini(anywidget.AnyWidget):
+    ack = traitlets.Bool(False).tag(sync=True)
+    _esm = """
+export default { render({ model, el }) {
+  const c = document.createElement("canvas"); c.width = 900; c.height = 240; el.appendChild(c);
+  const ctx = c.getContext("2d");
+  const st = window.__miniStats = window.__miniStats || { lags: [], times: [], paints: 0 };
+  let todo = [], last = null, scheduled = false;
+  function paint() {
+    scheduled = false;
+    ctx.strokeStyle = "#ff2d55"; ctx.beginPath();
+    for (const [t, d, v] of todo) {
+      const x = (d / 4000) * 900, y = 230 - v * 3;
+      if (last && d >= last[0]) { ctx.moveTo(last[0] / 4000 * 900, 230 - last[1] * 3); ctx.lineTo(x, y); }
+      else ctx.clearRect(0, 0, 900, 240);
+      last = [d, v];
+    }
+    ctx.stroke();
+    const now = Date.now();
+    for (const [t] of todo) { st.lags.push(now - t); st.times.push(now); }
+    st.paints++; todo = [];
+    if (model.get("ack")) model.send({ type: "ack" });
+  }
+  model.on("msg:custom", (msg, buffers) => {
+    const b = buffers[0];
+    const a = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    todo.push([msg.t, a[0], a[1]]);
+    if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
+  });
+} };
+"""
+
+w = Mini(ack=ACK)
+
+def on_message(msg):
+    if msg.get("type") != "frame":
+        return
+    t_ms = time.time() * 1000.0
+    v = msg["values"]
+    row = np.asarray([scalar(v.get("pitbox_lap_dist_m")), scalar(v.get("Speed"))], dtype=np.float32)
+    w.send({"t": t_ms}, [row.tobytes()])
+
+feed = LiveFeed(URL, channels=SUBSCRIBE_CHANNELS, rate=RATE, on_message=on_message, max_frames=100).start()
+w
+'''
+
 #: Installed in the peer's page: every plotly redraw records the lag of the sample it shows.
 PEER_HOOK = """() => {
   const st = window.__peerStats = window.__peerStats || {lags: [], times: [], hooked: new Set()};
@@ -217,8 +271,28 @@ def summary(lags: np.ndarray, times: np.ndarray) -> dict[str, Any]:
             "last_p99": float(np.percentile(last, 99)), "slope_ms_per_min": slope, "minutes": float(minutes[-1])}
 
 
+def breakdown(page: Any, since_ms: float) -> dict[str, Any]:
+    """Where PitBox's lag goes, per paint: kernel wait (oldest sample to send), transport (send
+    to the page's handler), page (handler to painted); and every sample's own lag [ms]."""
+    got = page.evaluate("() => { const s = window.__pitboxDashboardStats; return [s.times, s.kwait, s.transport, "
+                        "s.page, s.sampleLags, s.sampleTimes]; }")
+    times = np.asarray(got[0], dtype=float)
+    out: dict[str, Any] = {}
+    for name, arr in zip(("kwait", "transport", "page"), got[1:4], strict=True):
+        a = np.asarray(arr, dtype=float)
+        a = a[times[: len(a)] >= since_ms] if len(a) == len(times) else a
+        if len(a):
+            out[f"{name}_p50"], out[f"{name}_p99"] = float(np.percentile(a, 50)), float(np.percentile(a, 99))
+    sl, st = np.asarray(got[4], dtype=float), np.asarray(got[5], dtype=float)
+    sl = sl[st >= since_ms]
+    if len(sl):
+        out["sample_p50"], out["sample_p99"] = float(np.percentile(sl, 50)), float(np.percentile(sl, 99))
+    return out
+
+
 def read_lags(page: Any, impl: str, since_ms: float) -> tuple[np.ndarray, np.ndarray]:
-    key = "__pitboxDashboardStats" if impl == "pitbox" else "__peerStats"
+    key = {"pitbox": "__pitboxDashboardStats", "minimal": "__miniStats", "minimal_ack": "__miniStats"}.get(
+        impl, "__peerStats")
     got = page.evaluate(f"() => {{ const s = window.{key}; return s ? [s.lags, s.times] : [[], []]; }}")
     lags, times = np.asarray(got[0], dtype=float), np.asarray(got[1], dtype=float)
     keep = times >= since_ms
@@ -233,7 +307,9 @@ def run_scenario(impl: str, rate: int, minutes: float, work: Path, frames: list[
     pub.thread.start()
     root = work / f"{impl}-{rate}"
     root.mkdir(parents=True)
-    write_notebook(root / "bench.ipynb", stream.url, rate, PITBOX_NB if impl == "pitbox" else PEER_NB)
+    write_notebook(root / "bench.ipynb", stream.url, rate,
+                   {"pitbox": PITBOX_NB, "minimal": MINIMAL_NB.replace("ACK)", "False)"),
+                    "minimal_ack": MINIMAL_NB.replace("ACK)", "True)")}.get(impl, PEER_NB))
     server = JupyterServer(root, root / "home").start()
     result: dict[str, Any] = {"impl": impl, "rate": rate}
     try:
@@ -246,9 +322,9 @@ def run_scenario(impl: str, rate: int, minutes: float, work: Path, frames: list[
             page.wait_for_function(JS_KERNEL_IDLE, timeout=300_000)
             opened = time.time() * 1000.0
             run_all_cells(page)
-            if impl == "pitbox":
-                page.wait_for_function("() => window.__pitboxDashboardStats && window.__pitboxDashboardStats.paints > 0",
-                                       timeout=300_000)
+            if impl in ("pitbox", "minimal", "minimal_ack"):
+                key = "__pitboxDashboardStats" if impl == "pitbox" else "__miniStats"
+                page.wait_for_function(f"() => window.{key} && window.{key}.paints > 0", timeout=300_000)
             else:
                 page.wait_for_function(PEER_HOOK, timeout=300_000, polling=50)
             result["late_first_paint_s"] = (time.time() * 1000.0 - opened) / 1000.0
@@ -267,6 +343,8 @@ def run_scenario(impl: str, rate: int, minutes: float, work: Path, frames: list[
             page.wait_for_timeout(minutes * 60_000)  # the measured window is a fixed span of time
             result.update({k: c.percent() for k, c in cpus.items()})
             result.update(summary(*read_lags(page, impl, since)))
+            if impl == "pitbox":
+                result.update(breakdown(page, since))
             browser.close()
     finally:
         server.stop()
@@ -307,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=5.0, help="measured minutes per scenario (default 5)")
     ap.add_argument("--rates", type=int, nargs="+", default=[10, 30, 60])
-    ap.add_argument("--impl", nargs="+", default=["pitbox", "plotly"], choices=["pitbox", "plotly"])
+    ap.add_argument("--impl", nargs="+", default=["pitbox", "plotly"], choices=["pitbox", "plotly", "minimal", "minimal_ack"],
+                    help="views to run (minimal: the floor, a bare anywidget canvas sent every sample unpaced)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--quick", action="store_true",
                     help="a check that the bench runs end to end: 30 Hz, 0.5 min, 10 s start-up and 5 s warm-up "
@@ -331,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"trend {fmt(r.get('slope_ms_per_min'), '+.1f')} ms/min, late max {fmt(r.get('late_max'))} ms "
                       f"({time.monotonic() - t0:.0f} s, load {r['load']:.1f})", file=sys.stderr, flush=True)
     print(table(results))
+    rows = [r for r in results if r["impl"] == "pitbox" and "page_p50" in r]
+    if rows:
+        print("\n| Hz | PitBox lag, p50 / p99 ms: kernel wait | transport | page | every sample's own lag |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in rows:
+            print(f"| {r['rate']} | {fmt(r.get('kwait_p50'))} / {fmt(r.get('kwait_p99'))} | "
+                  f"{fmt(r.get('transport_p50'))} / {fmt(r.get('transport_p99'))} | {fmt(r.get('page_p50'))} / "
+                  f"{fmt(r.get('page_p99'))} | {fmt(r.get('sample_p50'))} / {fmt(r.get('sample_p99'))} |")
     loads = ", ".join(f"{r['load']:.1f}" for r in results)
     print(f"\nload average at start {load0[0]:.1f}, after each run {loads} (2 cores shared with other work)")
     if args.json:

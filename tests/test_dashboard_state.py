@@ -285,7 +285,7 @@ def test_pump_sends_nothing_before_the_page_and_one_update_at_a_time(sim: dict, 
         _await(lambda: len(_updates(canvas)) == 1)
         first = _updates(canvas)[0]
         assert first["full"] and first["trace"]["start"] == 0 and first["trace"]["n"] == st.cols.n
-        for m in msgs[300:400]:  # the page has not acknowledged: still one update in flight
+        for m in msgs[300:400]:  # the full snapshot is not acknowledged: nothing more goes out
             st.take(m)
             pump.mark_dirty()
         assert pump.waiting_for_ack and len(_updates(canvas)) == 1
@@ -303,6 +303,47 @@ def test_pump_sends_nothing_before_the_page_and_one_update_at_a_time(sim: dict, 
         _await(lambda: len(_updates(canvas)) == 3)
         assert _updates(canvas)[2]["full"]
         assert pump.stats()["lag_p50_ms"] == 12.0
+    finally:
+        pump.stop()
+
+
+def test_pump_keeps_at_most_a_window_unacknowledged_and_acks_are_cumulative(sim: dict, test_comm) -> None:
+    """Updates stream without waiting for each ack, but never more than ``window`` are
+    unacknowledged; one ack of the newest frees them all, and the samples add up exactly."""
+    from pitbox.dashboard.canvas import LiveCanvas
+
+    st = DriverState()
+    cursor = CanvasCursor()
+    canvas = LiveCanvas()
+    st.take(reference_message(sim))  # the track length, so that frames have a distance
+    pump = canvas.attach(lambda full: st.canvas_update(cursor, full), resync_s=30.0, window=4)
+    msgs = [m for m in frames(sim) if m["values"]["Lap"] == 1][:40]
+    try:
+        _page(canvas, {"type": "ready", "view": "v"})
+        _await(lambda: len(_updates(canvas)) == 1)
+        _page(canvas, {"type": "ack", "seq": _updates(canvas)[0]["seq"]})
+        for i, m in enumerate(msgs[:4]):  # one frame at a time: each goes out, no ack awaited
+            st.take(m)
+            pump.mark_dirty()
+            _await(lambda i=i: len(_updates(canvas)) == i + 2)
+        assert pump.in_flight == 4
+        for m in msgs[4:40]:  # the window is full: nothing more goes out
+            st.take(m)
+            pump.mark_dirty()
+        ups = _updates(canvas)
+        assert len(ups) == 5 and not any(u["full"] for u in ups[1:]) and ups[-1]["window"] == 4
+        _page(canvas, {"type": "ack", "seq": ups[2]["seq"]})  # cumulative: the first two are done
+        # the frames that came meanwhile go out as one update (the latest state, not a queue)
+        _await(lambda: len(_updates(canvas)) == 6)
+        assert pump.in_flight == 3 and pump.acked == 3
+        _page(canvas, {"type": "ack", "seq": ups[1]["seq"]})  # an old ack changes nothing
+        assert pump.in_flight == 3 and pump.acked == 3
+        _page(canvas, {"type": "ack", "seq": _updates(canvas)[-1]["seq"]})
+        _await(lambda: pump.in_flight == 0)
+        ups = _updates(canvas)
+        for a, b in zip(ups[1:], ups[2:], strict=False):  # each update starts where the previous one ended
+            assert b["trace"]["start"] == a["trace"]["start"] + a["trace"]["n"]
+        assert ups[-1]["trace"]["start"] + ups[-1]["trace"]["n"] == st.cols.n == 40
     finally:
         pump.stop()
 

@@ -535,7 +535,8 @@ class DriverState:
                 content["trace"] = {"lap_id": self.lap_id, "lap": self.lap, "start": start, "n": n - start,
                                     "columns": list(self.cols.names), "buffer": len(buffers),
                                     "t_first_ms": float(t[0]) if len(t) else None,
-                                    "t_last_ms": float(t[-1]) if len(t) else None}
+                                    "t_last_ms": float(t[-1]) if len(t) else None,
+                                    "t_ms": t.tolist() if len(t) <= 256 else None}
                 buffers.append(memoryview(self.cols.block(start).tobytes()))
                 if len(t):  # the lag is measured from the oldest sample not shown yet (full: the newest)
                     content["t_sample_ms"] = float(t[-1] if full else t[0])

@@ -4,9 +4,11 @@
 // The kernel sends {type: "update", seq, full, ...} with float32 buffers holding only the new
 // samples (the whole lap and the reference when full). Data is merged into this view's store
 // as soon as it arrives; painting happens in requestAnimationFrame, after which the view
-// acknowledges the newest update it painted. The kernel sends nothing new before that ack,
-// so a slow or hidden page never builds a backlog. On render the view says "ready" and gets
-// a full snapshot, so a page that opens late starts cleanly.
+// acknowledges the newest update it painted (cumulatively, every window/2 updates or ACK_MS
+// after a paint: each page-to-kernel message costs the page a kernel busy/idle round). The
+// kernel keeps at most `window` updates unacknowledged (none after a full snapshot), so a
+// slow or hidden page never builds a backlog. On render the view says "ready" and gets a
+// full snapshot, so a page that opens late starts cleanly.
 
 const LANES = [
   { key: "Speed", label: "Speed", unit: "km/h", scale: 3.6, color: "#ff2d55" },
@@ -22,6 +24,42 @@ const OTHER_COLOR = "#5ac8fa";
 const TEAM_COLORS = ["#ff2d55", "#0a84ff", "#34c759", "#ff9500", "#af52de", "#ffd60a", "#64d2ff", "#ff6482"];
 const STATS_KEY = "__pitboxDashboardStats";
 const KINDS = { session_best: "session best", all_time_best: "all-time best", optimal: "optimal", lap: "lap" };
+
+const ACK_MS = 250;
+const HEADER_MS = 250; // the header's numbers (DOM text) change at most this often [ms]
+
+class Acker {
+  // cumulative acks of painted updates: at most one message per window/2 updates, and never
+  // later than ACK_MS after a paint (so the kernel's window never stays full)
+  constructor(model) {
+    this.model = model;
+    this.recvSeq = null; this.recvCount = 0; this.window = 1; this.full = false;
+    this.paintedSeq = null; this.paintedCount = 0; this.lag = null; this.paintMs = null; this.timer = null;
+  }
+  got(msg) {
+    this.recvSeq = msg.seq; this.recvCount++; this.window = msg.window || 1;
+    if (msg.full) this.full = true;
+  }
+  painted(lag, paintMs) {
+    // everything received so far is on screen
+    if (this.recvSeq === null || this.recvSeq === this.paintedSeq) return;
+    this.paintedSeq = this.recvSeq; this.paintedCount = this.recvCount;
+    if (lag !== null) this.lag = lag;
+    this.paintMs = paintMs;
+    if (this.full || this.paintedCount >= Math.max(1, this.window >> 1)) this.flush();
+    else if (this.timer === null) this.timer = setTimeout(() => this.flush(), ACK_MS);
+  }
+  flush() {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
+    if (this.paintedSeq === null || this.paintedCount === 0) return;
+    this.model.send({ type: "ack", seq: this.paintedSeq, lag_ms: this.lag, paint_ms: this.paintMs });
+    this.recvCount -= this.paintedCount; this.paintedCount = 0; this.full = false; this.lag = null;
+  }
+  reset() {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
+    this.recvSeq = this.paintedSeq = null; this.recvCount = this.paintedCount = 0; this.full = false;
+  }
+}
 
 function f32(view, n, k) {
   // a float32 block of k columns x n rows, copied out of the (possibly unaligned) DataView
@@ -168,7 +206,12 @@ class TracePanel {
     this.box = el("div", { class: "pbx-traces", style: "position:relative;flex:2 1 520px;min-width:320px" }, parent);
     this.bg = el("canvas", { "data-pitbox": "traces-bg", style: "position:absolute;left:0;top:0" }, this.box);
     this.fg = el("canvas", { "data-pitbox": "traces", style: "position:absolute;left:0;top:0" }, this.box);
-    this.ov = el("canvas", { "data-pitbox": "traces-cursor", style: "position:absolute;left:0;top:0" }, this.box);
+    this.ov = el("canvas", { "data-pitbox": "traces-zone", style: "position:absolute;left:0;top:0" }, this.box);
+    // the cursor at the newest sample: a composited element moved by a transform, so the
+    // 30 Hz move redraws and uploads no canvas (each changed canvas is copied whole per frame)
+    this.cursor = el("div", { "data-pitbox": "traces-cursor",
+      style: "position:absolute;left:0;top:0;width:1px;background:rgba(0,0,0,0.45);will-change:transform;display:none" }, this.box);
+    this.zoneDrawn = undefined;
     this.laneH = 62;
     this.pad = { l: 84, r: 8, t: 4, b: 16 };
     this.drawn = 0;
@@ -239,6 +282,9 @@ class TracePanel {
     }
     this.drawn = 0;
     this.fgCtx.clearRect(0, 0, this.w, this.h);
+    this.zoneDrawn = undefined;
+    this.cursor.style.top = this.pad.t + "px";
+    this.cursor.style.height = this.h - this.pad.t - this.pad.b + "px";
   }
   line(ctx, d, a, from, to, lane, i, store, color, width) {
     ctx.strokeStyle = color;
@@ -270,22 +316,21 @@ class TracePanel {
       });
     }
     this.drawn = store.n;
-    const ctx = this.ovCtx;
-    ctx.clearRect(0, 0, this.w, this.h);
     if (store.n) {
-      const x = this.x(store.cols.d[store.n - 1], store);
-      ctx.strokeStyle = "rgba(0,0,0,0.45)";
-      ctx.beginPath();
-      ctx.moveTo(x, this.pad.t);
-      ctx.lineTo(x, this.h - this.pad.b);
-      ctx.stroke();
-    }
-    if (store.zone) {
-      const [a, b] = store.zone.window;
-      ctx.strokeStyle = "rgba(255,59,48,0.6)";
-      ctx.setLineDash([4, 3]);
-      ctx.strokeRect(this.x(a, store), this.pad.t + 1, this.x(b, store) - this.x(a, store), this.h - this.pad.t - this.pad.b - 2);
-      ctx.setLineDash([]);
+      this.cursor.style.transform = `translateX(${this.x(store.cols.d[store.n - 1], store).toFixed(1)}px)`;
+      this.cursor.style.display = "";
+    } else this.cursor.style.display = "none";
+    if (store.zone !== this.zoneDrawn) {  // the frozen braking zone changes once per zone
+      this.zoneDrawn = store.zone;
+      const ctx = this.ovCtx;
+      ctx.clearRect(0, 0, this.w, this.h);
+      if (store.zone) {
+        const [a, b] = store.zone.window;
+        ctx.strokeStyle = "rgba(255,59,48,0.6)";
+        ctx.setLineDash([4, 3]);
+        ctx.strokeRect(this.x(a, store), this.pad.t + 1, this.x(b, store) - this.x(a, store), this.h - this.pad.t - this.pad.b - 2);
+        ctx.setLineDash([]);
+      }
     }
   }
 }
@@ -472,7 +517,11 @@ function setDeltaBar(bar, delta) {
 function stats() {
   // what this page painted, for benchmarks and tests: sample-to-paint lag [ms] with its paint
   // time [ms since the epoch], and send-to-paint [ms]
-  if (!window[STATS_KEY]) window[STATS_KEY] = { lags: [], times: [], transfer: [], paints: 0, updates: 0, snapshots: 0 };
+  // and, per paint, where the time went: kernel wait (oldest sample to send), transport (send
+  // to this page's message handler), page (handler to painted) [ms]; sampleLags: every
+  // sample's own arrival-to-paint lag [ms]
+  if (!window[STATS_KEY]) window[STATS_KEY] = { lags: [], times: [], transfer: [], kwait: [], transport: [], page: [],
+    sampleLags: [], sampleTimes: [], paints: 0, updates: 0, snapshots: 0 };
   return window[STATS_KEY];
 }
 
@@ -489,13 +538,17 @@ function renderDriver({ model, el: root }) {
   const map = new MapPanel(mapBox, 300);
   const zone = new ZonePanel(root);
   const status = el("div", { "data-pitbox": "status", style: "font:11px sans-serif;color:#666;margin-top:4px", text: "waiting for the kernel" }, root);
-  let bgDirty = true, mapDirty = true, scheduled = false, pending = null, lastSample = null, lastSend = null, statusAt = 0;
+  const acker = new Acker(model);
+  let bgDirty = true, mapDirty = true, scheduled = false, lastSample = null, lastSend = null, statusAt = 0, headerAt = 0, headerTimer = null;
+  let lastRecv = null, sampleTs = [];
   const lags = [];
 
   function onMsg(msg, buffers) {
     if (!msg || msg.type !== "update") return;
     const st = stats();
     st.updates++;
+    lastRecv = Date.now();
+    if (msg.trace && msg.trace.t_ms && !msg.full) sampleTs.push(...msg.trace.t_ms);
     if (msg.full) st.snapshots++;
     if ("reference" in msg) { store.setReference(msg.reference, buffers); bgDirty = mapDirty = true; }
     if (msg.trace) store.appendTrace(msg.trace, buffers[msg.trace.buffer]);
@@ -505,7 +558,7 @@ function renderDriver({ model, el: root }) {
     store.connection = msg.connection;
     store.title = msg.title;
     if (msg.full) bgDirty = true;
-    pending = msg.seq;
+    acker.got(msg);
     lastSend = msg.t_send_ms;
     if (msg.t_sample_ms && (lastSample === null || msg.t_sample_ms < lastSample)) lastSample = msg.t_sample_ms;
     if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
@@ -514,20 +567,30 @@ function renderDriver({ model, el: root }) {
   function paint() {
     scheduled = false;
     const t0 = performance.now();
+    const bgDirty0 = bgDirty;
     if (bgDirty) { traces.drawBackground(store); bgDirty = false; }
     if (mapDirty) { map.drawBackground(store.ref); mapDirty = false; }
     traces.drawNew(store);
-    const sc = store.scalars || {};
-    setText(h.lap, sc.lap === null || sc.lap === undefined ? "–" : String(sc.lap));
-    setText(h.delta, fmtDelta(sc.delta_s));
-    h.delta.style.color = sc.delta_s > 0.02 ? "#d70015" : sc.delta_s < -0.02 ? "#248a3d" : "#333";
-    setDeltaBar(h.deltaBar, sc.delta_s);
-    setText(h.predicted, fmtLap(sc.predicted_s));
-    setText(h.last, fmtLap(sc.last_s));
-    setText(h.best, fmtLap(sc.best_s));
-    setText(h.speed, sc.speed === null || sc.speed === undefined ? "–" : (sc.speed * 3.6).toFixed(0));
-    setText(h.gear, sc.gear === null || sc.gear === undefined ? "–" : sc.gear === 0 ? "N" : sc.gear < 0 ? "R" : String(sc.gear));
-    setText(h.ref, store.ref ? `${KINDS[store.ref.kind] || store.ref.kind}: ${store.ref.label} ${fmtLap(store.ref.time_s)}` : "none yet");
+    const wall = Date.now();
+    if (wall - headerAt >= HEADER_MS || bgDirty0) {
+      // the numbers in the header are DOM text: each change costs the page a style and
+      // layout pass, so they change at most HEADER_MS apart (the canvas paints every sample)
+      headerAt = wall;
+      const sc = store.scalars || {};
+      setText(h.lap, sc.lap === null || sc.lap === undefined ? "–" : String(sc.lap));
+      setText(h.delta, fmtDelta(sc.delta_s));
+      h.delta.style.color = sc.delta_s > 0.02 ? "#d70015" : sc.delta_s < -0.02 ? "#248a3d" : "#333";
+      setDeltaBar(h.deltaBar, sc.delta_s);
+      setText(h.predicted, fmtLap(sc.predicted_s));
+      setText(h.last, fmtLap(sc.last_s));
+      setText(h.best, fmtLap(sc.best_s));
+      setText(h.speed, sc.speed === null || sc.speed === undefined ? "–" : (sc.speed * 3.6).toFixed(0));
+      setText(h.gear, sc.gear === null || sc.gear === undefined ? "–" : sc.gear === 0 ? "N" : sc.gear < 0 ? "R" : String(sc.gear));
+      setText(h.ref, store.ref ? `${KINDS[store.ref.kind] || store.ref.kind}: ${store.ref.label} ${fmtLap(store.ref.time_s)}` : "none yet");
+    } else if (headerTimer === null) {  // the newest numbers show even when nothing more comes
+      headerTimer = setTimeout(() => { headerTimer = null; if (!scheduled) { scheduled = true; requestAnimationFrame(paint); } },
+        HEADER_MS - (wall - headerAt));
+    }
     const cars = store.cars || { pct: [], me: [], pit: [] };
     map.drawCars(cars.pct.map((p, i) => ({ pct: p, me: cars.me[i], pit: cars.pit[i], x: cars.x ? cars.x[i] : null, y: cars.y ? cars.y[i] : null })));
     zone.draw(store);
@@ -540,8 +603,15 @@ function renderDriver({ model, el: root }) {
       const st = stats();
       st.lags.push(lag);
       st.times.push(now);
-      if (lastSend) st.transfer.push(now - lastSend);
+      if (lastSend) {
+        st.transfer.push(now - lastSend);
+        st.kwait.push(lastSend - lastSample);
+        st.transport.push(lastRecv - lastSend);
+        st.page.push(now - lastRecv);
+      }
+      for (const t of sampleTs) { st.sampleLags.push(now - t); st.sampleTimes.push(now); }
     }
+    sampleTs = [];
     lastSample = null;
     stats().paints++;
     const c = store.connection || {};
@@ -552,10 +622,7 @@ function renderDriver({ model, el: root }) {
         `sample-to-paint ${lags.length ? percentile(lags, 50).toFixed(0) + " ms p50, " + percentile(lags, 99).toFixed(0) + " ms p99" : "–"}`);
       status.dataset.state = c.state || "";
     }
-    if (pending !== null) {
-      model.send({ type: "ack", seq: pending, lag_ms: lag, paint_ms: performance.now() - t0 });
-      pending = null;
-    }
+    acker.painted(lag, performance.now() - t0);
   }
 
   model.on("msg:custom", onMsg);
@@ -564,6 +631,8 @@ function renderDriver({ model, el: root }) {
   model.send({ type: "ready", view: viewId });
   return () => {
     model.off("msg:custom", onMsg);
+    acker.reset();
+    if (headerTimer !== null) clearTimeout(headerTimer);
     ro.disconnect();
     model.send({ type: "gone", view: viewId });
   };
@@ -579,7 +648,8 @@ function renderTeam({ model, el: root }) {
   const map = new MapPanel(row, 360);
   const strip = el("div", { "data-pitbox": "team", style: "flex:1 1 360px;font:13px sans-serif" }, row);
   const status = el("div", { "data-pitbox": "status", style: "font:11px sans-serif;color:#666;margin-top:4px", text: "waiting for the kernel" }, root);
-  let mapDirty = true, scheduled = false, pending = null, lastSample = null, refKey = null;
+  const acker = new Acker(model);
+  let mapDirty = true, scheduled = false, lastSample = null, refKey = null;
   const lags = [];
   const rows = {};
 
@@ -612,7 +682,7 @@ function renderTeam({ model, el: root }) {
     }
     store.team = msg.drivers;
     store.connection = msg.connection;
-    pending = msg.seq;
+    acker.got(msg);
     if (msg.t_sample_ms) lastSample = msg.t_sample_ms;
     if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
   }
@@ -645,12 +715,12 @@ function renderTeam({ model, el: root }) {
     const c = store.connection || {};
     setText(status, `relay: ${c.state || "?"} · ${drivers.length} driver(s) shown · newest-sample-to-paint ${lags.length ? percentile(lags, 50).toFixed(0) + " ms p50" : "–"}`);
     status.dataset.state = c.state || "";
-    if (pending !== null) { model.send({ type: "ack", seq: pending, lag_ms: lag }); pending = null; }
+    acker.painted(lag, null);
   }
 
   model.on("msg:custom", onMsg);
   model.send({ type: "ready", view: viewId });
-  return () => { model.off("msg:custom", onMsg); model.send({ type: "gone", view: viewId }); };
+  return () => { model.off("msg:custom", onMsg); acker.reset(); model.send({ type: "gone", view: viewId }); };
 }
 
 export default {
