@@ -14,8 +14,8 @@ started before the emulator, as a recorder waiting for iRacing would be:
 
 Columns: the tick loop's own cost per tick (from seeing the new tick to the row being
 buffered), and the **whole CPU per tick**: the process's CPU time (every thread: the tick
-loop, the segment writer, decoding, Parquet buffering; sampled every 0.5 s, first to last
-tick, so the sampler's own wake-ups cost under 2 us a tick) divided by the ticks recorded. The final Parquet merge at the session's end is shown
+loop, the segment writer, decoding, Parquet buffering; sampled every 0.1 s, first to last
+tick, less the sampler thread's own CPU time) divided by the ticks recorded. The final Parquet merge at the session's end is shown
 apart (it happens once per session). Also: ticks the sim published before each reader's
 first tick (the sim starts after the readers), and the emulator's own lateness (its publish
 time minus the time the tick was due, from its ground truth), so that a dropped tick can be
@@ -93,18 +93,19 @@ def lateness_ms(truth: Path) -> np.ndarray:
 
 
 class CpuSampler:
-    """Samples the process's CPU time and a tick counter every 0.5 s (one wake-up per sample,
-    so the instrument stays out of the figure); the CPU per tick is taken between the first and the last sample with new ticks."""
+    """Samples the process's CPU time and a tick counter every 0.1 s; the sampler's own CPU
+    time (its wake-ups) is taken out, so the instrument stays out of the figure. The CPU per
+    tick is taken between the first and the last sample with new ticks."""
 
     def __init__(self, ticks) -> None:
         self.ticks = ticks
-        self.samples: list[tuple[int, float]] = []
+        self.samples: list[tuple[int, float]] = []  # (ticks, process CPU less the sampler's own) [s]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.samples.append((self.ticks(), time.process_time()))
+        while not self._stop.wait(0.1):
+            self.samples.append((self.ticks(), time.process_time() - time.thread_time()))
 
     def __enter__(self) -> CpuSampler:
         self._thread.start()
