@@ -38,9 +38,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Updates that may be unacknowledged at once (a full snapshot counts as the whole window).
-WINDOW = 16
+WINDOW = 32
 #: The page acknowledges at the latest this long after painting an unacknowledged update [ms].
-ACK_MS = 250
+ACK_MS = 500
 
 Build = Callable[[bool], "tuple[dict[str, Any], list[Any]] | None"]
 
