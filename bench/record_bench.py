@@ -24,6 +24,10 @@ told from a late sim. Then: direct replay throughput (x real time), and drops ov
 
 Goals (brief): whole CPU per tick under 100 us; no dropped tick; the sim's first tick recorded.
 
+A last row is not a peer but this machine's floor: the whole CPU per tick of a process that
+does nothing but wake at each 60 Hz deadline and copy one live row into a numpy array (no sim,
+no decoding, no storage). A goal below it cannot be met by any reader that wakes once per tick.
+
 ``--live-coach`` adds a row: the recorder with the stream and the live coach in front of it
 (``pitbox.livecoach.LiveCoachService``, its pump thread in this process, its analyst in
 another), whose tick loop must cost what the stream's alone does (run with ``--publish``).
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import mmap
 import os
 import shutil
 import subprocess
@@ -242,6 +247,28 @@ def run_peer(source: Path, tmp: Path, kind: str) -> dict:
             "first_tick": first, "late_ms": lateness_ms(truth), "channels": len(names)}
 
 
+def run_floor(seconds: float, row_bytes: int) -> float:
+    """This machine's floor, not a peer: the whole CPU per tick [us] of a process that only
+    wakes at each 60 Hz deadline and copies one row of ``row_bytes`` from a memory map into a
+    preallocated numpy array: no sim to look at, no decoding, no storage. What any recorder
+    that wakes once per tick pays before doing any work."""
+    mm = mmap.mmap(-1, row_bytes + 4096)
+    n = int(seconds * 60)
+    table = np.empty((n, row_bytes), np.uint8)
+    ticks = {"n": 0}
+    with CpuSampler(lambda: ticks["n"]) as cpu:
+        due = time.monotonic()
+        for i in range(n):
+            due += 1 / 60
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            table[i] = np.frombuffer(mm, np.uint8, row_bytes, 4096)
+            ticks["n"] += 1
+    mm.close()
+    return cpu.us_per_tick()[0]
+
+
 def replay_speed(source: Path, tmp: Path) -> tuple[float, int]:
     with open_telemetry(source) as tf:
         seconds = tf.n_rows / tf.tick_rate
@@ -295,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, peer in (("peer 1", dict_peer), ("peer 2", np_peer)):
             print(f"{'ratio ' + name + ' / pitbox':34} {np.median(peer['cost_us']) / np.median(ours['cost_us']):8.2f}x "
                   f"{'':9} {peer['cpu_us'] / ours['cpu_us']:9.2f}x")
+        floor = run_floor(args.seconds, ours["row_bytes"])
+        print(f"{'floor: 60 wake-ups/s + row copy':34} {'':9} {'':9} {floor:10.1f}   (this machine's least; not a peer)")
         print(f"final Parquet merge of the session (once, after the last tick): {ours['finalize_cpu_s']:.2f} s CPU "
               f"({ours['finalize_cpu_s'] / max(ours['ticks'], 1) * 1e6:.0f} us per tick of this {args.seconds:g} s session)")
         print(f"goal: whole CPU under 100 us per tick: {'met' if ours['cpu_us'] < 100 else 'NOT met'}; "
