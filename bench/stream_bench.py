@@ -16,6 +16,12 @@ Peers, on the same websockets library, same envelope, same per-socket send buffe
 * ``naive`` (1 and 20 clients): one task that encodes for each client and awaits each
   client's ``send`` in turn, the way a broadcast loop is usually first written.
 
+Also the **client spread**: per frame, the time from the first to the last of one client
+process's connections to have parsed it (the median over frames, the larger of the processes).
+That is the clients' own serial work (each of 2 processes reads and parses its 50
+connections in turn, on the same 2 cores as the server): the last connection of a process
+waits for it whatever the server does, so a p99 below it cannot be reached in this harness.
+
 Also the server process's CPU time per frame published (every thread of this process: the
 publisher, the hand-off, the server's loop; the clients run elsewhere), which moves far less
 than latency on a loaded machine.
@@ -197,10 +203,28 @@ def run_scenario(impl: str, n_clients: int, stalled: bool, frames: list, pipes: 
         server_cpu_us = (time.process_time() - p0) / max(len(published), 1) * 1e6
         for p, _ in active:
             p.send("stop")
-        logs = [log for p, _ in active for log in p.recv()]
+        per_worker = [p.recv() for p, _ in active]
+        logs = [log for w in per_worker for log in w]
     finally:
         server.stop()
-    return {**_summarise(impl, n_clients, stalled, published, cost, cpu, logs), "server_cpu_us": server_cpu_us}
+    return {**_summarise(impl, n_clients, stalled, published, cost, cpu, logs), "server_cpu_us": server_cpu_us,
+            "spread_ms": _spread_ms(per_worker, published)}
+
+
+def _spread_ms(per_worker: list, published: dict[int, int]) -> float:
+    """Median over ticks of the time between the first and the last of one client process's
+    connections to parse the same frame (the larger of the processes): the clients' own serial
+    work, which no server can take out of the latency of the last of them."""
+    spreads = []
+    for logs in per_worker:
+        got: dict[int, list[int]] = {}
+        for log in logs:
+            for t, ns in log:
+                if t >= WARMUP_S * 60 and t in published:
+                    got.setdefault(t, []).append(ns)
+        spreads.append({t: (max(v) - min(v)) / 1e6 for t, v in got.items() if len(v) == len(logs)})
+    ticks = set.intersection(*(set(s) for s in spreads)) if spreads else set()
+    return float(np.median([max(s[t] for s in spreads) for t in ticks])) if ticks else float("nan")
 
 
 def _publish(server: Any, frames: list, seconds: float) -> tuple[dict[int, int], np.ndarray, np.ndarray]:
@@ -242,11 +266,11 @@ def _summarise(impl: str, n_clients: int, stalled: bool, published: dict[int, in
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"\n{'server':9} {'clients':>7} {'stalled':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'delivered':>9} {'publish p50 us':>14} {'publish p99 us':>14} {'publish cpu p50 us':>18} "
-          f"{'server cpu us/frame':>19}")
+          f"{'server cpu us/frame':>19} {'client spread p50 ms':>20}")
     for r in rows:
         print(f"{r['impl']:9} {r['clients']:>7} {'+1' if r['stalled'] else '-':>7} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
               f"{r['max_ms']:8.2f} {r['delivered']:9.1%} {r['publish_p50_us']:14.1f} {r['publish_p99_us']:14.1f} "
-              f"{r['publish_cpu_p50_us']:18.1f} {r['server_cpu_us']:19.1f}")
+              f"{r['publish_cpu_p50_us']:18.1f} {r['server_cpu_us']:19.1f} {r['spread_ms']:20.2f}")
     print("\nratio peer / pitbox (above 1: pitbox is faster)")
     print(f"{'peer':9} {'clients':>7} {'stalled':>7} {'p50':>8} {'p99':>8} {'delivered':>9} {'server cpu':>10}")
     by = {(r["impl"], r["clients"], r["stalled"]): r for r in rows}
