@@ -398,3 +398,26 @@ def test_a_decoded_row_can_be_published_as_is(server, source):
     for i, f in enumerate(log.frames()):
         assert f["values"] == {"Speed": float(source["Speed"][i]), "Gear": int(source["Gear"][i])}
     assert every.of("hello")[0]["channels"] == list(source)
+
+
+def test_the_hand_off_sleeps_until_the_next_frame_is_due():
+    """The stream's loop and the live coach's pump look once per frame, not every
+    millisecond: the pacer learns the interval from the frames' own publish times."""
+    from pitbox.live._pace import Pacer
+
+    pacer = Pacer(poll_s=0.001, after_s=0.0002, max_s=0.02)
+    t0, dt = 100.0, 1 / 60
+    assert pacer.delay(t0) == 0.001  # nothing learned yet: plain polling
+    for k in range(4):
+        pacer.note(k + 1, t0 + k * dt)
+    last = t0 + 3 * dt
+    assert pacer.interval == pytest.approx(dt)
+    assert pacer.delay(last + 0.001) == pytest.approx(dt - 0.001 + 0.0002)  # until just after the next is due
+    assert pacer.delay(last + dt + 0.0005) == 0.001  # the next is late: poll
+    assert pacer.delay(last + 3 * dt) == 0.001  # frames stopped: poll (the quiet spell then stops the looks)
+    pacer.note(7, last + 3 * dt)  # three frames in one look (a catch-up): the interval stays one tick
+    assert pacer.interval == pytest.approx(dt)
+    slow = Pacer(max_s=0.02)
+    for k in range(4):
+        slow.note(k + 1, t0 + k * 0.1)  # 10 Hz: other messages must not wait 100 ms
+    assert slow.delay(t0 + 0.3) == 0.02

@@ -7,8 +7,8 @@ live coach on the way:
 
 * ``publish_*`` append one tuple to a deque and return: no lock, no system call, the same
   microsecond the stream's own hand-off costs (the tick loop's work does not change);
-* a pump thread (polling every 1 ms while frames flow, asleep after 0.25 s without one, as
-  :mod:`pitbox.live._inbox`'s waker) runs the core on each frame (a few µs), forwards the
+* a pump thread (looking just after each frame is due while frames flow, asleep after 0.25 s
+  without one, paced as :mod:`pitbox.live._inbox` is by :class:`pitbox.live._pace.Pacer`) runs the core on each frame (a few µs), forwards the
   frame with the derived channels added (:class:`pitbox.live.protocol.Derived`, no copy of
   the row) and the coach's ``reference``/``coach``/``tip`` messages
   (``publish_message``), and hands after-lap jobs to the analyst process;
@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pitbox.live._pace import Pacer
 from pitbox.live.protocol import Derived
 from pitbox.livecoach.core import LiveCoach
 from pitbox.livecoach.jobs import Done
@@ -72,6 +73,7 @@ class LiveCoachService:
         self._pending_jobs = 0
         self._jobs_done = threading.Condition()
         self.frames_published = 0
+        self._last_frame_t = 0.0
         self.errors = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -136,6 +138,7 @@ class LiveCoachService:
                 self._wake()
                 time.sleep(0.001)
         inbox.append((FRAME, tick, session_time, values))
+        self._last_frame_t = time.perf_counter()
         self.frames_published += 1
         if self._idle:
             self._wake()
@@ -176,6 +179,7 @@ class LiveCoachService:
     # -- the pump thread ---------------------------------------------------------------------------
     def _run(self) -> None:
         quiet_since = time.monotonic()
+        pacer = Pacer(self.poll_s)  # about one wake-up per frame, not one per poll_s (see pitbox.live._pace)
         while not self._stop:
             if self._inbox or self._urgent:
                 quiet_since = time.monotonic()
@@ -192,7 +196,8 @@ class LiveCoachService:
                 self._idle = False
                 quiet_since = time.monotonic()
                 continue
-            time.sleep(self.poll_s)
+            pacer.note(self.frames_published, self._last_frame_t)
+            time.sleep(pacer.delay(time.perf_counter()))
 
     def _drain(self) -> None:
         inbox, urgent, coach, targets = self._inbox, self._urgent, self.coach, self.targets
