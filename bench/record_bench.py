@@ -105,12 +105,18 @@ class CpuSampler:
     def __init__(self, ticks) -> None:
         self.ticks = ticks
         self.samples: list[tuple[int, float]] = []  # (ticks, process CPU less the sampler's own) [s]
+        self.own_s = 0.0  #: the sampler thread's own CPU time so far [s]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.samples.append((self.ticks(), time.process_time() - time.thread_time()))
+            self.own_s = time.thread_time()
+            self.samples.append((self.ticks(), time.process_time() - self.own_s))
+
+    def process_time(self) -> float:
+        """The process's CPU time now [s], less the sampler's own so far (as in the samples)."""
+        return time.process_time() - self.own_s
 
     def __enter__(self) -> CpuSampler:
         self._thread.start()
@@ -147,7 +153,8 @@ def run_pitbox(source: Path, tmp: Path, publish: bool = False, coach: bool = Fal
         server.wait_ready(60)
     src = IrsdkSource(memmap)
     finalized: list[float] = []
-    rec = Recorder(src, data, measure=True, publisher=server, on_session=lambda p: finalized.append(time.process_time()))
+    cpu = CpuSampler(lambda: rec.stats.ticks)
+    rec = Recorder(src, data, measure=True, publisher=server, on_session=lambda p: finalized.append(cpu.process_time()))
     emu: subprocess.Popen | None = None
 
     def start_sim() -> None:  # the sim starts while the recorder waits for it
@@ -156,9 +163,9 @@ def run_pitbox(source: Path, tmp: Path, publish: bool = False, coach: bool = Fal
 
     threading.Timer(0.5, start_sim).start()
     try:
-        with CpuSampler(lambda: rec.stats.ticks) as cpu:
+        with cpu:
             paths = rec.run(until_gone=True)
-            ended = time.process_time()
+            ended = cpu.process_time()
     finally:
         while emu is None:
             time.sleep(0.01)
