@@ -16,6 +16,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+
 from pitbox.live import protocol
 from pitbox.live.protocol import (
     KEEP_ALL,
@@ -45,7 +48,7 @@ class Frame:
     Encoded messages are cached per channel selection, so clients that chose the same
     channels share one encoding."""
 
-    __slots__ = ("tick", "t", "values", "driver", "clean", "published_ns", "rates", "_cache")
+    __slots__ = ("tick", "t", "values", "driver", "clean", "published_ns", "rates", "_cache", "_wire")
 
     def __init__(self, tick: int, t: float, values: Mapping[str, Any], driver: str | None = None,
                  clean: bool = False, published_ns: int = 0):
@@ -57,12 +60,22 @@ class Frame:
         self.published_ns = published_ns
         self.rates = ALL_RATES  #: bit mask of the rate grids this frame is on (set by its feed)
         self._cache: dict[tuple[str, ...] | None, bytes] = {}
+        self._wire: dict[tuple[str, ...] | None, bytes] = {}
 
     def encoded(self, channels: tuple[str, ...] | None) -> bytes:
         data = self._cache.get(channels)
         if data is None:
             values = select_values(self.values, channels, self.clean)
             data = self._cache[channels] = dumps(frame_message(self.tick, self.t, values, self.driver))
+        return data
+
+    def wire(self, channels: tuple[str, ...] | None) -> bytes:
+        """The encoded message as one unmasked WebSocket text frame (what a server sends on a
+        connection without extensions), made once per channel selection and written as is
+        to every such client."""
+        data = self._wire.get(channels)
+        if data is None:
+            data = self._wire[channels] = WsFrame(Opcode.TEXT, self.encoded(channels)).serialize(mask=False)
         return data
 
     def history_item(self, channels: tuple[str, ...] | None) -> dict[str, Any]:
@@ -266,6 +279,9 @@ class DirectLine:
     def write(self, data: bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def write_frame(self, frame: Frame, channels: tuple[str, ...] | None) -> None:
+        self.write(frame.encoded(channels))
+
 
 class SlowClient(Exception):
     """A client whose ordered queue overflowed (it stopped reading)."""
@@ -307,7 +323,7 @@ class Subscriber:
         line = self.line
         if direct and line is not None and self.idle and not self.queue and not self.slots and line.ready():
             if self.take_frame(feed, frame):
-                line.write(frame.encoded(self.channels))
+                line.write_frame(frame, self.channels)
                 self.sent += 1
             return
         if feed in self.slots:

@@ -525,10 +525,13 @@ class _Line(DirectLine):
     transport): a client that stops reading gets its frames through its sender task
     instead, which keeps only the latest one (never a growing buffer)."""
 
-    __slots__ = ("ws",)
+    __slots__ = ("ws", "plain")
 
     def __init__(self, ws: ServerConnection):
         self.ws = ws
+        #: no extension (compression) negotiated: every frame's bytes are the same for every
+        #: such client, so the frame is serialized once (:meth:`Frame.wire`) and written as is
+        self.plain = not ws.protocol.extensions
 
     def ready(self) -> bool:
         ws = self.ws
@@ -540,6 +543,17 @@ class _Line(DirectLine):
         try:
             self.ws.protocol.send_text(data)
             self.ws.send_data()
+        except Exception as exc:  # noqa: BLE001 - a connection going away; its handler sees the close
+            log.debug("direct write to %s failed: %s", _peer(self.ws), exc)
+
+    def write_frame(self, frame: Frame, channels: tuple[str, ...] | None) -> None:
+        """Called only when :meth:`ready` (open, no fragmented message being sent, nothing
+        buffered), which is when the protocol would write the same bytes itself."""
+        if not self.plain:
+            self.write(frame.encoded(channels))
+            return
+        try:
+            self.ws.transport.write(frame.wire(channels))
         except Exception as exc:  # noqa: BLE001 - a connection going away; its handler sees the close
             log.debug("direct write to %s failed: %s", _peer(self.ws), exc)
 
