@@ -315,5 +315,7 @@ def test_push_to_talk_from_the_dashboards_button(rig: dict[str, Any]) -> None:
         page.screenshot(path=str(rig["work"] / "talk-failed.png"))
         raise AssertionError(_diagnose(rig, page, exc)) from None
     assert talk.locator(".pitbox-talk-heard").inner_text() == "heard: fuel"
+    # Alice's recorder runs the voice coach (--voice): it answered, in her ears and on the stream
+    assert talk.get_attribute("data-via") == "recorder"
     answer = talk.locator(".pitbox-talk-answer").inner_text()
     assert answer.startswith("Fuel for ") or answer.endswith("litres of fuel"), answer

@@ -525,12 +525,12 @@ def test_push_to_talk_goes_to_the_recorders_voice_coach_when_it_has_one(tmp_path
             service.publish_frame(tick, t, values)
             assert service.wait_idle(30) and voice.wait_synthesized(30)
         asking.join(60)
-        assert [a[:2] for a in voice.answers] == [("fuel", None)] and remote.talk_coach.answers == []
+        assert [a[:2] for a in voice.answers] == [("fuel", None)] and remote.talk.via == "recorder"
         (said,) = answer
         litres = float(re.fullmatch(r"(\d+) litres of fuel", said).group(1))
         levels = [float(v["FuelLevel"]) for _, _, v in rows]
         assert round(min(levels)) <= litres <= round(max(levels))
-        assert local.command("delta") == "No delta yet"  # answered here: that stream has no voice coach
+        assert local.command("delta") == "No delta yet" and local.talk.via == "here"  # no voice coach there
     finally:
         for d in dashes:
             d.stop()

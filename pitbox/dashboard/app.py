@@ -296,15 +296,22 @@ class Dashboard(W.VBox):
             raise ConfigError("dashboard: built with talk=False, no voice coach here")
         if self.remote_commands:
             try:
-                return self._remote_command(name, arg, timeout)
+                answer = self._remote_command(name, arg, timeout)
+                self._answered_by("recorder")
+                return answer
             except LiveError as exc:
                 log.warning("dashboard: the recorder's voice coach did not take %r (%s); answering here", name, exc)
+        self._answered_by("here")
         coach = self.talk_coach
 
         async def run() -> str:  # on the stream's thread, which feeds the coach its frames
             return coach.command(name, arg)
 
         return self._link._bg.run(run(), timeout)
+
+    def _answered_by(self, who: str) -> None:
+        if self.talk is not None:
+            self.talk.via = who
 
     def _remote_command(self, name: str, arg: int | None, timeout: float) -> str:
         with self._answers:
