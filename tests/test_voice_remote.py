@@ -145,3 +145,14 @@ def test_a_token_without_the_command_scope_cannot_command(hub: str) -> None:
         assert b.of("command_ok") and heard == [("delta", None)]
     else:  # allowed, but no driver alice on this relay
         assert b.of("error")[0]["code"] == "bad_driver"
+
+
+def test_a_bad_command_is_refused_before_it_is_sent() -> None:
+    from pitbox.live import LiveClient
+    from pitbox.live.protocol import ProtocolError
+
+    client = LiveClient("ws://127.0.0.1:9")  # never connects: the check comes first
+    for name, arg in (("dance", None), ("fuel", 3), ("focus on turn", 0), ("focus on turn", "3")):
+        with pytest.raises(ProtocolError) as err:
+            asyncio.run(client.command(name, arg))
+        assert err.value.code == "bad_command"

@@ -154,7 +154,9 @@ class LiveClient:
         ``arg`` the turn number of ``focus on turn``; on a relay ``driver`` names whose. The
         server answers ``command_ok`` (or an ``error``: ``forbidden`` without the token's
         ``command`` scope, ``no_voice``, ``bad_command``); the spoken answer comes as a
-        ``voice`` message. The ``hello`` says whether this connection may (``commands``)."""
+        ``voice`` message. The ``hello`` says whether this connection may (``commands``).
+        An unknown command or a bad ``arg`` raises :class:`ProtocolError` here, unsent."""
+        command, arg = protocol.check_command({"command": command, "arg": arg})
         if self._ws is None:
             raise LiveError(f"{self.url}: not connected; a command needs a connection")
         msg: dict[str, Any] = {"v": protocol.VERSION, "type": "command", "command": command, "arg": arg}
