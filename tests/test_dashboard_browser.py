@@ -226,6 +226,41 @@ def _await_driver_dashboard(page: Any, faults: dict[int, tuple[str, str]], shot:
     page.locator(".pitbox-dashboard").first.screenshot(path=str(shot))
 
 
+def test_push_to_talk_from_the_dashboards_button(rig: dict[str, Any]) -> None:
+    """Held down, the button records the browser's microphone (Chromium's fake device playing
+    a synthesized "fuel" clip); on release the kernel recognises it and sends it to Alice's
+    recorder, whose voice coach (``--voice``) answers; the page shows the command heard and
+    that answer about fuel. First in this file: Alice's session is live (its frames carry the
+    command out)."""
+    import wave
+
+    page = rig["pages"]["lab"]
+    page.bring_to_front()
+    with wave.open(str(rig["work"] / "fuel.wav")) as w:
+        clip_s = w.getnframes() / w.getframerate()
+    talk = page.locator(".pitbox-dashboard .pitbox-talk").first
+    button = talk.locator(".pitbox-talk-button")
+    try:
+        button.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
+        b = button.bounding_box()
+        page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+        page.mouse.down()
+        # held for one play of the clip, counted in samples the page received (not in time)
+        page.wait_for_function("(s) => Number(document.querySelector('.pitbox-dashboard .pitbox-talk')"
+                               ".dataset.recordedS || 0) >= s", arg=clip_s - 0.05, timeout=TIMEOUT_MS)
+        page.mouse.up()
+        page.wait_for_function("() => document.querySelector('.pitbox-dashboard .pitbox-talk').dataset.seq === '1'",
+                               timeout=TIMEOUT_MS)
+    except Exception as exc:
+        page.screenshot(path=str(rig["work"] / "talk-failed.png"))
+        raise AssertionError(_diagnose(rig, page, exc)) from None
+    assert talk.locator(".pitbox-talk-heard").inner_text() == "heard: fuel"
+    # Alice's recorder runs the voice coach (--voice): it answered, in her ears and on the stream
+    assert talk.get_attribute("data-via") == "recorder"
+    answer = talk.locator(".pitbox-talk-answer").inner_text()
+    assert answer.startswith("Fuel for ") or answer.endswith("litres of fuel"), answer
+
+
 def test_live_dashboard_in_jupyterlab(rig: dict[str, Any]) -> None:
     page = rig["pages"]["lab"]
     page.bring_to_front()
@@ -286,34 +321,3 @@ def test_team_dashboard_shows_both_drivers(rig: dict[str, Any]) -> None:
     # both cars were on the one map at once (the first two team colours in the canvas's pixels)
     page.wait_for_function("() => window.__pitboxSeen.bothCars >= 5", timeout=TIMEOUT_MS)
     page.locator(root).first.screenshot(path=str(rig["work"] / "team.png"))
-
-
-def test_push_to_talk_from_the_dashboards_button(rig: dict[str, Any]) -> None:
-    """Held down, the button records the browser's microphone (Chromium's fake device playing
-    a synthesized "fuel" clip); on release the kernel recognises it and the page shows the
-    command heard and the voice coach's answer about fuel."""
-    import wave
-
-    page = rig["pages"]["lab"]
-    page.bring_to_front()
-    with wave.open(str(rig["work"] / "fuel.wav")) as w:
-        clip_s = w.getnframes() / w.getframerate()
-    talk = page.locator(".pitbox-dashboard .pitbox-talk").first
-    button = talk.locator(".pitbox-talk-button")
-    try:
-        button.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
-        b = button.bounding_box()
-        page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
-        page.mouse.down()
-        # held for one play of the clip, counted in samples the page received (not in time)
-        page.wait_for_function("(s) => Number(document.querySelector('.pitbox-dashboard .pitbox-talk')"
-                               ".dataset.recordedS || 0) >= s", arg=clip_s - 0.05, timeout=TIMEOUT_MS)
-        page.mouse.up()
-        page.wait_for_function("() => document.querySelector('.pitbox-dashboard .pitbox-talk').dataset.seq === '1'",
-                               timeout=TIMEOUT_MS)
-    except Exception as exc:
-        page.screenshot(path=str(rig["work"] / "talk-failed.png"))
-        raise AssertionError(_diagnose(rig, page, exc)) from None
-    assert talk.locator(".pitbox-talk-heard").inner_text() == "heard: fuel"
-    answer = talk.locator(".pitbox-talk-answer").inner_text()
-    assert answer.startswith("Fuel for ") or answer.endswith("litres of fuel"), answer

@@ -479,3 +479,60 @@ def test_the_dashboard_plays_the_voice_coachs_phrases_once_its_toggle_is_on(tmp_
         if dash is not None:
             dash.stop()
         stream.stop()
+
+
+def test_push_to_talk_goes_to_the_recorders_voice_coach_when_it_has_one(tmp_path, test_comm) -> None:
+    """The button's command goes to the recorder's voice coach (``pitbox record --voice``: its
+    hello says ``commands``) and the answer is what that coach says on the stream (fuel from
+    the real file's ``FuelLevel``); a stream without one is answered by the coach here."""
+    import re
+
+    from test_recorder import W13
+
+    from pitbox import cli
+    from pitbox.dashboard import Dashboard
+    from pitbox.live import StreamServer
+    from pitbox.live.cli import open_publishers
+    from pitbox.live.replay import ibt_frames
+    from pitbox.live.testing import wait_until
+    from pitbox.livecoach.options import start_service
+    from pitbox.voice.options import start_voice
+
+    from conftest import need
+
+    rows = ibt_frames(need(W13), ["Lap", "LapDistPct", "OnPitRoad", "FuelLevel", "LapLastLapTime"])
+    args = cli.build_parser().parse_args(["record", "--stream", "--stream-port", "0", "--voice", "text",
+                                          "--voice-player", "null"])
+    targets = open_publishers(args)
+    voice = start_voice(args, targets)
+    service = start_service(args, targets, tmp_path / "data", voice=voice, process=False)
+    plain = StreamServer("127.0.0.1", 0).start()  # no voice coach
+    dashes: list = []
+    try:
+        service.publish_session({"id": "S1", "track": "x"})
+        remote = Dashboard(targets[0].url, coach="stream", lap_chart=False, voice=False)
+        local = Dashboard(plain.url, coach="stream", lap_chart=False, voice=False)
+        dashes += [remote, local]
+        wait_until(lambda: remote.state.connection == "connected" and local.state.connection == "connected", 60)
+        assert remote.remote_commands and not local.remote_commands
+        answer: list[str] = []
+        asking = threading.Thread(target=lambda: answer.append(remote.command("fuel", timeout=60)))
+        asking.start()
+        wait_until(lambda: any(m["type"] == "command_ok" for m in remote._answer_log), 60)  # the recorder took it
+        for tick, t, values in rows:  # the recorder's frames, until the driver's voice has answered
+            if not asking.is_alive():
+                break
+            service.publish_frame(tick, t, values)
+            assert service.wait_idle(30) and voice.wait_synthesized(30)
+        asking.join(60)
+        assert [a[:2] for a in voice.answers] == [("fuel", None)] and remote.talk.via == "recorder"
+        (said,) = answer
+        litres = float(re.fullmatch(r"(\d+) litres of fuel", said).group(1))
+        levels = [float(v["FuelLevel"]) for _, _, v in rows]
+        assert round(min(levels)) <= litres <= round(max(levels))
+        assert local.command("delta") == "No delta yet" and local.talk.via == "here"  # no voice coach there
+    finally:
+        for d in dashes:
+            d.stop()
+        service.stop()
+        plain.stop()

@@ -51,6 +51,8 @@ REFERENCE_KINDS = [("session best", "session_best"), ("all-time best", "all_time
 SLOW_PERIOD_S = 1.0
 #: Frames without the live coach's channels after which ``coach="auto"`` runs one here.
 NO_COACH_FRAMES = 30
+#: ``error`` codes that answer a voice ``command`` (the recorder did not take it)
+COMMAND_ERRORS = ("forbidden", "no_voice", "bad_command", "bad_driver")
 TEAM_COLORS = ["#ff2d55", "#0a84ff", "#34c759", "#ff9500", "#af52de", "#ffd60a", "#64d2ff", "#ff6482"]
 
 
@@ -105,6 +107,9 @@ class _Link:
 
     def set_reference(self, kind: str, lap: str | None, driver: str | None, timeout: float = 5.0) -> None:
         self._bg.run(self.client.set_reference(kind, lap, driver), timeout)
+
+    def command(self, name: str, arg: int | None, driver: str | None, timeout: float = 5.0) -> None:
+        self._bg.run(self.client.command(name, arg, driver), timeout)
 
     def stop(self) -> None:
         if self._bg.running:
@@ -187,10 +192,15 @@ class Dashboard(W.VBox):
     ``talk``: a push-to-talk button (:class:`pitbox.voice.talk.TalkButton`): hold it (or the
     ``hotkey``, a ``KeyboardEvent.code`` such as ``"F8"``) and say a command; the page
     records its microphone, the kernel recognises the clip (as ``pitbox voice hear``) and a
-    voice coach here (:class:`pitbox.voice.coach.VoiceCoach`, fed the stream's frames,
-    ``coach`` and ``reference`` messages) carries it out and queues the spoken answer in
-    its scheduler; the page shows what was heard and the answer, and the answer plays
-    through the voice toggle when it is spoken. ``False`` leaves the button out.
+    voice coach carries it out. When the stream's recorder runs a voice coach (``pitbox
+    record --voice``; its ``hello``, or on a relay this driver's entry, says ``commands``)
+    and this connection may command it (no token secret, or a token with the ``command``
+    scope), the command goes to that voice coach (a ``command`` message), which answers in
+    the driver's ears and on the stream; else a voice coach here
+    (:class:`pitbox.voice.coach.VoiceCoach`, fed the stream's frames, ``coach`` and
+    ``reference`` messages) answers it. The page shows what was heard and the answer, and
+    the answer plays through the voice toggle when it is spoken. ``False`` leaves the
+    button out.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, reference: str | None = None, *,
@@ -230,6 +240,11 @@ class Dashboard(W.VBox):
             self.voice_panel = VoicePanel(None if voice is True else voice)
         self.talk: Any = None
         self.talk_coach: Any = None
+        self._may_command = False  #: the hello: this connection may send voice commands
+        self._voice_driver: str | None = None  #: the recorder (relay: driver id) whose voice coach takes them
+        self._has_voice = False
+        self._answers = threading.Condition()
+        self._answer_log: list[dict[str, Any]] = []  #: command_ok, command errors and spoken replies
         if talk:
             self._make_talk(hotkey)
         lower = [self.laps, self.lap_chart_box]
@@ -267,17 +282,82 @@ class Dashboard(W.VBox):
         if msg.get("priority") == "reply" and self.voice_panel is not None:
             self.voice_panel.on_voice(msg)
 
+    @property
+    def remote_commands(self) -> bool:
+        """Whether voice commands go to the recorder's voice coach (else the one here)."""
+        return self._may_command and self._has_voice
+
     def command(self, name: str, arg: int | None = None, timeout: float = 10.0) -> str:
         """Carry out a voice command (one of :data:`pitbox.voice.commands.PHRASES`) as the
-        push-to-talk button does; returns the answer text (also queued to be spoken)."""
+        push-to-talk button does: on the recorder's voice coach when it takes commands
+        (:attr:`remote_commands`; the answer is what it says, waited for up to ``timeout``
+        [s]), else on the voice coach here; returns the answer text (also spoken)."""
         if self.talk_coach is None:
             raise ConfigError("dashboard: built with talk=False, no voice coach here")
+        if self.remote_commands:
+            try:
+                answer = self._remote_command(name, arg, timeout)
+                self._answered_by("recorder")
+                return answer
+            except LiveError as exc:
+                log.warning("dashboard: the recorder's voice coach did not take %r (%s); answering here", name, exc)
+        self._answered_by("here")
         coach = self.talk_coach
 
         async def run() -> str:  # on the stream's thread, which feeds the coach its frames
             return coach.command(name, arg)
 
         return self._link._bg.run(run(), timeout)
+
+    def _answered_by(self, who: str) -> None:
+        if self.talk is not None:
+            self.talk.via = who
+
+    def _remote_command(self, name: str, arg: int | None, timeout: float) -> str:
+        with self._answers:
+            seen = len(self._answer_log)
+        self._link.command(name, arg, self._voice_driver)
+        deadline = time.monotonic() + timeout
+        taken = False
+        with self._answers:
+            while True:
+                for msg in self._answer_log[seen:]:
+                    kind = msg.get("type")
+                    if kind == "error" and not taken:
+                        raise LiveError(f"{msg.get('code')}: {msg.get('message')}")
+                    if kind == "command_ok":
+                        taken = True
+                    elif kind == "voice" and taken:
+                        return str(msg.get("text") or "")
+                seen = len(self._answer_log)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if not taken:
+                        raise LiveError(f"no answer to the command within {timeout} s")
+                    who = f"{self._voice_driver}'s" if self._voice_driver else "the driver's"
+                    return f"sent to {who} voice coach"
+                self._answers.wait(left)
+
+    def _track_commands(self, msg: dict[str, Any]) -> None:
+        """Whether the stream's recorder takes voice commands (``hello``/``drivers``), and
+        the answers to the ones sent (``command_ok``, command errors, spoken replies)."""
+        kind = msg.get("type")
+        if kind in ("hello", "drivers"):
+            if kind == "hello":
+                self._may_command = bool(msg.get("commands"))
+            drivers = msg.get("drivers")
+            if drivers is None:  # a recorder's own stream: its hello says it
+                self._voice_driver, self._has_voice = None, self._may_command
+            else:  # a relay: this driver's entry (or the only driver's)
+                mine = [d for d in drivers if isinstance(d, dict)
+                        and (self.state.driver is None or d.get("id") == self.state.driver)]
+                ok = len(mine) == 1 and bool(mine[0].get("commands")) and bool(mine[0].get("connected"))
+                self._voice_driver, self._has_voice = (str(mine[0]["id"]) if ok else None), ok
+        elif kind == "command_ok" or (kind == "error" and msg.get("code") in COMMAND_ERRORS) or \
+                (kind == "voice" and msg.get("priority") == "reply"):
+            with self._answers:
+                self._answer_log.append(msg)  # a few per command: kept
+                self._answers.notify_all()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Dashboard:
@@ -346,6 +426,8 @@ class Dashboard(W.VBox):
         kind = msg.get("type")
         if kind == "hello":
             self.state.connection = "connected"
+        if self.talk_coach is not None and kind != "frame":
+            self._track_commands(msg)
         if kind == "frame" and not self._coach_seen and self.local_coach is None:
             if "pitbox_delta_s" in (msg.get("values") or {}):
                 self._coach_seen = True

@@ -28,7 +28,7 @@ from pitbox.emulator.livemap import NUM_BUF, LiveMapWriter, geometry
 from pitbox.emulator.rows import RowBuilder, out_of_car_source
 from pitbox.emulator.transitions import TRANSITIONS
 from pitbox.errors import ConfigError, PitboxError
-from pitbox.ibt.layout import STATUS_CONNECTED, pack_var_headers
+from pitbox.ibt.layout import NUMPY_TYPES, STATUS_CONNECTED, pack_var_headers
 from pitbox.ibt.reader import TelemetryFile, open_telemetry
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,16 @@ class _Action:
     record: TickRecord | None = None
     steps: int = 1
     data: Any = None
+
+
+def _with_values(row: bytes | memoryview, layout: LiveLayout, values: dict[str, Any]) -> bytearray:
+    """A copy of a live row with ``values`` (channel -> value) written over it."""
+    out = bytearray(row)
+    for c in layout.channels:
+        v = c.var
+        if v.name in values:
+            np.frombuffer(out, NUMPY_TYPES[v.type], v.count, v.offset)[...] = values[v.name]
+    return out
 
 
 _SESSION_NUM = re.compile(rb"^(\s*-?\s*(?:Current)?SessionNum: )(\d+)", re.M)
@@ -224,8 +234,21 @@ class Emulator:
         self._tick_due = 0
         self._finish_lock = threading.Lock()
         self._by_tick: dict[tuple[int, int], TickRecord] = {}
+        self._live_values: dict[str, Any] = {}  #: set_live: written into every tick published
 
     # -- public API ---------------------------------------------------------------------
+    def set_live(self, name: str, value: Any) -> None:
+        """Write ``value`` into the live channel ``name`` of every tick published from now on,
+        whatever the source says (what the driver does in the sim: pressing the radio's
+        push-to-talk sets ``RadioTransmitCarIdx`` to his car index); ``None`` gives the
+        channel back to the source. Any thread. :class:`ConfigError` when no source
+        publishes ``name``."""
+        if value is None:
+            self._live_values.pop(name, None)
+            return
+        if not any(name in s.layout.names for s in self._sources):
+            raise ConfigError(f"emulate: set_live {name!r}: no source publishes that channel live")
+        self._live_values[name] = value
     @property
     def sources(self) -> list[Path]:
         return [s.path for s in self._sources]
@@ -480,7 +503,9 @@ class Emulator:
         tick = a.record.tick_count
         # iRacing puts tick T in buffer T % 3 (all four real dumps); then it rotates
         self._buf = tick % NUM_BUF if self._pending_connect else (self._buf + 1) % NUM_BUF
-        w.write_tick(self._buf, tick, a.row)
+        row = a.row if not self._live_values or a.source is None else _with_values(a.row, a.source.layout,
+                                                                                    self._live_values.copy())
+        w.write_tick(self._buf, tick, row)
         if self._pending_connect:
             w.set_status(STATUS_CONNECTED)
         now = time.perf_counter()

@@ -2,7 +2,10 @@
 
 A token is a JWT signed with HS256 (pyjwt) carrying a ``role`` claim: ``subscriber``
 (reads a stream) or ``publisher`` (a recorder publishing to a relay), and usually ``exp``
-and ``sub`` (on a publisher token, the driver id). The secret comes from the argument,
+and ``sub`` (on a publisher token, the driver id). A subscriber token may carry ``scope``
+(space-separated, as OAuth's): ``command`` lets it send voice commands to a driver's voice
+coach (``pitbox token create --role subscriber --scope command``); without it the token
+only reads. The secret comes from the argument,
 else the environment variable ``PITBOX_TOKEN_SECRET``; it must be at least 32 bytes (the
 HS256 key length RFC 7518 asks for). ``pitbox token secret`` makes one.
 
@@ -67,10 +70,25 @@ def _check_role(role: str) -> None:
         raise LiveError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
 
 
+#: Token scopes: ``command`` (a subscriber may send voice commands to a driver's voice coach).
+COMMAND_SCOPE = "command"
+SCOPES = (COMMAND_SCOPE,)
+
+
+def has_scope(claims: Mapping[str, Any], scope: str) -> bool:
+    """Whether a token's claims grant ``scope`` (its ``scope`` claim: space-separated names)."""
+    value = claims.get("scope")
+    return isinstance(value, str) and scope in value.split()
+
+
 def create_token(secret: str | None, role: str, *, ttl_s: float | None = 86400.0, subject: str | None = None,
-                 now: float | None = None) -> str:
-    """A signed token for ``role``, valid ``ttl_s`` seconds (None: no expiry)."""
+                 now: float | None = None, scope: Sequence[str] = ()) -> str:
+    """A signed token for ``role``, valid ``ttl_s`` seconds (None: no expiry); ``scope``:
+    what more it may do (:data:`SCOPES`)."""
     _check_role(role)
+    for name in scope:
+        if name not in SCOPES:
+            raise LiveError(f"scope: expected one of {', '.join(SCOPES)}, got {name!r}")
     key = resolve_secret(secret)
     if key is None:
         raise LiveError(f"token secret: none given; pass --token-secret or set {ENV_SECRET}")
@@ -82,6 +100,8 @@ def create_token(secret: str | None, role: str, *, ttl_s: float | None = 86400.0
         claims["exp"] = issued + int(ttl_s)
     if subject is not None:
         claims["sub"] = subject
+    if scope:
+        claims["scope"] = " ".join(dict.fromkeys(scope))
     return jwt.encode(claims, key, algorithm="HS256")
 
 

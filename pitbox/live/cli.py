@@ -68,6 +68,8 @@ def _register_token(subparsers: Any) -> None:
     c.add_argument("--role", required=True, choices=constants.ROLES, help="subscriber (read) or publisher (recorder)")
     c.add_argument("--ttl", type=float, default=86400.0, help="seconds the token is valid (default 86400; 0: no expiry)")
     c.add_argument("--subject", default=None, help="who it is for; for a publisher, the driver id the relay shows")
+    c.add_argument("--scope", action="append", default=[], choices=("command",),
+                   help="what more a subscriber token may do: command (send voice commands to a driver's voice coach)")
     c.add_argument("--token-secret", default=None, help=f"HS256 secret (default: ${constants.ENV_SECRET})")
     c.set_defaults(func=_create_token)
     s = sub.add_parser("secret", help="print a new random secret (for --token-secret)")
@@ -84,7 +86,8 @@ def _create_token(args: argparse.Namespace) -> int:
     from pitbox.live import auth
 
     ttl = None if args.ttl == 0 else args.ttl
-    print(auth.create_token(args.token_secret, args.role, ttl_s=ttl, subject=args.subject))
+    print(auth.create_token(args.token_secret, args.role, ttl_s=ttl, subject=args.subject,
+                            scope=args.scope))
     return 0
 
 
@@ -119,20 +122,23 @@ def open_publishers(args: argparse.Namespace, *, history_provider: Any = None,
                     driver_info: dict[str, Any] | None = None) -> list[Any]:
     """Start what :func:`add_stream_options` asked for; returns started
     :class:`~pitbox.live.Publisher` objects (empty when neither option was given). Call
-    their ``publish_*`` from the tick loop and ``stop()`` at exit."""
+    their ``publish_*`` from the tick loop and ``stop()`` at exit. With ``--voice`` (a voice
+    coach will run) they tell clients that it takes voice commands."""
     from pitbox.live.relay import RelayPublisher
     from pitbox.live.server import StreamServer
 
     out: list[Any] = []
+    commands = getattr(args, "voice", None) is not None and not getattr(args, "no_live_coach", False)
     try:
         if args.stream:
             out.append(StreamServer(args.stream_host, args.stream_port, args.token_secret, args.certfile,
-                                    args.keyfile, args.origin, history_provider=history_provider).start())
+                                    args.keyfile, args.origin, history_provider=history_provider,
+                                    voice_commands=commands).start())
         urls = [args.publish] if isinstance(args.publish, str) else list(args.publish or ())
         for url in urls:
             out.append(RelayPublisher(url, token=args.token, driver_id=args.driver_id, driver_info=driver_info,
                                       channels=args.publish_channel, rate=args.publish_rate,
-                                      ssl=args.relay_cafile).start())
+                                      ssl=args.relay_cafile, voice_commands=commands).start())
     except BaseException:
         for p in out:
             p.stop()

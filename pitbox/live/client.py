@@ -148,6 +148,22 @@ class LiveClient:
             msg["driver"] = driver
         await self._ws.send(dumps(msg), text=True)
 
+    async def command(self, command: str, arg: int | None = None, driver: str | None = None) -> None:
+        """Send a voice command to the recorder's voice coach (``pitbox record --voice``),
+        as if the driver had said it: ``command`` one of :data:`pitbox.voice.coach.COMMANDS`,
+        ``arg`` the turn number of ``focus on turn``; on a relay ``driver`` names whose. The
+        server answers ``command_ok`` (or an ``error``: ``forbidden`` without the token's
+        ``command`` scope, ``no_voice``, ``bad_command``); the spoken answer comes as a
+        ``voice`` message. The ``hello`` says whether this connection may (``commands``).
+        An unknown command or a bad ``arg`` raises :class:`ProtocolError` here, unsent."""
+        command, arg = protocol.check_command({"command": command, "arg": arg})
+        if self._ws is None:
+            raise LiveError(f"{self.url}: not connected; a command needs a connection")
+        msg: dict[str, Any] = {"v": protocol.VERSION, "type": "command", "command": command, "arg": arg}
+        if driver is not None:
+            msg["driver"] = driver
+        await self._ws.send(dumps(msg), text=True)
+
     def _subscribe_message(self, with_history: bool = False) -> bytes:
         msg = envelope("subscribe", channels=self.channels, rate=self.rate, drivers=self.drivers)
         if with_history:
@@ -401,6 +417,12 @@ class LiveFeed:
         if self._client is None or not self._bg.running:
             raise LiveError("set_reference: the feed is not started")
         self._bg.run(self._client.set_reference(kind, lap, driver), timeout)
+
+    def command(self, command: str, arg: int | None = None, driver: str | None = None, timeout: float = 10.0) -> None:
+        """Send a voice command to the recorder's voice coach (see :meth:`LiveClient.command`)."""
+        if self._client is None or not self._bg.running:
+            raise LiveError("command: the feed is not started")
+        self._bg.run(self._client.command(command, arg, driver), timeout)
 
     def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(msg)`` on the feed's thread for every message from now on."""

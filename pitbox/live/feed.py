@@ -313,6 +313,7 @@ class Subscriber:
         #: awaiting (``ready()``: whether the socket takes it now; ``write(data)``)
         self.line: DirectLine | None = None
         self.idle = False  #: the sender task waits with nothing to send (set by the server)
+        self.may_command = False  #: may send voice commands (set by the server from the token)
 
     def offer(self, feed: Feed, frame: Frame, direct: bool = False) -> None:
         """A new frame of ``feed``: written at once when nothing else waits for this client

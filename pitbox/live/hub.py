@@ -370,6 +370,12 @@ class Hub:
         return envelope("hello", server=self.server_name, role=claims["role"], rates=list(protocol.RATES),
                         max_message_bytes=self.max_message_bytes)
 
+    def _may_command(self, claims: dict[str, Any]) -> bool:
+        """Whether a client may send voice commands: any client where no token secret is in
+        use (a loopback server), else only one whose token has the ``command`` scope (a
+        subscriber token alone only reads)."""
+        return not self._keyring or auth.has_scope(claims, auth.COMMAND_SCOPE)
+
     def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -388,6 +394,7 @@ class Hub:
             return
         sub = Subscriber(_peer(ws))
         sub.line = _Line(ws)
+        sub.may_command = self._may_command(claims)
         self._subs.add(sub)
         log.info("%s: subscriber %s connected (token subject %s)", self.server_name, sub.peer, claims.get("sub"))
         sub.push("hello", dumps(self._hello(claims)))
@@ -419,12 +426,23 @@ class Hub:
             sub.push("history", since)
         elif kind == "set_reference":
             await self._set_reference(sub, msg)
+        elif kind == "command":
+            if not sub.may_command:
+                raise ProtocolError("forbidden", "command: this token may not send voice commands (it needs the "
+                                    "command scope: pitbox token create --role subscriber --scope command)")
+            await self._command(sub, msg)
         else:
-            raise ProtocolError("unknown_type", f"field type: expected subscribe, history or set_reference, got {kind!r}")
+            raise ProtocolError("unknown_type", f"field type: expected subscribe, history, set_reference or "
+                                f"command, got {kind!r}")
 
     async def _set_reference(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         """A client asks the live coach to switch its reference lap (see subclasses)."""
         raise ProtocolError("no_coach", "this server runs no live coach")
+
+    async def _command(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        """An authorised client's voice command for a recorder's voice coach (see subclasses)."""
+        protocol.check_command(msg)
+        raise ProtocolError("no_voice", "this server runs no voice coach")
 
     def _subscribe(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         channels = protocol.check_names(msg.get("channels"), "channels")

@@ -18,10 +18,13 @@ version, :data:`VERSION`) and ``"type"``. Server to client:
 
 Client to server: ``subscribe`` (``channels``: list or null for all, ``rate``: 60, 30, 10
 or 1, ``drivers``: list or null for all on a relay), ``history`` (``since_tick``: only
-frames after that tick) and ``set_reference`` (``kind``, ``lap``; on a relay ``driver``:
-switch the live coach's reference). A relay publisher sends ``hello`` (``driver``), then
-``frame``, ``lap``, ``session``, ``session_info`` and the live coach's messages in the same
-envelope; the relay passes ``set_reference`` on to it.
+frames after that tick), ``set_reference`` (``kind``, ``lap``; on a relay ``driver``:
+switch the live coach's reference) and ``command`` (``command``, ``arg``; on a relay
+``driver``: a voice command for the recorder's voice coach, answered with ``command_ok``
+and then spoken, as a ``voice`` message, like a command heard on the driver's microphone).
+A relay publisher sends ``hello`` (``driver``), then ``frame``, ``lap``, ``session``,
+``session_info`` and the live coach's messages in the same envelope; the relay passes
+``set_reference`` and ``command`` on to it.
 """
 
 from __future__ import annotations
@@ -231,3 +234,26 @@ def check_set_reference(msg: Mapping[str, Any]) -> tuple[str, str | None]:
     elif lap is not None:
         raise ProtocolError("bad_reference", f"field lap: only kind lap takes SESSION:LAP, got {lap!r}")
     return kind, lap
+
+
+#: The most a ``focus on turn`` command's turn number may be.
+MAX_TURN = 99
+
+
+def check_command(msg: Mapping[str, Any]) -> tuple[str, int | None]:
+    """A ``command`` message's ``(command, arg)``: ``command`` one of the voice coach's
+    commands (:data:`pitbox.voice.coach.COMMANDS`), ``arg`` the turn number of ``focus on
+    turn`` (null: focus off) and null for the others; raises :class:`ProtocolError`."""
+    from pitbox.voice.coach import COMMANDS
+
+    name, arg = msg.get("command"), msg.get("arg")
+    if not isinstance(name, str) or name.strip().lower() not in COMMANDS:
+        raise ProtocolError("bad_command", f"field command: expected one of {', '.join(COMMANDS)}, got {name!r}")
+    name = name.strip().lower()
+    if name == "focus on turn":
+        if arg is not None and (type(arg) is not int or not 1 <= arg <= MAX_TURN):
+            raise ProtocolError("bad_command", f"field arg: expected the turn number 1..{MAX_TURN} (or null: focus "
+                                f"off) with focus on turn, got {arg!r}")
+    elif arg is not None:
+        raise ProtocolError("bad_command", f"field arg: only focus on turn takes a number, got {arg!r} with {name!r}")
+    return name, arg

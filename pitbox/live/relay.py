@@ -121,6 +121,9 @@ class Relay(Hub):
     def _hello(self, claims: dict[str, Any]) -> dict[str, Any]:
         msg = super()._hello(claims)
         msg["drivers"] = self._driver_list()
+        # whether this client may send voice commands; which drivers take them: ``commands``
+        # in each driver's entry
+        msg["commands"] = self._may_command(claims)
         return msg
 
     def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:
@@ -240,6 +243,19 @@ class Relay(Hub):
         await feed.publisher.send(dumps({"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}),
                                   text=True)
 
+    async def _command(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        """Passed on to the driver's recorder, whose voice coach answers (a ``voice`` message)."""
+        name, arg = protocol.check_command(msg)
+        driver = protocol.check_driver_id(msg.get("driver"))
+        feed = self._feeds.get(driver)
+        if feed is None or feed.publisher is None:
+            raise ProtocolError("bad_driver", f"driver {driver!r} is not connected")
+        if not feed.info.get("commands"):
+            raise ProtocolError("no_voice", f"driver {driver!r}: the recorder runs no voice coach (pitbox record --voice)")
+        await feed.publisher.send(dumps(envelope("command", command=name, arg=arg)), text=True)
+        log.info("relay: voice command from %s to %s: %s%s", sub.peer, driver, name, f" {arg}" if arg is not None else "")
+        sub.push("command_ok", dumps(envelope("command_ok", command=name, arg=arg, driver=driver)))
+
 
 def _object(msg: dict[str, Any], field: str) -> dict[str, Any]:
     value = msg.get(field)
@@ -275,14 +291,18 @@ class RelayPublisher(Inbox):
     ``publisher`` token (its ``sub`` claim is the driver id); ``driver_id`` (else the
     token's subject, else the host name), ``driver_info`` (name, car … shown to
     subscribers); ``channels`` (None: all) and ``rate`` (Hz) of what goes upstream;
-    ``ssl``: a CA/certificate path, context or True for wss. :meth:`start` returns at once
+    ``ssl``: a CA/certificate path, context or True for wss; ``voice_commands``: this
+    recorder runs a voice coach (its driver entry on the relay says ``"commands": true``
+    and the relay passes subscribers' ``command`` messages on to :attr:`command_handler`).
+    :meth:`start` returns at once
     and never fails because the relay is down: it keeps retrying with backoff
     (``backoff_s`` doubling up to ``backoff_max_s``)."""
 
     def __init__(self, url: str, *, token: str | None = None, driver_id: str | None = None,
                  driver_info: Mapping[str, Any] | None = None, channels: Sequence[str] | None = None,
                  rate: int = 60, ssl: SslArg = None, compression: bool = True, backoff_s: float = 0.25,
-                 backoff_max_s: float = 5.0, open_timeout_s: float = 5.0, seed: int | None = None):
+                 backoff_max_s: float = 5.0, open_timeout_s: float = 5.0, seed: int | None = None,
+                 voice_commands: bool = False):
         super().__init__()
         if rate not in protocol.RATES:
             raise LiveError(f"rate: expected one of {list(protocol.RATES)} Hz, got {rate!r}")
@@ -290,6 +310,8 @@ class RelayPublisher(Inbox):
         self.token = token
         self.driver_id = protocol.check_driver_id(driver_id or _default_driver_id(token))
         self.driver_info = dict(driver_info or {})
+        if voice_commands:
+            self.driver_info["commands"] = True
         self.channels = None if channels is None else tuple(channels)
         self.period_s = 1.0 / rate
         self.ssl = ssl
@@ -311,6 +333,9 @@ class RelayPublisher(Inbox):
         #: ``control_handler(msg)``: called (on the publisher's thread) with each
         #: ``set_reference`` the relay passes on from a subscriber; the live coach sets it.
         self.control_handler: Any = None
+        #: ``command_handler(command, arg)``: called (on the publisher's thread) with each
+        #: voice ``command`` the relay passes on; the voice coach's ``post_command``.
+        self.command_handler: Any = None
         self._wake_event: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
         self._keepalive_s: float | None = None  #: from the relay's hello
@@ -320,6 +345,22 @@ class RelayPublisher(Inbox):
         self.frames_dropped = 0
         self.connects = 0
         self.last_error: str | None = None
+
+    def _command(self, msg: dict[str, Any]) -> None:
+        """A voice command the relay passed on (it checked it; checked again here)."""
+        try:
+            name, arg = protocol.check_command(msg)
+        except ProtocolError as exc:
+            log.warning("%s: voice command refused: %s", self.url, exc)
+            return
+        handler = self.command_handler
+        if handler is None:
+            log.warning("%s: voice command %r: no voice coach here yet", self.url, name)
+            return
+        try:
+            handler(name, arg)
+        except Exception:  # noqa: BLE001 - a bad request must not end the publisher
+            log.exception("voice command from the relay")
 
     # -- lifecycle (any thread) ------------------------------------------------------
     def start(self) -> RelayPublisher:
@@ -540,5 +581,7 @@ class RelayPublisher(Inbox):
                         self.control_handler({"type": "set_reference", "kind": kind, "lap": lap})
                     except Exception:  # noqa: BLE001 - a bad request must not end the publisher
                         log.exception("set_reference from the relay")
+                elif msg["type"] == "command":
+                    self._command(msg)
         except ConnectionClosed:
             pass

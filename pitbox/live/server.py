@@ -36,7 +36,9 @@ class StreamServer(Inbox, Hub):
     ``history_rate`` Hz); ``max_message_bytes`` (largest client message; bigger closes the
     connection with 1009); ``max_clients``; ``compression`` (permessage-deflate, off by
     default: it costs CPU per client); ``send_buffer_bytes`` (kernel send buffer per client,
-    so a stalled client is noticed within a few frames; None: the OS default).
+    so a stalled client is noticed within a few frames; None: the OS default);
+    ``voice_commands`` (this recorder runs a voice coach: its ``hello`` tells clients so, from
+    the first connection, and their ``command`` messages go to :attr:`command_handler`).
     """
 
     server_name = "pitbox-stream"
@@ -46,7 +48,7 @@ class StreamServer(Inbox, Hub):
                  origins: Sequence[str] | None = None, *, history_provider: HistoryProvider | None = None,
                  history_seconds: float = 600.0, history_rate: int = 10, max_message_bytes: int = 64 * 1024,
                  max_clients: int = 1000, compression: bool = False,
-                 send_buffer_bytes: int | None = SEND_BUFFER_BYTES):
+                 send_buffer_bytes: int | None = SEND_BUFFER_BYTES, voice_commands: bool = False):
         Inbox.__init__(self)
         Hub.__init__(self, host, port, token_secret=token_secret, certfile=certfile, keyfile=keyfile,
                      origins=origins, max_message_bytes=max_message_bytes, max_clients=max_clients,
@@ -57,6 +59,11 @@ class StreamServer(Inbox, Hub):
         #: ``control_handler(msg)``: called (on the server's thread) with each checked
         #: ``set_reference`` message a client sends; the live coach sets it. None: refused.
         self.control_handler: Any = None
+        self.voice_commands = bool(voice_commands)
+        #: ``command_handler(command, arg)``: called (on the server's thread) with each checked
+        #: ``command`` an authorised client sends; the voice coach's ``post_command`` (through
+        #: the live coach service). None: ``no_voice`` (or, with ``voice_commands``, not yet).
+        self.command_handler: Any = None
 
     def start(self) -> StreamServer:
         super().start()
@@ -90,7 +97,8 @@ class StreamServer(Inbox, Hub):
 
     def _hello(self, claims: dict[str, Any]) -> dict[str, Any]:
         msg = super()._hello(claims)
-        msg.update(channels=self._feed.channels, session=self._feed.session)
+        msg.update(channels=self._feed.channels, session=self._feed.session,
+                   commands=(self.voice_commands or self.command_handler is not None) and self._may_command(claims))
         return msg
 
     def _handle(self, item: tuple[Any, ...]) -> None:
@@ -113,6 +121,17 @@ class StreamServer(Inbox, Hub):
         if handler is None:
             raise ProtocolError("no_coach", "this stream runs no live coach (pitbox record --no-live-coach?)")
         handler({"type": "set_reference", "kind": kind, "lap": lap})
+
+    async def _command(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        name, arg = protocol.check_command(msg)
+        handler = self.command_handler
+        if handler is None:
+            if self.voice_commands:
+                raise ProtocolError("no_voice", "the voice coach is still starting; send the command again")
+            raise ProtocolError("no_voice", "this recorder runs no voice coach (pitbox record --voice)")
+        handler(name, arg)
+        log.info("voice command from %s: %s%s", sub.peer, name, f" {arg}" if arg is not None else "")
+        sub.push("command_ok", protocol.dumps(protocol.envelope("command_ok", command=name, arg=arg)))
 
     def _set_session_info(self, info: Any) -> None:
         if isinstance(info, dict):

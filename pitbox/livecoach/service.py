@@ -15,7 +15,10 @@ live coach on the way:
 * the analyst (:class:`~pitbox.livecoach.worker.AnalystProcess`) runs in its own process at
   below-normal priority; its results come back on a reader thread and go through the pump;
 * a client's ``set_reference`` reaches :meth:`set_reference` from the stream server's or
-  the relay publisher's thread (their ``control_handler``).
+  the relay publisher's thread (their ``control_handler``);
+* a client's voice ``command`` reaches :meth:`command` the same way (their
+  ``command_handler``, set only when a voice coach is among the targets), which hands it to
+  the voice coach exactly as its microphone listener does (``post_command``).
 """
 
 from __future__ import annotations
@@ -82,9 +85,12 @@ class LiveCoachService:
 
         cls = AnalystProcess if self.process else InlineAnalyst
         self._analyst = cls(self._on_result, self.data).start()
+        voices = self._voices()
         for t in self.targets:
             if hasattr(t, "control_handler"):
                 t.control_handler = self.control
+            if voices and hasattr(t, "command_handler"):
+                t.command_handler = self.command
         self._thread = threading.Thread(target=self._run, name="pitbox-livecoach", daemon=True)
         self._thread.start()
         return self
@@ -107,6 +113,8 @@ class LiveCoachService:
         for t in self.targets:
             if getattr(t, "control_handler", None) == self.control:
                 t.control_handler = None
+            if getattr(t, "command_handler", None) == self.command:
+                t.command_handler = None
             t.stop()
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
@@ -159,6 +167,16 @@ class LiveCoachService:
 
     def set_reference(self, kind: str, lap: str | None = None) -> None:
         self.control({"type": "set_reference", "kind": kind, "lap": lap})
+
+    def _voices(self) -> list[Any]:
+        return [t for t in self.targets if hasattr(t, "post_command")]
+
+    def command(self, name: str, arg: int | None = None) -> None:
+        """A client's voice command (any thread; checked by the stream or relay): handed to
+        the voice coach (``post_command``, as a command heard on the microphone), carried out
+        on its next frame and answered through its scheduler as a ``voice`` message."""
+        for v in self._voices():
+            v.post_command(name, arg)
 
     def _on_result(self, result: Any) -> None:
         self._urgent.append((RESULT, result))

@@ -105,6 +105,8 @@ class VoiceCoach:
         self._commands: queue.Queue[tuple[str, int | None]] = queue.Queue()
         self.answers: list[tuple[str, int | None, str]] = []  #: (command, arg, answer) of each posted command
         self.listener: Any = None  #: the microphone's command listener, when one runs (``pitbox record``)
+        #: push-to-talk read from the frames (:class:`~pitbox.voice.ptt.RadioPushToTalk`), or None
+        self.ptt: Any = None
         self.errors = 0  #: stream input that could not be handled (as a publisher)
 
     # -- stream input ------------------------------------------------------------------------
@@ -357,6 +359,8 @@ class VoiceCoach:
         row with the live coach's derived channels). Never raises: a publisher beside the
         stream must not stop it (failures are logged, the first few with their traceback)."""
         try:
+            if self.ptt is not None:
+                self.ptt.frame(values)
             self.on_frame(float(session_time), frame_values(values))
         except Exception:
             self._failed("frame")
@@ -386,13 +390,16 @@ class VoiceCoach:
         self.tips = []
 
     def publish_session_info(self, info: Any) -> None:
-        pass
+        if self.ptt is not None:
+            self.ptt.session_info(info)
 
     def stop(self) -> None:
         self.close()
 
     def close(self) -> None:
-        """Stop the synthesis thread and the player."""
+        """Stop the synthesis thread, the push-to-talk and the player."""
+        if self.ptt is not None:
+            self.ptt.close()
         if self._worker is not None and self._worker.is_alive():
             self._jobs.put(None)
             self._worker.join(timeout=10)

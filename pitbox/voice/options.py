@@ -5,8 +5,9 @@ imports the voice when ``--voice`` is given.
 
 ``pitbox record ... --voice auto`` speaks the live coach's tips on the straight before their
 corner (on the local player) and puts every phrase on the stream as a ``voice`` message;
-``--voice-commands ptt`` (Enter to talk, Enter again to stop) or ``wake`` ("pit box" + a
-command) listens to the microphone and answers through the same scheduler.
+``--voice-commands ptt`` (Enter to talk, Enter again to stop; with ``--ptt radio`` iRacing's
+radio button, bound to the wheel) or ``wake`` ("pit box" + a command) listens to the
+microphone and answers through the same scheduler.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ ENGINES = ("auto", "elevenlabs", "local", "text")
 PLAYERS = ("auto", "winsound", "sounddevice", "aplay", "null")
 VERBOSITY = ("quiet", "normal", "verbose")
 LISTEN = ("off", "ptt", "wake")
+#: what starts and ends a push-to-talk clip: Enter in the recorder's terminal, or iRacing's
+#: radio transmit (``RadioTransmitCarIdx`` == ``PlayerCarIdx``), bound to a wheel button
+PTT = ("enter", "radio")
 
 
 def add_voice_options(parser: argparse.ArgumentParser) -> None:
     """``--voice``, ``--voice-id``, ``--voice-player``, ``--voice-verbosity``,
-    ``--voice-commands``, ``--mic-device``."""
+    ``--voice-commands``, ``--ptt``, ``--mic-device``."""
     g = parser.add_argument_group("voice coach (needs the live coach; see docs/voice.md)")
     g.add_argument("--voice", choices=ENGINES, default=None, metavar="ENGINE",
                    help="speak the live coach's tips and answers: auto (ElevenLabs with ELEVENLABS_API_KEY, else the "
@@ -46,14 +50,26 @@ def add_voice_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--voice-commands", choices=LISTEN, default="off",
                    help="spoken commands on the microphone: ptt (Enter to talk, Enter to stop), wake ('pit box' + "
                         "command), off (default)")
+    g.add_argument("--ptt", choices=PTT, default=None,
+                   help="push-to-talk button: enter (in this terminal, the default) or radio (iRacing's radio transmit, "
+                        "bound to a wheel button: talk while it is held; implies --voice-commands ptt)")
     g.add_argument("--mic-device", default=None, metavar="DEV", help="microphone name or index (default the system's)")
 
 
 def check_voice_options(args: Any) -> None:
     """A clear error for combinations that cannot work (before anything starts)."""
+    ptt = getattr(args, "ptt", None)
+    if ptt is not None:
+        mode = getattr(args, "voice_commands", "off")
+        if mode == "wake":
+            raise ConfigError(f"record: --ptt {ptt} is push-to-talk; it cannot go with --voice-commands wake "
+                              "(which listens all the time)")
+        if mode == "off":
+            args.voice_commands = "ptt"  # --ptt radio alone asks for push-to-talk
     if getattr(args, "voice", None) is None:
         if getattr(args, "voice_commands", "off") != "off":
-            raise ConfigError("record: --voice-commands needs --voice (the answers are spoken)")
+            flag = "--ptt" if ptt is not None else "--voice-commands"
+            raise ConfigError(f"record: {flag} needs --voice (the answers are spoken)")
         return
     if getattr(args, "no_live_coach", False):
         raise ConfigError("record: --voice speaks the live coach's tips; it cannot run with --no-live-coach")
@@ -88,7 +104,8 @@ def start_voice(args: Any, senders: Sequence[Any]) -> Any:
     coach.listener = None
     if mode != "off":
         try:
-            coach.listener = start_listener(coach, mode, getattr(args, "mic_device", None))
+            coach.listener = start_listener(coach, mode, getattr(args, "mic_device", None),
+                                            ptt=getattr(args, "ptt", None) or "enter")
         except BaseException:
             coach.close()
             raise
@@ -145,13 +162,27 @@ def _ptt_clips(mic: Any, lines: queue.Queue[str | None]) -> Iterable[Any]:
         yield mic.record_until(lambda: lines.get(), max_s=6.0)
 
 
-def start_listener(coach: Any, mode: str, device: Any = None) -> CommandListener:
+def start_listener(coach: Any, mode: str, device: Any = None, *, ptt: str = "enter", mic: Any = None,
+                   recognizer: Any = None) -> CommandListener:
     """The microphone listener for ``--voice-commands`` (``ptt`` or ``wake``); raises
-    :class:`~pitbox.voice.errors.VoiceError` when there is no microphone."""
-    from pitbox.voice.mic import Microphone
+    :class:`~pitbox.voice.errors.VoiceError` when there is no microphone. ``ptt``:
+    ``enter`` (the terminal) or ``radio`` (iRacing's radio transmit, read from the frames
+    the coach gets: :class:`~pitbox.voice.ptt.RadioPushToTalk` becomes ``coach.ptt``).
+    ``mic``: another microphone than the system's (``record_until``, ``sample_rate``)."""
+    if ptt not in PTT:
+        raise ConfigError(f"record: --ptt {ptt!r}: expected one of {', '.join(PTT)}")
+    if mic is None:
+        from pitbox.voice.mic import Microphone
 
-    dev: Any = int(device) if device is not None and str(device).isdigit() else device
-    mic = Microphone(device=dev)  # a clear VoiceError without PortAudio or an input device
+        dev: Any = int(device) if device is not None and str(device).isdigit() else device
+        mic = Microphone(device=dev)  # a clear VoiceError without PortAudio or an input device
+    if mode == "ptt" and ptt == "radio":
+        from pitbox.voice.ptt import RadioPushToTalk
+
+        radio = RadioPushToTalk(mic)
+        coach.ptt = radio
+        print("voice commands: hold iRacing's radio button (push-to-talk) and speak", file=sys.stderr, flush=True)
+        return CommandListener(coach, radio.clips(), radio.sample_rate, recognizer=recognizer).start()
     if mode == "wake":
         return CommandListener(coach, mic.utterances(), mic.sample_rate, wake=True).start()
     lines: queue.Queue[str | None] = queue.Queue()

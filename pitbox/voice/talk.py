@@ -46,6 +46,8 @@ class TalkButton(anywidget.AnyWidget):
     seq = traitlets.Int(0).tag(sync=True)  #: clips answered
     hotkey = traitlets.Unicode("").tag(sync=True)  #: KeyboardEvent.code held to talk ("" = none)
     max_s = traitlets.Float(8.0).tag(sync=True)  #: longest clip [s]
+    #: who answered the last command: "recorder" (the driver's voice coach), "here" or ""
+    via = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, on_command: OnCommand | None = None, recognizer: Any = None, hotkey: str = "",
                  max_s: float = 8.0, **kwargs: Any):

@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -404,3 +405,24 @@ def command_clips(voices: Any = VOICES_TEST, others: Any = OOG_TEST, seed: int =
         clips.append(Clip("noise", "", "engine", np.concatenate([np.zeros(4000), body, np.zeros(4000)])
                           .astype(np.int16)))
     return clips
+
+
+class ClipMicrophone:
+    """The microphone for tests (no sound card here): each recording is the next of
+    ``clips`` (int16 samples at ``sample_rate`` [Hz]), returned once ``wait()`` returns (the
+    push-to-talk released), as :meth:`pitbox.voice.mic.Microphone.record_until` does.
+    ``recording`` is set when a recording starts; ``recorded`` counts them."""
+
+    def __init__(self, clips: Sequence[np.ndarray], sample_rate: int = 16000):
+        self.clips = list(clips)
+        self.sample_rate = sample_rate
+        self.recording = threading.Event()
+        self.recorded = 0
+
+    def record_until(self, wait: Callable[[], Any], max_s: float = 6.0) -> np.ndarray:
+        self.recording.set()
+        done = threading.Event()
+        threading.Thread(target=lambda: (wait(), done.set()), daemon=True, name="clip-mic-wait").start()
+        done.wait(max_s)
+        self.recorded += 1
+        return self.clips.pop(0) if self.clips else np.zeros(0, np.int16)

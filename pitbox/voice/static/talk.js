@@ -51,6 +51,9 @@ function render({ model, el }) {
   const show = () => {
     heard.textContent = model.get("heard") ? `heard: ${model.get("heard")}` : "";
     answer.textContent = model.get("answer") || "";
+    // who answered: "recorder" (the driver's voice coach, in his ears) or "here" (this page's)
+    box.dataset.via = model.get("via") || "";
+    answer.title = model.get("via") === "recorder" ? "answered by the driver's voice coach" : "";
     const st = model.get("status");
     if (st) { status.textContent = st; }
   };
@@ -122,6 +125,7 @@ function render({ model, el }) {
   window.addEventListener("keyup", onUp);
   model.on("change:heard", show);
   model.on("change:answer", show);
+  model.on("change:via", show);
   model.on("change:status", () => {
     status.dataset.state = model.get("state") || "idle";
     show();

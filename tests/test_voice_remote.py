@@ -1,0 +1,158 @@
+"""Voice commands from a client (the dashboard's push-to-talk, any program) reach the
+recorder's voice coach, on its own stream and through the team relay.
+
+The real recorder reads, through unmodified pyirsdk, the memory map our emulator writes from
+a real ``.ibt`` file; its publishers are built as ``pitbox record --stream --publish --voice``
+builds them. Clients send ``command`` messages; the voice coach answers each through its
+scheduler and the answer reaches every client as a ``voice`` message. The fuel answer is
+checked against the file's ``FuelLevel`` read by pyirsdk."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+
+import irsdk
+import jwt
+import pytest
+from test_recorder import W13, Running
+
+from pitbox import cli
+from pitbox.emulator import Emulator, TickRecord
+from pitbox.live import Relay, StreamServer
+from pitbox.live.auth import create_token
+from pitbox.live.cli import open_publishers
+from pitbox.live.testing import FAST_REPLAY, open_log, run
+from pitbox.livecoach.options import start_service
+from pitbox.recorder import IrsdkSource
+from pitbox.voice.options import start_voice
+
+from conftest import need
+
+SECRET = "s" * 32
+
+
+def _replies(log, driver: str | None = None) -> list[str]:
+    return [m["text"] for m in log.of("voice") if m["priority"] == "reply" and (driver is None or m.get("driver") == driver)]
+
+
+def test_commands_from_clients_are_answered_by_the_recorders_voice_coach(tmp_path) -> None:
+    ibt = need(W13)
+    relay = Relay("127.0.0.1", 0, limits=FAST_REPLAY).start()
+    args = cli.build_parser().parse_args(["record", "--stream", "--stream-port", "0", "--publish", relay.url,
+                                          "--driver-id", "alice", "--voice", "text", "--voice-player", "null"])
+    targets = open_publishers(args)
+    server = targets[0]
+    voice = start_voice(args, targets)
+    posted = threading.Semaphore(0)
+    post = voice.post_command
+
+    def spy(name, arg=None):  # the real post_command; the test only learns when it was called
+        post(name, arg)
+        posted.release()
+
+    voice.post_command = spy
+    service = start_service(args, targets, tmp_path / "data", voice=voice, process=False)
+    emu = Emulator([ibt], tmp_path / "irsdk.bin", speed=float("inf"), keep_ground_truth=False).open()
+    rec = Running(IrsdkSource(emu.memmap_path), tmp_path / "data", publisher=service)
+    try:
+        async def main() -> tuple:
+            local = await open_log(server.url, subscribe={"channels": ["SessionTick"], "rate": 60})
+            team = await open_log(relay.url, subscribe={"channels": ["SessionTick"], "rate": 1, "drivers": ["alice"]})
+            await local.wait_for(lambda log: log.of("subscribed"))
+            await team.wait_for(lambda log: any(d["id"] == "alice" and d.get("commands") and d["connected"]
+                                                for m in log.of("hello") + log.of("drivers") for d in m["drivers"]))
+            assert local.of("hello")[0]["commands"] is True and team.of("hello")[0]["commands"] is True
+            assert rec.source.mapped.wait(30)
+
+            async def step_until(done) -> None:  # lock step: a tick goes out once the client got the one before
+                while not done():
+                    r = emu.step()
+                    assert r is not None, f"the file ended first; answers {voice.answers}, heard {_replies(local)}"
+                    if isinstance(r, TickRecord):
+                        await local.wait_for(lambda log, t=r.tick_count: any(m.get("tick") == t for m in log.messages[-8:]),
+                                             timeout=30)
+
+            await step_until(lambda: local.of("session"))  # a new session drops what waits to be said
+            await local.send({"v": 1, "type": "command", "command": "dance"})
+            await local.send({"v": 1, "type": "command", "command": "fuel"})
+            await team.send({"v": 1, "type": "command", "command": "focus on turn", "arg": 3})  # no driver
+            await team.send({"v": 1, "type": "command", "command": "focus on turn", "arg": 3, "driver": "alice"})
+            await local.wait_for(lambda log: log.of("command_ok"))
+            await team.wait_for(lambda log: log.of("command_ok"))
+            for _ in range(2):  # both reached the voice coach (the relay's one over the publisher's socket)
+                assert await asyncio.to_thread(posted.acquire, True, 30)
+            await step_until(lambda: len(_replies(local)) == 2 and len(_replies(team, "alice")) == 2)
+            return local, team
+
+        local, team = run(main(), timeout=120)
+    finally:
+        emu.close()
+        rec.stop()
+        service.stop()
+        relay.stop()
+    (bad,) = local.of("error")
+    assert bad["code"] == "bad_command" and "dance" in bad["message"]
+    (no_driver,) = team.of("error")
+    assert no_driver["code"] == "bad_driver"
+    assert local.of("command_ok")[0]["command"] == "fuel"
+    assert team.of("command_ok")[0] == {"v": 1, "type": "command_ok", "command": "focus on turn", "arg": 3,
+                                        "driver": "alice"}
+    assert sorted(_replies(local)) == sorted(_replies(team, "alice"))  # everyone hears what the driver hears
+    fuel = next(t for t in _replies(local) if "fuel" in t)
+    assert "Focus on turn 3" in _replies(local) and voice.scheduler.focus == "T3"
+    ref = irsdk.IBT()
+    ref.open(str(ibt))
+    levels = ref.get_all("FuelLevel")
+    ref.close()
+    litres = float(re.fullmatch(r"(\d+) litres of fuel", fuel).group(1))
+    assert round(min(levels)) <= litres <= round(max(levels))
+    assert voice.errors == 0 and service.errors == 0
+
+
+@pytest.mark.parametrize("hub", ["stream", "relay"])
+def test_a_token_without_the_command_scope_cannot_command(hub: str) -> None:
+    """A subscriber token only reads; ``--scope command`` lets it command (stream and relay)."""
+    if hub == "stream":
+        server = StreamServer("127.0.0.1", 0, token_secret=SECRET, voice_commands=True).start()
+        heard: list = []
+        server.command_handler = lambda name, arg: heard.append((name, arg))
+    else:
+        server, heard = Relay("127.0.0.1", 0, token_secret=SECRET).start(), []
+    reader = create_token(SECRET, "subscriber")
+    commander = create_token(SECRET, "subscriber", scope=["command"])
+    assert jwt.decode(commander, SECRET, algorithms=["HS256"])["scope"] == "command"
+    try:
+        async def main() -> tuple:
+            a = await open_log(server.url, token=reader)
+            b = await open_log(server.url, token=commander)
+            await a.wait_for(lambda log: log.of("hello"))
+            await b.wait_for(lambda log: log.of("hello"))
+            msg = {"v": 1, "type": "command", "command": "delta", "driver": "alice"}
+            await a.send(msg)
+            await b.send(msg)
+            await a.wait_for(lambda log: log.of("error"))
+            await b.wait_for(lambda log: log.of("error") or log.of("command_ok"))
+            return a, b
+
+        a, b = run(main())
+    finally:
+        server.stop()
+    assert a.of("hello")[0]["commands"] is False and b.of("hello")[0]["commands"] is True
+    assert a.of("error")[0]["code"] == "forbidden" and "command scope" in a.of("error")[0]["message"]
+    if hub == "stream":
+        assert b.of("command_ok") and heard == [("delta", None)]
+    else:  # allowed, but no driver alice on this relay
+        assert b.of("error")[0]["code"] == "bad_driver"
+
+
+def test_a_bad_command_is_refused_before_it_is_sent() -> None:
+    from pitbox.live import LiveClient
+    from pitbox.live.protocol import ProtocolError
+
+    client = LiveClient("ws://127.0.0.1:9")  # never connects: the check comes first
+    for name, arg in (("dance", None), ("fuel", 3), ("focus on turn", 0), ("focus on turn", "3")):
+        with pytest.raises(ProtocolError) as err:
+            asyncio.run(client.command(name, arg))
+        assert err.value.code == "bad_command"
