@@ -13,7 +13,10 @@ the lowest whose false accepts on the *training* clips are at most ``--max-fa`` 
 margin under the 5 % goal). Prints the model to paste into commands.py and, for
 information only, its accuracy on the held-out test clips (never used to choose).
 
-    .venv/bin/python bench/voice_train_rejection.py [--seeds 100] [--test-seed 0]   # about 10 min on 2 cores
+    .venv/bin/python bench/voice_train_rejection.py [--seeds 100] [--test-seed 0] [--no-test]
+
+The training part (369 clips) takes about 1.5 min on this machine (load 2); the held-out
+report decodes 272 more clips.
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ def clips() -> list:
 
 def test_the_test_voices_and_phrases_are_not_the_training_ones() -> None:
     assert not {v[0] for v in VOICES_TEST} & {v[0] for v in VOICES_TRAIN}
+    # nor a variant (the formant and pitch settings after "+") of a test voice
+    assert not {v[0].partition("+")[2] for v in VOICES_TEST} & {v[0].partition("+")[2] for v in VOICES_TRAIN} - {""}
     assert not set(OOG_TEST) & set(OOG_TRAIN)
 
 
