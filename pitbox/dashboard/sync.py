@@ -38,9 +38,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Updates that may be unacknowledged at once (a full snapshot counts as the whole window).
-WINDOW = 32
+WINDOW = 64
 #: The page acknowledges at the latest this long after painting an unacknowledged update [ms].
-ACK_MS = 500
+ACK_MS = 1000
 
 Build = Callable[[bool], "tuple[dict[str, Any], list[Any]] | None"]
 

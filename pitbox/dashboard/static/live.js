@@ -25,7 +25,7 @@ const TEAM_COLORS = ["#ff2d55", "#0a84ff", "#34c759", "#ff9500", "#af52de", "#ff
 const STATS_KEY = "__pitboxDashboardStats";
 const KINDS = { session_best: "session best", all_time_best: "all-time best", optimal: "optimal", lap: "lap" };
 
-const ACK_MS = 500;
+const ACK_MS = 1000;
 const HEADER_MS = 250; // the header's numbers (DOM text) change at most this often [ms]
 
 class Acker {
