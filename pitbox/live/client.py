@@ -141,12 +141,7 @@ class LiveClient:
         ``all_time_best``, ``optimal`` or ``lap`` with ``lap="SESSION:LAP"``; on a relay
         ``driver`` names whose coach. The answer is a new ``reference`` message (or an
         ``error``; a lap that cannot be found shows as ``reference_error`` in ``coach``)."""
-        if self._ws is None:
-            raise LiveError(f"{self.url}: not connected; set_reference needs a connection")
-        msg: dict[str, Any] = {"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}
-        if driver is not None:
-            msg["driver"] = driver
-        await self._ws.send(dumps(msg), text=True)
+        await self._send_request({"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}, driver)
 
     async def command(self, command: str, arg: int | None = None, driver: str | None = None) -> None:
         """Send a voice command to the recorder's voice coach (``pitbox record --voice``),
@@ -157,9 +152,12 @@ class LiveClient:
         ``voice`` message. The ``hello`` says whether this connection may (``commands``).
         An unknown command or a bad ``arg`` raises :class:`ProtocolError` here, unsent."""
         command, arg = protocol.check_command({"command": command, "arg": arg})
+        await self._send_request({"v": protocol.VERSION, "type": "command", "command": command, "arg": arg}, driver)
+
+    async def _send_request(self, msg: dict[str, Any], driver: str | None) -> None:
+        """A ``set_reference`` or ``command`` message, for ``driver`` on a relay."""
         if self._ws is None:
-            raise LiveError(f"{self.url}: not connected; a command needs a connection")
-        msg: dict[str, Any] = {"v": protocol.VERSION, "type": "command", "command": command, "arg": arg}
+            raise LiveError(f"{self.url}: not connected; {msg['type']} needs a connection")
         if driver is not None:
             msg["driver"] = driver
         await self._ws.send(dumps(msg), text=True)

@@ -233,23 +233,25 @@ class Relay(Hub):
             raise ProtocolError("unknown_type", f"field type: expected frame, lap, session, session_info or a live "
                                 f"coach message ({', '.join(protocol.COACH_TYPES)}), got {kind!r}")
 
-    async def _set_reference(self, sub: Subscriber, msg: dict[str, Any]) -> None:
-        """Passed on to the driver's recorder, whose live coach answers on its stream."""
-        kind, lap = protocol.check_set_reference(msg)
+    def _driver_feed(self, msg: dict[str, Any]) -> tuple[str, _DriverFeed]:
+        """The driver a client's request names and its feed, which must have a publisher."""
         driver = protocol.check_driver_id(msg.get("driver"))
         feed = self._feeds.get(driver)
         if feed is None or feed.publisher is None:
             raise ProtocolError("bad_driver", f"driver {driver!r} is not connected")
+        return driver, feed
+
+    async def _set_reference(self, sub: Subscriber, msg: dict[str, Any]) -> None:
+        """Passed on to the driver's recorder, whose live coach answers on its stream."""
+        kind, lap = protocol.check_set_reference(msg)
+        _, feed = self._driver_feed(msg)
         await feed.publisher.send(dumps({"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}),
                                   text=True)
 
     async def _command(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         """Passed on to the driver's recorder, whose voice coach answers (a ``voice`` message)."""
         name, arg = protocol.check_command(msg)
-        driver = protocol.check_driver_id(msg.get("driver"))
-        feed = self._feeds.get(driver)
-        if feed is None or feed.publisher is None:
-            raise ProtocolError("bad_driver", f"driver {driver!r} is not connected")
+        driver, feed = self._driver_feed(msg)
         if not feed.info.get("commands"):
             raise ProtocolError("no_voice", f"driver {driver!r}: the recorder runs no voice coach (pitbox record --voice)")
         await feed.publisher.send(dumps(envelope("command", command=name, arg=arg)), text=True)
