@@ -145,11 +145,23 @@ class _Ticker:
             self._thread.join(2.0)
 
 
+def _display_data(fig: Any) -> dict[str, Any]:
+    """``fig`` as one display output for an ``Output`` widget: plotly's own JSON mimetype,
+    drawn by the ``jupyterlab-plotly`` renderer that ships in plotly's wheel (JupyterLab and
+    Voilà alike); a few kilobytes, where each ``FigureWidget`` sends its 5 MB plotly.js bundle."""
+    import plotly.io as pio
+
+    return {"output_type": "display_data", "metadata": {},
+            "data": {**pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict()),
+                     "text/plain": f"lap times: {len(fig.data[0].x or ())} laps"}}
+
+
 def lap_figure(rows: Sequence[dict[str, Any]] = (), reference_s: float | None = None) -> Any:
-    """The per-lap figure (plotly): lap times [s] of the completed laps (valid ones coloured)
-    and the reference's time as a line. Built whole, with its traces and data, once per lap:
-    a ``FigureWidget`` restyled later loses its traces in Voilà, and in JupyterLab when
-    restyled with empty arrays (plotly 7.1)."""
+    """The per-lap figure (plotly ``go.Figure``): lap times [s] of the completed laps (valid
+    ones coloured) and the reference's time as a line. Built whole once per lap and shown as
+    plotly's JSON in an ``Output`` widget (:func:`_display_data`), not as a ``FigureWidget``:
+    each ``FigureWidget`` ships plotly.js (5 MB) to the page, and one restyled later loses
+    its traces in Voilà, and in JupyterLab when restyled with empty arrays (plotly 7.1)."""
     import plotly.graph_objects as go
 
     x = [r.get("lap") for r in rows]
@@ -163,7 +175,7 @@ def lap_figure(rows: Sequence[dict[str, Any]] = (), reference_s: float | None = 
     yaxis: dict[str, Any] = {"title": "s"}
     if valid:
         yaxis["range"] = [min(valid) - 1.0, max(valid) + 1.5]
-    return go.FigureWidget(
+    return go.Figure(
         data=[go.Bar(x=x, y=y, name="lap time", marker_color=colors, hovertemplate="lap %{x}: %{y:.3f} s"),
               go.Scatter(x=line_x, y=line_y, mode="lines", name="reference", line={"color": "#888", "dash": "dash"})],
         layout=go.Layout(height=220, width=520, margin={"l": 50, "r": 10, "t": 30, "b": 30},
@@ -231,7 +243,9 @@ class Dashboard(W.VBox):
         self._picker_quiet = False
         self.picker.observe(self._on_pick, names="value")
         self.lap_chart = lap_figure() if lap_chart else None
-        self.lap_chart_box = W.Box([self.lap_chart] if self.lap_chart is not None else [])
+        self.lap_chart_box = W.Output(layout=W.Layout(min_width="520px", min_height="220px"))
+        if self.lap_chart is not None:
+            self.lap_chart_box.outputs = (_display_data(self.lap_chart),)
         self._seen: dict[str, int] = {}
         self.voice_panel: Any = None
         if voice is not False:
@@ -517,11 +531,8 @@ class Dashboard(W.VBox):
 
     def _update_lap_chart(self, rows: list[dict[str, Any]], reference_s: float | None) -> None:
         """A new lap-times figure in place of the last one (once per lap)."""
-        old = self.lap_chart
         self.lap_chart = lap_figure(rows, reference_s)
-        self.lap_chart_box.children = [self.lap_chart]
-        if old is not None:
-            old.close()
+        self.lap_chart_box.outputs = (_display_data(self.lap_chart),)
 
     def _picker_state(self) -> tuple[list[tuple[str, str]], str | None]:
         """The switcher's options (kinds, then this session's valid laps) and the current one."""
