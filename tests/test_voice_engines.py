@@ -174,3 +174,62 @@ def test_local_and_text_engines(tmp_path) -> None:
 def test_unknown_engine_is_a_clear_error() -> None:
     with pytest.raises(VoiceError, match="engine 'cloud'"):
         Voice(engine="cloud")
+
+
+def test_local_voice_is_whole_when_espeak_is_slow_to_close_the_previous_phrase(monkeypatch) -> None:
+    """pyttsx3's espeak driver cancels the next phrase when espeak-ng's thread has not yet
+    closed the previous one (CI saw "produced no audio" on a busy machine). Here the espeak
+    thread is held, deterministically, inside the previous phrase's last callback until the
+    next phrase asks whether espeak is still playing: the phrase must still come out whole."""
+    import threading
+
+    from pitbox.voice.engines import LocalEngine
+
+    drivers = pytest.importorskip("pyttsx3.drivers._espeak", reason="espeak-ng driver (Linux) only")
+    eng = LocalEngine()
+    eng.synthesize("turn two")
+    # the phrase with no race forced (espeak-ng varies it by a few samples from one time to the next)
+    clean = len(read_wav(eng.synthesize("turn four, brake later"))[0])
+    driver = eng._engine.proxy._driver
+    held, released = threading.Event(), threading.Event()
+    asked_while_held: list[int] = []
+    armed = [True]
+
+    def callback(wav, numsamples, events):  # espeak-ng's thread
+        r = driver._onSynth(wav, numsamples, events)
+        if armed[0] and events[0].type == drivers.EVENT_MSG_TERMINATED:
+            armed[0] = False
+            held.set()
+            released.wait(10.0)
+        return r
+
+    real_is_playing = drivers.IsPlaying
+
+    def is_playing() -> int:
+        r = real_is_playing()
+        if held.is_set() and not released.is_set():
+            asked_while_held.append(r)
+            released.set()
+        return r
+
+    cancels: list[str] = []
+    real_cancel = drivers.Cancel
+
+    def cancel() -> int:
+        cancels.append("cancel")
+        return real_cancel()
+
+    monkeypatch.setattr(drivers, "IsPlaying", is_playing)
+    monkeypatch.setattr(drivers, "Cancel", cancel)
+    drivers.SetSynthCallback(callback)
+    try:
+        eng.synthesize("turn three")  # its last callback holds the espeak thread
+        x = read_wav(eng.synthesize("turn four, brake later"))[0]
+    finally:
+        released.set()
+        drivers.SetSynthCallback(driver._onSynth)
+    assert asked_while_held == [1], "the race was not forced: espeak was idle when the next phrase began"
+    # pyttsx3 cancels the phrase it was asked for (and returns before espeak-ng has written it,
+    # so the file is empty or cut short whenever espeak-ng is slower than pyttsx3's 10 ms loop)
+    assert cancels == [], "the phrase was cancelled by pyttsx3's stop() at the start of runAndWait"
+    assert abs(len(x) - clean) < 0.05 * clean, f"phrase cut by the previous one: {len(x)} samples, {clean} alone"

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -201,7 +202,7 @@ class LocalEngine:
                 raise EngineUnavailable(f"the offline voice cannot start ({exc}); on Linux install espeak-ng") from exc
             for modname in ("pyttsx3.drivers.espeak", "pyttsx3.drivers.sapi5", "pyttsx3.drivers.nsss",
                             "pyttsx3.drivers._espeak"):
-                mod = __import__("sys").modules.get(modname)
+                mod = sys.modules.get(modname)
                 if mod is not None:
                     mod.print = _silence  # type: ignore[attr-defined]
             self._engine = engine
@@ -213,6 +214,7 @@ class LocalEngine:
 
     @staticmethod
     def _save(engine: Any, text: str) -> bytes:
+        _wait_espeak_idle()
         fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="pitbox-voice-")
         os.close(fd)
         path = Path(tmp)
@@ -242,6 +244,32 @@ class LocalEngine:
         if len(x) == 0:
             raise VoiceError(f"the offline voice produced no audio for {text!r}")
         return pcm_to_wav(x.astype("<i2").tobytes(), rate)
+
+
+#: longest wait for espeak-ng to finish the previous phrase's command [s]
+ESPEAK_IDLE_TIMEOUT_S = 10.0
+
+
+def _wait_espeak_idle(timeout_s: float = ESPEAK_IDLE_TIMEOUT_S) -> None:
+    """Wait until espeak-ng's synthesis thread has finished the previous phrase.
+
+    pyttsx3 2.99's espeak driver returns from ``runAndWait`` as soon as the last callback of a
+    phrase has run, while espeak-ng's own thread is still closing that phrase's command. The
+    next ``runAndWait`` starts with ``stop()``, which sees espeak-ng "playing", marks the driver
+    as stopping and so cancels the *next* phrase on its first loop: the file comes out empty or
+    cut short. It happened only when the espeak thread lost the CPU for those few microseconds
+    (a busy machine). Waiting here until espeak-ng is idle removes the race. Only the espeak
+    driver has it; on other platforms the module is not loaded and this returns at once.
+    """
+    mod = sys.modules.get("pyttsx3.drivers._espeak")
+    if mod is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while mod.IsPlaying():
+        if time.monotonic() > deadline:
+            raise VoiceError(f"the offline voice (espeak-ng) is still busy with the previous phrase after "
+                             f"{timeout_s:.0f} s")
+        time.sleep(0.001)
 
 
 def _aiff_to_wav(data: bytes) -> bytes:
