@@ -511,21 +511,29 @@ def test_push_to_talk_goes_to_the_recorders_voice_coach_when_it_has_one(tmp_path
     try:
         service.publish_session({"id": "S1", "track": "x"})
         remote = Dashboard(targets[0].url, coach="stream", lap_chart=False, voice=False)
+        other = Dashboard(targets[0].url, coach="stream", lap_chart=False, voice=False)  # a second coach's page
         local = Dashboard(plain.url, coach="stream", lap_chart=False, voice=False)
-        dashes += [remote, local]
-        wait_until(lambda: remote.state.connection == "connected" and local.state.connection == "connected", 60)
-        assert remote.remote_commands and not local.remote_commands
+        dashes += [remote, other, local]
+        wait_until(lambda: all(d.state.connection == "connected" for d in dashes), 60)
+        assert remote.remote_commands and other.remote_commands and not local.remote_commands
         answer: list[str] = []
-        asking = threading.Thread(target=lambda: answer.append(remote.command("fuel", timeout=60)))
-        asking.start()
-        wait_until(lambda: any(m["type"] == "command_ok" for m in remote._answer_log), 60)  # the recorder took it
+        answer_other: list[str] = []
+        asking = [threading.Thread(target=lambda: answer.append(remote.command("fuel", timeout=60))),
+                  threading.Thread(target=lambda: answer_other.append(other.command("focus on turn", 4, timeout=60)))]
+        for a in asking:
+            a.start()
+        # the recorder took both (both pages see both spoken answers: each must take its own)
+        wait_until(lambda: all(any(m["type"] == "command_ok" for m in d._answer_log) for d in (remote, other)), 60)
         for tick, t, values in rows:  # the recorder's frames, until the driver's voice has answered
-            if not asking.is_alive():
+            if not any(a.is_alive() for a in asking):
                 break
             service.publish_frame(tick, t, values)
             assert service.wait_idle(30) and voice.wait_synthesized(30)
-        asking.join(60)
-        assert [a[:2] for a in voice.answers] == [("fuel", None)] and remote.talk.via == "recorder"
+        for a in asking:
+            a.join(60)
+        assert sorted(a[:2] for a in voice.answers) == [("focus on turn", 4), ("fuel", None)]
+        assert remote.talk.via == "recorder" and other.talk.via == "recorder"
+        assert answer_other == ["Focus on turn 4"]
         (said,) = answer
         litres = float(re.fullmatch(r"(\d+) litres of fuel", said).group(1))
         levels = [float(v["FuelLevel"]) for _, _, v in rows]

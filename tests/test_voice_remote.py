@@ -48,8 +48,8 @@ def test_commands_from_clients_are_answered_by_the_recorders_voice_coach(tmp_pat
     posted = threading.Semaphore(0)
     post = voice.post_command
 
-    def spy(name, arg=None):  # the real post_command; the test only learns when it was called
-        post(name, arg)
+    def spy(name, arg=None, reply_to=None):  # the real post_command; the test only learns when it was called
+        post(name, arg, reply_to)
         posted.release()
 
     voice.post_command = spy
@@ -75,10 +75,11 @@ def test_commands_from_clients_are_answered_by_the_recorders_voice_coach(tmp_pat
                                              timeout=30)
 
             await step_until(lambda: local.of("session"))  # a new session drops what waits to be said
-            await local.send({"v": 1, "type": "command", "command": "dance"})
-            await local.send({"v": 1, "type": "command", "command": "fuel"})
-            await team.send({"v": 1, "type": "command", "command": "focus on turn", "arg": 3})  # no driver
-            await team.send({"v": 1, "type": "command", "command": "focus on turn", "arg": 3, "driver": "alice"})
+            await local.send({"v": 1, "type": "command", "command": "dance", "id": "bad-1"})
+            await local.send({"v": 1, "type": "command", "command": "fuel", "id": "local-1"})
+            await team.send({"v": 1, "type": "command", "command": "focus on turn", "arg": 3, "id": 7})  # no driver
+            await team.send({"v": 1, "type": "command", "command": "focus on turn", "arg": 3, "driver": "alice",
+                             "id": "team-1"})
             await local.wait_for(lambda log: log.of("command_ok"))
             await team.wait_for(lambda log: log.of("command_ok"))
             for _ in range(2):  # both reached the voice coach (the relay's one over the publisher's socket)
@@ -93,15 +94,18 @@ def test_commands_from_clients_are_answered_by_the_recorders_voice_coach(tmp_pat
         service.stop()
         relay.stop()
     (bad,) = local.of("error")
-    assert bad["code"] == "bad_command" and "dance" in bad["message"]
+    assert bad["code"] == "bad_command" and "dance" in bad["message"] and bad["id"] == "bad-1"
     (no_driver,) = team.of("error")
-    assert no_driver["code"] == "bad_driver"
-    assert local.of("command_ok")[0]["command"] == "fuel"
+    assert no_driver["code"] == "bad_driver" and no_driver["id"] == 7
+    assert local.of("command_ok")[0] == {"v": 1, "type": "command_ok", "command": "fuel", "arg": None, "id": "local-1"}
     assert team.of("command_ok")[0] == {"v": 1, "type": "command_ok", "command": "focus on turn", "arg": 3,
-                                        "driver": "alice"}
+                                        "driver": "alice", "id": "team-1"}
     assert sorted(_replies(local)) == sorted(_replies(team, "alice"))  # everyone hears what the driver hears
-    fuel = next(t for t in _replies(local) if "fuel" in t)
-    assert "Focus on turn 3" in _replies(local) and voice.scheduler.focus == "T3"
+    # each answer names the command it answers: a client tells its own from another's
+    answers = {m["reply_to"]: m["text"] for m in local.of("voice") if m["priority"] == "reply"}
+    assert answers == {m["reply_to"]: m["text"] for m in team.of("voice") if m["priority"] == "reply"}
+    fuel = answers["local-1"]
+    assert answers["team-1"] == "Focus on turn 3" and voice.scheduler.focus == "T3"
     ref = irsdk.IBT()
     ref.open(str(ibt))
     levels = ref.get_all("FuelLevel")
@@ -117,7 +121,7 @@ def test_a_token_without_the_command_scope_cannot_command(hub: str) -> None:
     if hub == "stream":
         server = StreamServer("127.0.0.1", 0, token_secret=SECRET, voice_commands=True).start()
         heard: list = []
-        server.command_handler = lambda name, arg: heard.append((name, arg))
+        server.command_handler = lambda name, arg, rid: heard.append((name, arg))
     else:
         server, heard = Relay("127.0.0.1", 0, token_secret=SECRET).start(), []
     reader = create_token(SECRET, "subscriber")
@@ -152,7 +156,9 @@ def test_a_bad_command_is_refused_before_it_is_sent() -> None:
     from pitbox.live.protocol import ProtocolError
 
     client = LiveClient("ws://127.0.0.1:9")  # never connects: the check comes first
-    for name, arg in (("dance", None), ("fuel", 3), ("focus on turn", 0), ("focus on turn", "3")):
+    for name, arg, rid in (("dance", None, None), ("fuel", 3, None), ("focus on turn", 0, None),
+                           ("focus on turn", "3", None), ("fuel", None, ""), ("fuel", None, "x" * 65),
+                           ("fuel", None, 1.5), ("fuel", None, True)):
         with pytest.raises(ProtocolError) as err:
-            asyncio.run(client.command(name, arg))
+            asyncio.run(client.command(name, arg, id=rid))
         assert err.value.code == "bad_command"

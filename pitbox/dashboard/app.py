@@ -20,6 +20,7 @@ import asyncio
 import logging
 import math
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -108,8 +109,8 @@ class _Link:
     def set_reference(self, kind: str, lap: str | None, driver: str | None, timeout: float = 5.0) -> None:
         self._bg.run(self.client.set_reference(kind, lap, driver), timeout)
 
-    def command(self, name: str, arg: int | None, driver: str | None, timeout: float = 5.0) -> None:
-        self._bg.run(self.client.command(name, arg, driver), timeout)
+    def command(self, name: str, arg: int | None, driver: str | None, rid: str, timeout: float = 5.0) -> None:
+        self._bg.run(self.client.command(name, arg, driver, id=rid), timeout)
 
     def stop(self) -> None:
         if self._bg.running:
@@ -328,20 +329,23 @@ class Dashboard(W.VBox):
             self.talk.via = who
 
     def _remote_command(self, name: str, arg: int | None, timeout: float) -> str:
+        rid = f"dash-{secrets.token_hex(6)}"  # its answers carry it: another client's are not taken
         with self._answers:
             seen = len(self._answer_log)
-        self._link.command(name, arg, self._voice_driver)
+        self._link.command(name, arg, self._voice_driver, rid)
         deadline = time.monotonic() + timeout
         taken = False
         with self._answers:
             while True:
                 for msg in self._answer_log[seen:]:
                     kind = msg.get("type")
+                    if msg.get("reply_to" if kind == "voice" else "id") != rid:
+                        continue
                     if kind == "error" and not taken:
                         raise LiveError(f"{msg.get('code')}: {msg.get('message')}")
                     if kind == "command_ok":
                         taken = True
-                    elif kind == "voice" and taken:
+                    elif kind == "voice":
                         return str(msg.get("text") or "")
                 seen = len(self._answer_log)
                 left = deadline - time.monotonic()

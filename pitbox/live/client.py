@@ -143,16 +143,23 @@ class LiveClient:
         ``error``; a lap that cannot be found shows as ``reference_error`` in ``coach``)."""
         await self._send_request({"v": protocol.VERSION, "type": "set_reference", "kind": kind, "lap": lap}, driver)
 
-    async def command(self, command: str, arg: int | None = None, driver: str | None = None) -> None:
+    async def command(self, command: str, arg: int | None = None, driver: str | None = None,
+                      id: str | int | None = None) -> None:  # noqa: A002 - the message's field
         """Send a voice command to the recorder's voice coach (``pitbox record --voice``),
         as if the driver had said it: ``command`` one of :data:`pitbox.voice.coach.COMMANDS`,
         ``arg`` the turn number of ``focus on turn``; on a relay ``driver`` names whose. The
         server answers ``command_ok`` (or an ``error``: ``forbidden`` without the token's
         ``command`` scope, ``no_voice``, ``bad_command``); the spoken answer comes as a
         ``voice`` message. The ``hello`` says whether this connection may (``commands``).
-        An unknown command or a bad ``arg`` raises :class:`ProtocolError` here, unsent."""
-        command, arg = protocol.check_command({"command": command, "arg": arg})
-        await self._send_request({"v": protocol.VERSION, "type": "command", "command": command, "arg": arg}, driver)
+        ``id`` (a string of up to 64 characters or an integer) comes back in the ``command_ok``
+        or ``error`` and as ``reply_to`` in the answer's ``voice`` message, to tell this
+        client's answers from another's. An unknown command or a bad ``arg`` or ``id`` raises
+        :class:`ProtocolError` here, unsent."""
+        msg: dict[str, Any] = {"v": protocol.VERSION, "type": "command", "command": command, "arg": arg}
+        if id is not None:
+            msg["id"] = id
+        msg["command"], msg["arg"] = protocol.check_command(msg)
+        await self._send_request(msg, driver)
 
     async def _send_request(self, msg: dict[str, Any], driver: str | None) -> None:
         """A ``set_reference`` or ``command`` message, for ``driver`` on a relay."""
@@ -416,11 +423,12 @@ class LiveFeed:
             raise LiveError("set_reference: the feed is not started")
         self._bg.run(self._client.set_reference(kind, lap, driver), timeout)
 
-    def command(self, command: str, arg: int | None = None, driver: str | None = None, timeout: float = 10.0) -> None:
+    def command(self, command: str, arg: int | None = None, driver: str | None = None, timeout: float = 10.0,
+                id: str | int | None = None) -> None:  # noqa: A002 - the message's field
         """Send a voice command to the recorder's voice coach (see :meth:`LiveClient.command`)."""
         if self._client is None or not self._bg.running:
             raise LiveError("command: the feed is not started")
-        self._bg.run(self._client.command(command, arg, driver), timeout)
+        self._bg.run(self._client.command(command, arg, driver, id=id), timeout)
 
     def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(msg)`` on the feed's thread for every message from now on."""

@@ -403,11 +403,13 @@ class Hub:
             async for data in ws:
                 if not self._admit(ws, lambda err: sub.push("error", err)):
                     continue
+                msg: Any = None
                 try:
-                    await self._on_client_message(sub, protocol.decode(data, self.max_message_bytes))
+                    msg = protocol.decode(data, self.max_message_bytes)
+                    await self._on_client_message(sub, msg)
                 except ProtocolError as exc:
                     sub.errors += 1
-                    sub.push("error", protocol.error(exc.code, str(exc)))
+                    sub.push("error", protocol.error(exc.code, str(exc), protocol.request_id(msg)))
         finally:
             sender.cancel()
             sub.detach_all()

@@ -97,8 +97,11 @@ def envelope(kind: str, **fields: Any) -> dict[str, Any]:
     return {"v": VERSION, "type": kind, **fields}
 
 
-def error(code: str, message: str) -> bytes:
-    return dumps(envelope("error", code=code, message=message))
+def error(code: str, message: str, request_id: str | int | None = None) -> bytes:
+    """An ``error`` message; ``request_id`` (a ``command``'s ``id``) is echoed as ``id``."""
+    if request_id is None:
+        return dumps(envelope("error", code=code, message=message))
+    return dumps(envelope("error", code=code, message=message, id=request_id))
 
 
 def frame_message(tick: int, t: float, values: Mapping[str, Any], driver: str | None = None) -> dict[str, Any]:
@@ -256,4 +259,31 @@ def check_command(msg: Mapping[str, Any]) -> tuple[str, int | None]:
                                 f"off) with focus on turn, got {arg!r}")
     elif arg is not None:
         raise ProtocolError("bad_command", f"field arg: only focus on turn takes a number, got {arg!r} with {name!r}")
+    command_id(msg)
     return name, arg
+
+
+#: The longest ``id`` a ``command`` may carry [characters].
+MAX_ID_CHARS = 64
+
+
+def command_id(msg: Mapping[str, Any]) -> str | int | None:
+    """A ``command`` message's optional ``id`` (a string of 1..64 characters or an integer),
+    echoed in its ``command_ok`` or ``error`` and as ``reply_to`` in the ``voice`` message
+    that answers it, so that a client tells its answers from another client's; raises
+    :class:`ProtocolError` (``bad_command``) for anything else."""
+    rid = msg.get("id")
+    if rid is None or (type(rid) is int) or (isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS):
+        return rid
+    raise ProtocolError("bad_command", f"field id: expected a string of 1..{MAX_ID_CHARS} characters or an integer, "
+                        f"got {rid!r}")
+
+
+def request_id(msg: Any) -> str | int | None:
+    """The ``id`` to echo in an error about ``msg`` (a ``command`` with a valid ``id``), else None."""
+    if not isinstance(msg, Mapping) or msg.get("type") != "command":
+        return None
+    try:
+        return command_id(msg)
+    except ProtocolError:
+        return None

@@ -251,12 +251,14 @@ class Relay(Hub):
     async def _command(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         """Passed on to the driver's recorder, whose voice coach answers (a ``voice`` message)."""
         name, arg = protocol.check_command(msg)
+        rid = protocol.command_id(msg)
+        extra = {} if rid is None else {"id": rid}
         driver, feed = self._driver_feed(msg)
         if not feed.info.get("commands"):
             raise ProtocolError("no_voice", f"driver {driver!r}: the recorder runs no voice coach (pitbox record --voice)")
-        await feed.publisher.send(dumps(envelope("command", command=name, arg=arg)), text=True)
+        await feed.publisher.send(dumps(envelope("command", command=name, arg=arg, **extra)), text=True)
         log.info("relay: voice command from %s to %s: %s%s", sub.peer, driver, name, f" {arg}" if arg is not None else "")
-        sub.push("command_ok", dumps(envelope("command_ok", command=name, arg=arg, driver=driver)))
+        sub.push("command_ok", dumps(envelope("command_ok", command=name, arg=arg, driver=driver, **extra)))
 
 
 def _object(msg: dict[str, Any], field: str) -> dict[str, Any]:
@@ -352,6 +354,7 @@ class RelayPublisher(Inbox):
         """A voice command the relay passed on (it checked it; checked again here)."""
         try:
             name, arg = protocol.check_command(msg)
+            rid = protocol.command_id(msg)
         except ProtocolError as exc:
             log.warning("%s: voice command refused: %s", self.url, exc)
             return
@@ -360,7 +363,7 @@ class RelayPublisher(Inbox):
             log.warning("%s: voice command %r: no voice coach here yet", self.url, name)
             return
         try:
-            handler(name, arg)
+            handler(name, arg, rid)
         except Exception:  # noqa: BLE001 - a bad request must not end the publisher
             log.exception("voice command from the relay")
 

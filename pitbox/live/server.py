@@ -124,14 +124,16 @@ class StreamServer(Inbox, Hub):
 
     async def _command(self, sub: Subscriber, msg: dict[str, Any]) -> None:
         name, arg = protocol.check_command(msg)
+        rid = protocol.command_id(msg)
         handler = self.command_handler
         if handler is None:
             if self.voice_commands:
                 raise ProtocolError("no_voice", "the voice coach is still starting; send the command again")
             raise ProtocolError("no_voice", "this recorder runs no voice coach (pitbox record --voice)")
-        handler(name, arg)
+        handler(name, arg, rid)
         log.info("voice command from %s: %s%s", sub.peer, name, f" {arg}" if arg is not None else "")
-        sub.push("command_ok", protocol.dumps(protocol.envelope("command_ok", command=name, arg=arg)))
+        sub.push("command_ok", protocol.dumps(protocol.envelope("command_ok", command=name, arg=arg,
+                                                                **({} if rid is None else {"id": rid}))))
 
     def _set_session_info(self, info: Any) -> None:
         if isinstance(info, dict):

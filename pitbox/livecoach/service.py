@@ -171,12 +171,13 @@ class LiveCoachService:
     def _voices(self) -> list[Any]:
         return [t for t in self.targets if hasattr(t, "post_command")]
 
-    def command(self, name: str, arg: int | None = None) -> None:
+    def command(self, name: str, arg: int | None = None, reply_to: str | int | None = None) -> None:
         """A client's voice command (any thread; checked by the stream or relay): handed to
         the voice coach (``post_command``, as a command heard on the microphone), carried out
-        on its next frame and answered through its scheduler as a ``voice`` message."""
+        on its next frame and answered through its scheduler as a ``voice`` message (with
+        ``reply_to``: the command's ``id``, when it had one)."""
         for v in self._voices():
-            v.post_command(name, arg)
+            v.post_command(name, arg, reply_to)
 
     def _on_result(self, result: Any) -> None:
         self._urgent.append((RESULT, result))

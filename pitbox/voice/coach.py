@@ -102,7 +102,7 @@ class VoiceCoach:
         self._idle.set()
         self._pending_jobs = 0
         self._lock = threading.Lock()
-        self._commands: queue.Queue[tuple[str, int | None]] = queue.Queue()
+        self._commands: queue.Queue[tuple[str, int | None, str | int | None]] = queue.Queue()
         self.answers: list[tuple[str, int | None, str]] = []  #: (command, arg, answer) of each posted command
         self.listener: Any = None  #: the microphone's command listener, when one runs (``pitbox record``)
         #: push-to-talk read from the frames (:class:`~pitbox.voice.ptt.RadioPushToTalk`), or None
@@ -232,10 +232,10 @@ class VoiceCoach:
         self.lap = int(lap) if lap is not None else self.lap
         while True:
             try:
-                name, arg = self._commands.get_nowait()
+                name, arg, reply_to = self._commands.get_nowait()
             except queue.Empty:
                 break
-            self.answers.append((name, arg, self.command(name, arg)))
+            self.answers.append((name, arg, self.command(name, arg, reply_to)))
         while True:
             try:
                 self._submit(self._ready.get_nowait())
@@ -267,14 +267,15 @@ class VoiceCoach:
 
     # -- commands -----------------------------------------------------------------------------
 
-    def post_command(self, name: str, arg: int | None = None) -> None:
-        """A recognised command from another thread (the microphone's listener): carried out
-        by :meth:`command` on the next frame, on the frame's thread (the scheduler is not
-        shared between threads)."""
-        self._commands.put((name, arg))
+    def post_command(self, name: str, arg: int | None = None, reply_to: str | int | None = None) -> None:
+        """A recognised command from another thread (the microphone's listener, a client on
+        the stream): carried out by :meth:`command` on the next frame, on the frame's thread
+        (the scheduler is not shared between threads)."""
+        self._commands.put((name, arg, reply_to))
 
-    def command(self, name: str, arg: int | None = None) -> str:
+    def command(self, name: str, arg: int | None = None, reply_to: str | int | None = None) -> str:
         """Carry out a recognised command and queue its spoken answer; returns the answer.
+        ``reply_to`` (a client's command ``id``) goes out with the answer's ``voice`` message.
         Call it on the thread that feeds the frames (else :meth:`post_command`)."""
         s = self.scheduler
         if name == "repeat":
@@ -284,7 +285,7 @@ class VoiceCoach:
             for a in s.mute(True, self.t):
                 self._do(a)
             text = "Muted"
-            self._enqueue(Message(text, "reply", unmutable=True))
+            self._enqueue(Message(text, "reply", unmutable=True, reply_to=reply_to))
             return text
         elif name == "unmute":
             s.mute(False)
@@ -300,7 +301,7 @@ class VoiceCoach:
             text = f"Focus on {corner_words(s.focus)}" if s.focus else "Focus off"
         else:
             text = self.answer(name)
-        self._enqueue(Message(text, "reply"))
+        self._enqueue(Message(text, "reply", reply_to=reply_to))
         return text
 
     def _num(self, *names: str) -> float | None:

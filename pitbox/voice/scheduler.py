@@ -358,6 +358,7 @@ class Message:
     audio: Any = None
     key: str | None = None  #: a newer message with the same key replaces an older one waiting
     unmutable: bool = False  #: heard even when muted (the answer to "mute" itself)
+    reply_to: str | int | None = None  #: the ``id`` of the client's command this answers
     id: int = 0
 
     def __post_init__(self) -> None:
@@ -583,6 +584,9 @@ class Scheduler:
 def voice_message(m: Message, t: float, lap: int | None) -> dict[str, Any]:
     """The live stream's ``voice`` message (contract A) for a message started at session
     time ``t`` [s]: ``{"v": 1, "type": "voice", "text", "spoken", "priority", "t", "lap",
-    "corner"}``."""
-    return {"v": 1, "type": "voice", "text": m.text, "spoken": m.spoken or m.text, "priority": m.priority,
-            "t": round(float(t), 3), "lap": lap, "corner": m.corner}
+    "corner"}``, and ``"reply_to"`` (the command's ``id``) for the answer to a client's command."""
+    msg = {"v": 1, "type": "voice", "text": m.text, "spoken": m.spoken or m.text, "priority": m.priority,
+           "t": round(float(t), 3), "lap": lap, "corner": m.corner}
+    if m.reply_to is not None:
+        msg["reply_to"] = m.reply_to
+    return msg
