@@ -250,3 +250,15 @@ def test_cli_token_create_and_secret(capsys):
     assert "exp" not in verify_token(secret, capsys.readouterr().out.strip(), "subscriber")
     assert main(["token", "create", "--role", "subscriber", "--token-secret", "short"]) == 2
     assert "at least 32 bytes" in capsys.readouterr().err
+
+
+def test_cli_token_scopes_for_commands(capsys):
+    secret = "k" * 32
+    assert main(["token", "create", "--role", "subscriber", "--scope", "command:alice", "--scope", "command:bob",
+                 "--token-secret", secret]) == 0
+    claims = verify_token(secret, capsys.readouterr().out.strip(), "subscriber")
+    assert claims["scope"] == "command:alice command:bob"
+    for bad in ("drive", "command:", "command:a b", "command:" + "x" * 65):
+        assert main(["token", "create", "--role", "subscriber", "--scope", bad, "--token-secret", secret]) == 2
+        err = capsys.readouterr().err
+        assert "scope" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

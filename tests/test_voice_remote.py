@@ -20,10 +20,10 @@ from test_recorder import W13, Running
 
 from pitbox import cli
 from pitbox.emulator import Emulator, TickRecord
-from pitbox.live import Relay, StreamServer
+from pitbox.live import Relay, RelayPublisher, StreamServer
 from pitbox.live.auth import create_token
 from pitbox.live.cli import open_publishers
-from pitbox.live.testing import FAST_REPLAY, open_log, run
+from pitbox.live.testing import FAST_REPLAY, open_log, run, wait_until
 from pitbox.livecoach.options import start_service
 from pitbox.recorder import IrsdkSource
 from pitbox.voice.options import start_voice
@@ -124,31 +124,50 @@ def test_a_token_without_the_command_scope_cannot_command(hub: str) -> None:
         server.command_handler = lambda name, arg, rid: heard.append((name, arg))
     else:
         server, heard = Relay("127.0.0.1", 0, token_secret=SECRET).start(), []
+        bob = RelayPublisher(server.url, token=create_token(SECRET, "publisher", subject="bob"), voice_commands=True,
+                             backoff_s=0.02, backoff_max_s=0.2)
+        bob.command_handler = lambda name, arg, rid: heard.append((name, arg))
+        bob.start()
     reader = create_token(SECRET, "subscriber")
     commander = create_token(SECRET, "subscriber", scope=["command"])
+    bobs_coach = create_token(SECRET, "subscriber", scope=["command:bob"])  # may command bob only
     assert jwt.decode(commander, SECRET, algorithms=["HS256"])["scope"] == "command"
     try:
         async def main() -> tuple:
             a = await open_log(server.url, token=reader)
             b = await open_log(server.url, token=commander)
-            await a.wait_for(lambda log: log.of("hello"))
-            await b.wait_for(lambda log: log.of("hello"))
+            c = await open_log(server.url, token=bobs_coach)
+            for log in (a, b, c):
+                await log.wait_for(lambda log: log.of("hello"))
             msg = {"v": 1, "type": "command", "command": "delta", "driver": "alice"}
-            await a.send(msg)
-            await b.send(msg)
+            for log in (a, b, c):
+                await log.send(msg)
             await a.wait_for(lambda log: log.of("error"))
             await b.wait_for(lambda log: log.of("error") or log.of("command_ok"))
-            return a, b
+            await c.wait_for(lambda log: log.of("error") or log.of("command_ok"))
+            if hub == "relay":  # bob's coach commands bob
+                await c.wait_for(lambda log: any(d["id"] == "bob" and d["connected"] and d.get("commands")
+                                                 for m in log.of("hello") + log.of("drivers") for d in m["drivers"]))
+                await c.send({"v": 1, "type": "command", "command": "fuel", "driver": "bob"})
+                await c.wait_for(lambda log: log.of("command_ok"))
+            return a, b, c
 
-        a, b = run(main())
+        a, b, c = run(main())
+        if hub == "relay":
+            wait_until(lambda: heard, 30)  # the relay passed it over bob's publisher socket
     finally:
+        if hub == "relay":
+            bob.stop()
         server.stop()
     assert a.of("hello")[0]["commands"] is False and b.of("hello")[0]["commands"] is True
     assert a.of("error")[0]["code"] == "forbidden" and "command scope" in a.of("error")[0]["message"]
-    if hub == "stream":
-        assert b.of("command_ok") and heard == [("delta", None)]
-    else:  # allowed, but no driver alice on this relay
+    if hub == "stream":  # a recorder's own stream serves one driver: any command scope signed with its secret
+        assert b.of("command_ok") and c.of("command_ok") and heard == [("delta", None)] * 2
+    else:  # allowed, but no driver alice on this relay; bob's coach may not even ask
         assert b.of("error")[0]["code"] == "bad_driver"
+        assert c.of("hello")[0]["commands"] is True and c.of("hello")[0]["command_drivers"] == ["bob"]
+        assert c.of("error")[0]["code"] == "forbidden" and "only bob" in c.of("error")[0]["message"]
+        assert c.of("command_ok")[0]["driver"] == "bob" and heard == [("fuel", None)]
 
 
 def test_a_bad_command_is_refused_before_it_is_sent() -> None:

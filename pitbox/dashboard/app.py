@@ -256,6 +256,7 @@ class Dashboard(W.VBox):
         self.talk: Any = None
         self.talk_coach: Any = None
         self._may_command = False  #: the hello: this connection may send voice commands
+        self._command_drivers: set[str] | None = None  #: the hello: only these drivers (a limited token)
         self._voice_driver: str | None = None  #: the recorder (relay: driver id) whose voice coach takes them
         self._has_voice = False
         self._answers = threading.Condition()
@@ -363,13 +364,16 @@ class Dashboard(W.VBox):
         if kind in ("hello", "drivers"):
             if kind == "hello":
                 self._may_command = bool(msg.get("commands"))
+                limited = msg.get("command_drivers")  # a token that may command only these drivers
+                self._command_drivers = None if limited is None else {str(d) for d in limited}
             drivers = msg.get("drivers")
             if drivers is None:  # a recorder's own stream: its hello says it
                 self._voice_driver, self._has_voice = None, self._may_command
             else:  # a relay: this driver's entry (or the only driver's)
                 mine = [d for d in drivers if isinstance(d, dict)
                         and (self.state.driver is None or d.get("id") == self.state.driver)]
-                ok = len(mine) == 1 and bool(mine[0].get("commands")) and bool(mine[0].get("connected"))
+                ok = len(mine) == 1 and bool(mine[0].get("commands")) and bool(mine[0].get("connected")) \
+                    and self._may_command and (self._command_drivers is None or str(mine[0]["id"]) in self._command_drivers)
                 self._voice_driver, self._has_voice = (str(mine[0]["id"]) if ok else None), ok
         elif kind == "command_ok" or (kind == "error" and msg.get("code") in COMMAND_ERRORS) or \
                 (kind == "voice" and msg.get("priority") == "reply"):

@@ -70,7 +70,8 @@ def _check_role(role: str) -> None:
         raise LiveError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
 
 
-#: Token scopes: ``command`` (a subscriber may send voice commands to a driver's voice coach).
+#: Token scopes: ``command`` (a subscriber may send voice commands to every driver's voice
+#: coach) or ``command:<driver id>`` (only to that driver's; a token may carry several).
 COMMAND_SCOPE = "command"
 SCOPES = (COMMAND_SCOPE,)
 
@@ -81,14 +82,42 @@ def has_scope(claims: Mapping[str, Any], scope: str) -> bool:
     return isinstance(value, str) and scope in value.split()
 
 
+def check_scope(name: str) -> str:
+    """``name`` when it is a scope a token may carry (:data:`SCOPES`, or ``command:<driver
+    id>``); raises :class:`LiveError` otherwise."""
+    if name in SCOPES:
+        return name
+    prefix = COMMAND_SCOPE + ":"
+    if isinstance(name, str) and name.startswith(prefix):
+        from pitbox.live.protocol import ProtocolError, check_driver_id
+
+        try:
+            check_driver_id(name[len(prefix):])
+            return name
+        except ProtocolError:
+            pass
+    raise LiveError(f"scope: expected {' or '.join(SCOPES)} or command:<driver id> (letters, digits, _ . -; "
+                    f"at most 64), got {name!r}")
+
+
+def command_drivers(claims: Mapping[str, Any]) -> frozenset[str] | None:
+    """The drivers a token may send voice commands to: None for every driver (``command``),
+    else the set named by its ``command:<driver id>`` scopes (empty: none)."""
+    value = claims.get("scope")
+    names = value.split() if isinstance(value, str) else []
+    if COMMAND_SCOPE in names:
+        return None
+    prefix = COMMAND_SCOPE + ":"
+    return frozenset(n[len(prefix):] for n in names if n.startswith(prefix) and len(n) > len(prefix))
+
+
 def create_token(secret: str | None, role: str, *, ttl_s: float | None = 86400.0, subject: str | None = None,
                  now: float | None = None, scope: Sequence[str] = ()) -> str:
     """A signed token for ``role``, valid ``ttl_s`` seconds (None: no expiry); ``scope``:
-    what more it may do (:data:`SCOPES`)."""
+    what more it may do (:data:`SCOPES`, or ``command:<driver id>``: commands to one driver)."""
     _check_role(role)
     for name in scope:
-        if name not in SCOPES:
-            raise LiveError(f"scope: expected one of {', '.join(SCOPES)}, got {name!r}")
+        check_scope(name)
     key = resolve_secret(secret)
     if key is None:
         raise LiveError(f"token secret: none given; pass --token-secret or set {ENV_SECRET}")

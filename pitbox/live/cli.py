@@ -68,8 +68,9 @@ def _register_token(subparsers: Any) -> None:
     c.add_argument("--role", required=True, choices=constants.ROLES, help="subscriber (read) or publisher (recorder)")
     c.add_argument("--ttl", type=float, default=86400.0, help="seconds the token is valid (default 86400; 0: no expiry)")
     c.add_argument("--subject", default=None, help="who it is for; for a publisher, the driver id the relay shows")
-    c.add_argument("--scope", action="append", default=[], choices=("command",),
-                   help="what more a subscriber token may do: command (send voice commands to a driver's voice coach)")
+    c.add_argument("--scope", action="append", default=[], metavar="SCOPE",
+                   help="what more a subscriber token may do: command (send voice commands to every driver's "
+                        "voice coach) or command:DRIVER (only to that driver's); repeatable")
     c.add_argument("--token-secret", default=None, help=f"HS256 secret (default: ${constants.ENV_SECRET})")
     c.set_defaults(func=_create_token)
     s = sub.add_parser("secret", help="print a new random secret (for --token-secret)")

@@ -314,6 +314,8 @@ class Subscriber:
         self.line: DirectLine | None = None
         self.idle = False  #: the sender task waits with nothing to send (set by the server)
         self.may_command = False  #: may send voice commands (set by the server from the token)
+        #: the drivers it may command on a relay (None: any; a token's ``command:<driver>`` scopes)
+        self.command_drivers: frozenset[str] | None = None
 
     def offer(self, feed: Feed, frame: Frame, direct: bool = False) -> None:
         """A new frame of ``feed``: written at once when nothing else waits for this client

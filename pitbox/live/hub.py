@@ -372,9 +372,13 @@ class Hub:
 
     def _may_command(self, claims: dict[str, Any]) -> bool:
         """Whether a client may send voice commands: any client where no token secret is in
-        use (a loopback server), else only one whose token has the ``command`` scope (a
-        subscriber token alone only reads)."""
-        return not self._keyring or auth.has_scope(claims, auth.COMMAND_SCOPE)
+        use (a loopback server), else only one whose token has the ``command`` scope or a
+        ``command:<driver>`` one (a subscriber token alone only reads)."""
+        return not self._keyring or self._command_drivers(claims) != frozenset()
+
+    def _command_drivers(self, claims: dict[str, Any]) -> frozenset[str] | None:
+        """The drivers a client may command (None: any; see :func:`auth.command_drivers`)."""
+        return None if not self._keyring else auth.command_drivers(claims)
 
     def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -395,6 +399,7 @@ class Hub:
         sub = Subscriber(_peer(ws))
         sub.line = _Line(ws)
         sub.may_command = self._may_command(claims)
+        sub.command_drivers = self._command_drivers(claims)
         self._subs.add(sub)
         log.info("%s: subscriber %s connected (token subject %s)", self.server_name, sub.peer, claims.get("sub"))
         sub.push("hello", dumps(self._hello(claims)))

@@ -122,8 +122,11 @@ class Relay(Hub):
         msg = super()._hello(claims)
         msg["drivers"] = self._driver_list()
         # whether this client may send voice commands; which drivers take them: ``commands``
-        # in each driver's entry
+        # in each driver's entry; a token limited to some drivers (``command:<driver>``) says whose
         msg["commands"] = self._may_command(claims)
+        limited = self._command_drivers(claims)
+        if limited:
+            msg["command_drivers"] = sorted(limited)
         return msg
 
     def _feeds_for(self, drivers: tuple[str, ...] | None) -> list[Feed]:
@@ -253,6 +256,10 @@ class Relay(Hub):
         name, arg = protocol.check_command(msg)
         rid = protocol.command_id(msg)
         extra = {} if rid is None else {"id": rid}
+        allowed = sub.command_drivers
+        if allowed is not None and msg.get("driver") not in allowed:  # before asking whether it is connected
+            raise ProtocolError("forbidden", f"command: this token may command only {', '.join(sorted(allowed))}, "
+                                f"not {msg.get('driver')!r}")
         driver, feed = self._driver_feed(msg)
         if not feed.info.get("commands"):
             raise ProtocolError("no_voice", f"driver {driver!r}: the recorder runs no voice coach (pitbox record --voice)")
