@@ -23,6 +23,7 @@ from pitbox.emulator import Emulator, TickRecord
 from pitbox.live import Relay, RelayPublisher, StreamServer
 from pitbox.live.auth import create_token
 from pitbox.live.cli import open_publishers
+from pitbox.live.replay import ibt_frames
 from pitbox.live.testing import FAST_REPLAY, open_log, run, wait_until
 from pitbox.livecoach.options import start_service
 from pitbox.recorder import IrsdkSource
@@ -181,3 +182,51 @@ def test_a_bad_command_is_refused_before_it_is_sent() -> None:
         with pytest.raises(ProtocolError) as err:
             asyncio.run(client.command(name, arg, id=rid))
         assert err.value.code == "bad_command"
+
+
+def test_cli_command_prints_the_voice_coachs_answer(tmp_path, capsys) -> None:
+    """``pitbox command fuel`` reaches the recorder's voice coach and prints what it says (the
+    fuel level of the real file, read by pyirsdk); a stream without a voice coach is a clear
+    error, exit 2, no traceback."""
+    import json
+
+    ibt = need(W13)
+    rows = ibt_frames(ibt, ["Lap", "LapDistPct", "OnPitRoad", "FuelLevel", "LapLastLapTime"])
+    args = cli.build_parser().parse_args(["record", "--stream", "--stream-port", "0", "--voice", "text",
+                                          "--voice-player", "null"])
+    targets = open_publishers(args)
+    voice = start_voice(args, targets)
+    posted = threading.Event()
+    post = voice.post_command
+
+    def spy(name, arg=None, reply_to=None):  # the real post_command; the test only learns when it was called
+        post(name, arg, reply_to)
+        posted.set()
+
+    voice.post_command = spy
+    service = start_service(args, targets, tmp_path / "data", voice=voice, process=False)
+    plain = StreamServer("127.0.0.1", 0).start()
+    try:
+        service.publish_session({"id": "S1", "track": "x"})
+        codes: list[int] = []
+        asking = threading.Thread(target=lambda: codes.append(
+            cli.main(["command", "fuel", "--url", targets[0].url, "--json", "--timeout", "120"])))
+        asking.start()
+        assert posted.wait(60), "the command never reached the voice coach"
+        for tick, t, values in rows:  # the recorder's frames, until its voice has answered
+            if not asking.is_alive():
+                break
+            service.publish_frame(tick, t, values)
+            assert service.wait_idle(30) and voice.wait_synthesized(30)
+        asking.join(60)
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert codes == [0] and out["taken"] is True and out["command"] == "fuel"
+        levels = [float(v["FuelLevel"]) for _, _, v in rows]
+        litres = float(re.fullmatch(r"(\d+) litres of fuel", out["answer"]).group(1))
+        assert round(min(levels)) <= litres <= round(max(levels))
+        assert cli.main(["command", "delta", "--url", plain.url, "--timeout", "60"]) == 2
+        err = capsys.readouterr().err
+        assert "runs no voice coach" in err and "Traceback" not in err
+    finally:
+        service.stop()
+        plain.stop()

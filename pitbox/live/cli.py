@@ -1,4 +1,5 @@
-"""Commands ``pitbox relay``, ``pitbox token create|secret`` and ``pitbox listen``; and
+"""Commands ``pitbox relay``, ``pitbox token create|secret``, ``pitbox listen`` and
+``pitbox command``; and
 :func:`add_stream_options` / :func:`open_publishers`, which give ``pitbox record`` its
 ``--stream`` and ``--publish`` options in two lines."""
 
@@ -19,6 +20,7 @@ def register(subparsers: Any) -> None:
     _register_relay(subparsers)
     _register_token(subparsers)
     _register_listen(subparsers)
+    _register_command(subparsers)
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
@@ -180,3 +182,95 @@ def _listen(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # pragma: no cover - `| head`
         sys.stderr.close()
     return 0
+
+
+def _register_command(subparsers: Any) -> None:
+    p = subparsers.add_parser("command", help="give a driver's voice coach a spoken command (pitbox record --voice) "
+                                              "and print its answer")
+    p.add_argument("text", help="the command: repeat, mute, unmute, 'quiet in the corners', 'talk anywhere', "
+                                "'last lap', delta, fuel, 'best lap', 'where am i losing time', 'focus on turn N' "
+                                "(N a number; without it: focus off)")
+    p.add_argument("--url", default=f"ws://127.0.0.1:{constants.DEFAULT_PORT}", help="the recorder's stream or a relay")
+    p.add_argument("--driver", default=None, help="relay: whose voice coach (default: the only one that takes commands)")
+    p.add_argument("--token", default=os.environ.get("PITBOX_TOKEN"),
+                   help="subscriber token with the command scope (default $PITBOX_TOKEN)")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the spoken answer (default 15)")
+    p.add_argument("--cafile", default=None, help="certificate to trust for wss (a self-made one)")
+    p.add_argument("--json", action="store_true", help="print a JSON object (command, driver, taken, answer)")
+    p.set_defaults(func=_command)
+
+
+def command_words(text: str) -> tuple[str, int | None]:
+    """``(command, arg)`` of a command typed as words ("fuel", "focus on turn 3" or "focus on
+    turn three"); raises :class:`~pitbox.live.protocol.ProtocolError` (``bad_command``)."""
+    from pitbox.live import protocol
+    from pitbox.voice.commands import NUMBERS
+
+    words = " ".join(str(text).lower().split())
+    arg: Any = None
+    if words.startswith("focus on turn"):
+        rest = words[len("focus on turn"):].strip()
+        if rest:
+            arg = int(rest) if rest.isdigit() else (NUMBERS.index(rest) + 1 if rest in NUMBERS else rest)
+        words = "focus on turn"
+    return protocol.check_command({"command": words, "arg": arg})
+
+
+def _command(args: argparse.Namespace) -> int:
+    import asyncio
+    import secrets
+
+    from pitbox.live.client import LiveClient
+    from pitbox.live.protocol import LiveError
+
+    name, arg = command_words(args.text)
+    rid = f"cli-{secrets.token_hex(6)}"
+    result: dict[str, Any] = {"command": name, "arg": arg, "driver": args.driver, "taken": False, "answer": None}
+
+    async def run() -> None:
+        async with LiveClient(args.url, token=args.token, rate=1, ssl=args.cafile) as client:
+            async for msg in client:
+                kind = msg.get("type")
+                if kind == "hello":
+                    if not msg.get("commands"):
+                        raise LiveError(f"{args.url}: this connection may not send voice commands (a token needs the "
+                                        "command scope: pitbox token create --role subscriber --scope command), or "
+                                        "the recorder runs no voice coach (pitbox record --voice)")
+                    result["driver"] = driver = _command_driver(args.url, msg, args.driver)
+                    await client.command(name, arg, driver, id=rid)
+                elif kind == "error" and msg.get("id") == rid:
+                    raise LiveError(f"{args.url}: the command was refused ({msg.get('code')}: {msg.get('message')})")
+                elif kind == "command_ok" and msg.get("id") == rid:
+                    result["taken"] = True
+                elif kind == "voice" and msg.get("reply_to") == rid:
+                    result["answer"] = msg.get("text")
+                    return
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), args.timeout))
+    except (asyncio.TimeoutError, TimeoutError):
+        if not result["taken"]:
+            raise LiveError(f"{args.url}: no answer to the command within {args.timeout:g} s") from None
+    if args.json:
+        print(json.dumps(result))
+    elif result["answer"] is not None:
+        print(result["answer"])
+    else:  # taken, but the coach has not spoken yet (no frames: the sim is paused or gone)
+        print(f"taken by the voice coach; no spoken answer within {args.timeout:g} s", file=sys.stderr)
+    return 0
+
+
+def _command_driver(url: str, hello: dict[str, Any], driver: str | None) -> str | None:
+    """On a relay, the driver to command: the one named, else the only one that takes commands."""
+    from pitbox.live.protocol import LiveError
+
+    drivers = hello.get("drivers")
+    if drivers is None:  # a recorder's own stream
+        return None
+    if driver is not None:
+        return driver
+    able = [str(d.get("id")) for d in drivers if isinstance(d, dict) and d.get("commands") and d.get("connected")]
+    if len(able) != 1:
+        raise LiveError(f"{url}: a relay; name the driver with --driver (drivers with a voice coach: "
+                        f"{', '.join(able) or 'none'})")
+    return able[0]
