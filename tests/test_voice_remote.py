@@ -38,6 +38,20 @@ def _replies(log, driver: str | None = None) -> list[str]:
     return [m["text"] for m in log.of("voice") if m["priority"] == "reply" and (driver is None or m.get("driver") == driver)]
 
 
+def _count_posts(voice) -> threading.Semaphore:
+    """Released each time the voice coach's real ``post_command`` is called (the test only
+    learns when a command reached it)."""
+    posted = threading.Semaphore(0)
+    post = voice.post_command
+
+    def spy(name, arg=None, reply_to=None):
+        post(name, arg, reply_to)
+        posted.release()
+
+    voice.post_command = spy
+    return posted
+
+
 def test_commands_from_clients_are_answered_by_the_recorders_voice_coach(tmp_path) -> None:
     ibt = need(W13)
     relay = Relay("127.0.0.1", 0, limits=FAST_REPLAY).start()
@@ -46,14 +60,7 @@ def test_commands_from_clients_are_answered_by_the_recorders_voice_coach(tmp_pat
     targets = open_publishers(args)
     server = targets[0]
     voice = start_voice(args, targets)
-    posted = threading.Semaphore(0)
-    post = voice.post_command
-
-    def spy(name, arg=None, reply_to=None):  # the real post_command; the test only learns when it was called
-        post(name, arg, reply_to)
-        posted.release()
-
-    voice.post_command = spy
+    posted = _count_posts(voice)
     service = start_service(args, targets, tmp_path / "data", voice=voice, process=False)
     emu = Emulator([ibt], tmp_path / "irsdk.bin", speed=float("inf"), keep_ground_truth=False).open()
     rec = Running(IrsdkSource(emu.memmap_path), tmp_path / "data", publisher=service)
@@ -196,14 +203,7 @@ def test_cli_command_prints_the_voice_coachs_answer(tmp_path, capsys) -> None:
                                           "--voice-player", "null"])
     targets = open_publishers(args)
     voice = start_voice(args, targets)
-    posted = threading.Event()
-    post = voice.post_command
-
-    def spy(name, arg=None, reply_to=None):  # the real post_command; the test only learns when it was called
-        post(name, arg, reply_to)
-        posted.set()
-
-    voice.post_command = spy
+    posted = _count_posts(voice)
     service = start_service(args, targets, tmp_path / "data", voice=voice, process=False)
     plain = StreamServer("127.0.0.1", 0).start()
     try:
@@ -212,7 +212,7 @@ def test_cli_command_prints_the_voice_coachs_answer(tmp_path, capsys) -> None:
         asking = threading.Thread(target=lambda: codes.append(
             cli.main(["command", "fuel", "--url", targets[0].url, "--json", "--timeout", "120"])))
         asking.start()
-        assert posted.wait(60), "the command never reached the voice coach"
+        assert posted.acquire(True, 60), "the command never reached the voice coach"
         for tick, t, values in rows:  # the recorder's frames, until its voice has answered
             if not asking.is_alive():
                 break
