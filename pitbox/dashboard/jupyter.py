@@ -122,7 +122,28 @@ class JupyterServer:
                     raise HarnessError(f"jupyter lab did not start within {self.start_timeout_s} s; "
                                        f"log: {self.log_tail()}")
                 time.sleep(0.1)  # polls a file no event announces
+        # jupyter_server writes that file before it listens (its socket is bound by a callback
+        # once the event loop runs): under load a client that came at once was refused. Ready
+        # is when it answers.
+        while not self._answers():
+            if self.proc.poll() is not None:
+                raise HarnessError(f"jupyter lab exited with {self.proc.returncode}; log: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise HarnessError(f"jupyter lab did not answer on {self.url} within {self.start_timeout_s} s; "
+                                   f"log: {self.log_tail()}")
+            time.sleep(0.1)  # polls a port no event announces
         return self
+
+    def _answers(self) -> bool:
+        """True when the server answers ``GET /api/status`` (with the token)."""
+        import urllib.error
+
+        try:
+            self.api("status")
+            return True
+        except (OSError, urllib.error.URLError, ValueError):  # refused, reset, not yet JSON
+            return False
 
     def log_tail(self, n: int = 3000) -> str:
         try:
