@@ -447,3 +447,88 @@ def test_compressed_and_plain_clients_get_the_same_frames(rows, source):
         for f in frames:
             i = f["tick"] - START
             assert [f["values"][n] for n in names] == [source[n][i].item() for n in names]
+
+
+async def _raw_ws_client(url: str, deflate: bool, subscribe: dict, out: list[tuple[bool, dict]],
+                         changed: asyncio.Event) -> None:
+    """A client written on a plain TCP socket (not websockets): it offers permessage-deflate
+    or not, subscribes, and appends ``(rsv1, message)`` to ``out`` for every text message,
+    setting ``changed`` each time, until cancelled. RSV1 set is a message the server
+    compressed (RFC 7692); compressed payloads are inflated here with zlib (one context for
+    the connection: the server's default context takeover)."""
+    import base64
+    import os as _os
+    import struct
+    import zlib
+
+    from websockets.frames import Frame as WsFrame
+    from websockets.frames import Opcode
+
+    host, port = url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    key = base64.b64encode(_os.urandom(16)).decode()
+    ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
+    writer.write(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n".encode())
+    head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+    assert head.startswith("http/1.1 101"), head
+    assert ("permessage-deflate" in head) == deflate, head
+    writer.write(WsFrame(Opcode.TEXT, json.dumps(subscribe).encode()).serialize(mask=True))
+    inflate = zlib.decompressobj(-15)
+    try:
+        while True:
+            b0, b1 = await reader.readexactly(2)
+            n = b1 & 0x7F
+            if n == 126:
+                (n,) = struct.unpack("!H", await reader.readexactly(2))
+            elif n == 127:
+                (n,) = struct.unpack("!Q", await reader.readexactly(8))
+            payload = await reader.readexactly(n)
+            rsv1, opcode = bool(b0 & 0x40), b0 & 0x0F
+            assert b0 & 0x80, "a fragmented message"
+            if opcode != 1:  # a ping
+                continue
+            if rsv1:
+                payload = inflate.decompress(payload + b"\x00\x00\xff\xff")
+            out.append((rsv1, json.loads(payload)))
+            changed.set()
+    finally:
+        writer.close()
+
+
+def test_a_deflate_client_gets_compressed_frames_and_a_plain_one_plain_frames(rows, source):
+    """On the wire (read on a bare socket): every frame message to a client that negotiated
+    permessage-deflate is compressed (RSV1), none to a client that did not, and both carry
+    the file's values. A frame serialized once for plain clients must never reach a deflate
+    client uncompressed, nor compressed bytes a plain one."""
+    names = ["Speed", "RPM", "Gear"]
+    sub = {"v": 1, "type": "subscribe", "channels": names, "rate": 60}
+    logs: list[list[tuple[bool, dict]]] = [[], []]
+
+    async def scenario(server):
+        changed = asyncio.Event()
+        clients = [asyncio.create_task(_raw_ws_client(server.url, deflate, sub, log, changed))
+                   for deflate, log in zip((False, True), logs, strict=True)]
+
+        async def until(done) -> None:
+            while not done():
+                changed.clear()
+                await changed.wait()
+
+        try:
+            await until(lambda: all(any(m["type"] == "subscribed" for _, m in log) for log in logs))
+            for tick, t, values in rows[:30]:  # in lock step: each once both clients have the one before
+                server.publish_frame(tick, t, values)
+                await until(lambda tick=tick: all(any(m.get("tick") == tick for _, m in log) for log in logs))
+        finally:
+            for c in clients:
+                c.cancel()
+
+    with StreamServer(port=0, compression=True) as server:
+        run(scenario(server))
+    for log, compressed in zip(logs, (False, True), strict=True):
+        frames = [(rsv1, m) for rsv1, m in log if m["type"] == "frame"]
+        assert len(frames) == 30 and all(rsv1 == compressed for rsv1, _ in frames)
+        for _, f in frames:
+            i = f["tick"] - START
+            assert [f["values"][n] for n in names] == [source[n][i].item() for n in names]
