@@ -22,6 +22,14 @@ That is the clients' own serial work (each of 2 processes reads and parses its 5
 connections in turn, on the same 2 cores as the server): the last connection of a process
 waits for it whatever the server does, so a p99 below it cannot be reached in this harness.
 
+Two kinds of clients (``--client-kinds``, both by default): **websockets** (the library's
+asyncio client, one task per connection, each frame parsed with ``json.loads``) and **lean**
+(bare sockets in one ``selectors`` loop per process; every byte is read and cut into frames,
+but only the tick is taken, with a regular expression). On this 2-core machine the clients
+run on the server's cores; the lean ones take most of the clients' own Python work out of the
+measurement (a coach's laptop does that work on its own CPU), and leave the server's fan-out
+and the loopback network stack.
+
 Also the server process's CPU time per frame published (every thread of this process: the
 publisher, the hand-off, the server's loop; the clients run elsewhere), which moves far less
 than latency on a loaded machine.
@@ -38,6 +46,7 @@ import asyncio
 import json
 import logging
 import multiprocessing as mp
+import re
 import socket
 import sys
 import threading
@@ -149,8 +158,94 @@ def worker_main(conn: Any) -> None:
         cmd = conn.recv()
         if cmd[0] == "quit":
             return
-        _, url, n_clients, stalled = cmd
-        conn.send(asyncio.run(_run_clients(conn, url, n_clients, stalled)))
+        kind, url, n_clients, stalled = cmd
+        if kind == "lean":
+            conn.send(_run_lean_clients(conn, url, n_clients, stalled))
+        else:
+            conn.send(asyncio.run(_run_clients(conn, url, n_clients, stalled)))
+
+
+_TICK = re.compile(rb'"type":\s*"frame",\s*"tick":\s*(\d+)')
+
+
+def _run_lean_clients(conn: Any, url: str, n_clients: int, stalled: bool) -> list[list[tuple[int, int]]]:
+    """The same clients written on bare sockets, one ``selectors`` loop per process: each reads
+    its bytes, cuts them into WebSocket frames and takes the frame's tick with a regular
+    expression (no JSON decoding, no per-connection task). They still read every byte of every
+    frame; what they leave out is the clients' own Python work, which in this harness runs on
+    the server's 2 cores (a coach's laptop does it on its own)."""
+    import base64
+    import os
+    import selectors
+    import struct
+
+    from websockets.frames import Frame as WsFrame
+    from websockets.frames import Opcode
+
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    sub = WsFrame(Opcode.TEXT, json.dumps(envelope("subscribe", channels=CHANNELS, rate=60)).encode()).serialize(
+        mask=True)
+    sel = selectors.DefaultSelector()
+    logs: list[list[tuple[int, int]]] = [[] for _ in range(n_clients)]
+    def open_ws(rcvbuf: int | None = None, subscribe: bytes = sub) -> tuple[socket.socket, bytes]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # the stalled client: a small window, never read
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect((host, int(port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        s.sendall(subscribe)
+        return s, rest
+
+    socks = []
+    for i in range(n_clients):
+        s, rest = open_ws()
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, (logs[i], bytearray(rest)))
+        socks.append(s)
+    every = WsFrame(Opcode.TEXT, json.dumps(envelope("subscribe", channels=None, rate=60)).encode()).serialize(mask=True)
+    stalled_sock = open_ws(4096, every)[0] if stalled else None
+    time.sleep(0.2)  # let the subscribe messages land before the publisher starts
+    conn.send("ready")
+    clock = time.perf_counter_ns
+    while not conn.poll():
+        for key, _ in sel.select(0.05):
+            log, buf = key.data
+            try:
+                data = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            now = clock()
+            buf += data
+            while len(buf) >= 2:
+                n, at = buf[1] & 0x7F, 2
+                if n == 126:
+                    if len(buf) < 4:
+                        break
+                    (n,), at = struct.unpack_from("!H", buf, 2), 4
+                elif n == 127:
+                    if len(buf) < 10:
+                        break
+                    (n,), at = struct.unpack_from("!Q", buf, 2), 10
+                if len(buf) < at + n:
+                    break
+                m = _TICK.search(buf, at, min(at + n, at + 64)) if buf[0] & 0x0F == 1 else None
+                if m is not None:
+                    log.append((int(m.group(1)), now))
+                del buf[:at + n]
+    conn.recv()  # "stop"
+    for s in socks:
+        sel.unregister(s)
+        s.close()
+    if stalled_sock is not None:
+        stalled_sock.close()
+    return logs
 
 
 async def _run_clients(conn: Any, url: str, n_clients: int, stalled: bool) -> list[list[tuple[int, int]]]:
@@ -187,14 +282,15 @@ async def _run_clients(conn: Any, url: str, n_clients: int, stalled: bool) -> li
 
 
 # -- one scenario ---------------------------------------------------------------------------
-def run_scenario(impl: str, n_clients: int, stalled: bool, frames: list, pipes: list, seconds: float) -> dict[str, Any]:
+def run_scenario(impl: str, n_clients: int, stalled: bool, frames: list, pipes: list, seconds: float,
+                 kind: str = "websockets") -> dict[str, Any]:
     server: Any = StreamServer(port=0).start() if impl == "pitbox" else NaiveBroadcast(
         "broadcast" if impl == "broadcast" else "await").start()
     try:
         shares = [n_clients // len(pipes) + (i < n_clients % len(pipes)) for i in range(len(pipes))]
         active = [(p, n) for p, n in zip(pipes, shares, strict=True) if n > 0]
         for i, (p, n) in enumerate(active):
-            p.send(("run", server.url, n, stalled and i == 0))
+            p.send(("lean" if kind == "lean" else "run", server.url, n, stalled and i == 0))
         for p, _ in active:
             assert p.recv() == "ready"
         p0 = time.process_time()
@@ -208,7 +304,7 @@ def run_scenario(impl: str, n_clients: int, stalled: bool, frames: list, pipes: 
     finally:
         server.stop()
     return {**_summarise(impl, n_clients, stalled, published, cost, cpu, logs), "server_cpu_us": server_cpu_us,
-            "spread_ms": _spread_ms(per_worker, published)}
+            "spread_ms": _spread_ms(per_worker, published), "client": kind}
 
 
 def _spread_ms(per_worker: list, published: dict[int, int]) -> float:
@@ -264,22 +360,23 @@ def _summarise(impl: str, n_clients: int, stalled: bool, published: dict[int, in
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'server':9} {'clients':>7} {'stalled':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    print(f"\n{'server':9} {'client':10} {'clients':>7} {'stalled':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'delivered':>9} {'publish p50 us':>14} {'publish p99 us':>14} {'publish cpu p50 us':>18} "
           f"{'server cpu us/frame':>19} {'client spread p50 ms':>20}")
     for r in rows:
-        print(f"{r['impl']:9} {r['clients']:>7} {'+1' if r['stalled'] else '-':>7} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+        print(f"{r['impl']:9} {r['client']:10} {r['clients']:>7} {'+1' if r['stalled'] else '-':>7} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
               f"{r['max_ms']:8.2f} {r['delivered']:9.1%} {r['publish_p50_us']:14.1f} {r['publish_p99_us']:14.1f} "
               f"{r['publish_cpu_p50_us']:18.1f} {r['server_cpu_us']:19.1f} {r['spread_ms']:20.2f}")
     print("\nratio peer / pitbox (above 1: pitbox is faster)")
-    print(f"{'peer':9} {'clients':>7} {'stalled':>7} {'p50':>8} {'p99':>8} {'delivered':>9} {'server cpu':>10}")
-    by = {(r["impl"], r["clients"], r["stalled"]): r for r in rows}
-    for (impl, n, stalled), r in by.items():
+    print(f"{'peer':9} {'client':10} {'clients':>7} {'stalled':>7} {'p50':>8} {'p99':>8} {'delivered':>9} "
+          f"{'server cpu':>10}")
+    by = {(r["impl"], r["clients"], r["stalled"], r["client"]): r for r in rows}
+    for (impl, n, stalled, kind), r in by.items():
         for name in ("naive", "broadcast"):
-            peer = by.get((name, n, stalled))
+            peer = by.get((name, n, stalled, kind))
             if impl != "pitbox" or peer is None:
                 continue
-            print(f"{name:9} {n:>7} {'+1' if stalled else '-':>7} {peer['p50_ms'] / r['p50_ms']:8.2f} "
+            print(f"{name:9} {kind:10} {n:>7} {'+1' if stalled else '-':>7} {peer['p50_ms'] / r['p50_ms']:8.2f} "
                   f"{peer['p99_ms'] / r['p99_ms']:8.2f} {peer['delivered'] / r['delivered']:9.2f} "
                   f"{peer['server_cpu_us'] / r['server_cpu_us']:10.2f}")
 
@@ -291,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 20, 100])
     parser.add_argument("--stalled-with", type=int, nargs="*", default=[20, 100],
                         help="client counts also run with one stalled client (default 20 100)")
+    parser.add_argument("--client-kinds", nargs="+", choices=("websockets", "lean"), default=["websockets", "lean"],
+                        help="clients on the websockets library (each parses its JSON), and/or lean ones on bare "
+                             "sockets (take the tick only); default both")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args(argv)
     if not SOURCE.exists():
@@ -310,13 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [(n, False) for n in args.clients] + [(n, True) for n in args.stalled_with]
     rows = []
     try:
-        for n, stalled in scenarios:
-            peer = "broadcast" if stalled or n >= 100 else "naive"
-            for impl in ("pitbox", peer):
-                row = run_scenario(impl, n, stalled, frames, pipes, args.seconds)
-                rows.append(row)
-                print(f"{impl:7} {n:4} clients{' + 1 stalled' if stalled else '':12}: p50 {row['p50_ms']:.2f} ms, "
-                      f"p99 {row['p99_ms']:.2f} ms, delivered {row['delivered']:.1%}", flush=True)
+        for kind in args.client_kinds:
+            for n, stalled in scenarios:
+                peer = "broadcast" if stalled or n >= 100 else "naive"
+                for impl in ("pitbox", peer):
+                    row = run_scenario(impl, n, stalled, frames, pipes, args.seconds, kind)
+                    rows.append(row)
+                    print(f"{impl:7} {kind:10} {n:4} clients{' + 1 stalled' if stalled else '':12}: p50 {row['p50_ms']:.2f} ms, "
+                          f"p99 {row['p99_ms']:.2f} ms, delivered {row['delivered']:.1%}", flush=True)
     finally:
         for p in pipes:
             p.send(("quit",))
