@@ -12,9 +12,7 @@ Peers, in the same run:
   127.0.0.1: its network time is nil, its synthesis is espeak-ng);
 * tips in their window: saying each tip the moment it arrives (after the lap's analysis);
 * commands: pocketsphinx with the same grammar and front end but no rejection, and with the
-  phone-loop edit-distance rule alone (reject above 0.8 per phone). The row "with
-  enrolment" is PitBox after each voice enrolled (``pitbox.voice.commands.enrol`` on the
-  five enrolment phrases said in other noise, seed 900): a figure *with* enrolment.
+  phone-loop edit-distance rule alone (reject above 0.8 per phone).
 """
 
 from __future__ import annotations
@@ -178,41 +176,21 @@ def bench_window(minutes: float) -> dict:
 # -- 3. commands ---------------------------------------------------------------------------------------
 
 
-ENROLLED = "PitBox with enrolment (the speaker's warp)"
+def bench_commands(seed: int, quick: bool = False) -> list[tuple]:
+    from pitbox.voice.commands import CommandRecognizer, _edit_distance, prepare
+    from pitbox.voice.testing import OOG_TEST, VOICES_TEST, command_clips
 
-
-def bench_commands(seed: int, quick: bool = False, enrolment: bool = True) -> list[tuple]:
-    from pitbox.voice.commands import CommandRecognizer, _edit_distance, enrol, prepare
-    from pitbox.voice.testing import OOG_TEST, VOICES_TEST, command_clips, enrolment_clips
-
-    voices = VOICES_TEST[::3] if quick else VOICES_TEST
-    clips = command_clips(voices, OOG_TEST, seed=seed, n_noise=8 if quick else 24)
+    clips = command_clips(VOICES_TEST[::3] if quick else VOICES_TEST, OOG_TEST, seed=seed, n_noise=8 if quick else 24)
     ours = CommandRecognizer()
     plain = CommandRecognizer(reject=False, warps=(1.0,))
     rows = []
     results = {"PitBox (grammar + rejection model)": [], "grammar only": [], "phone edit distance ≤ 0.8": []}
-    # each voice enrolled once from the enrolment phrases in other noise (seed 900, no test
-    # clip uses it); its commands and other phrases go to its recogniser, the noise clips to
-    # each voice's in turn
-    by_voice = {}
-    if enrolment:
-        results[ENROLLED] = []
-        for v in voices:
-            prof = enrol(enrolment_clips(v, seed=900), name=v[0])
-            by_voice[v[0]] = CommandRecognizer(profile=prof)
-            print(f"enrolled {v[0]}: warp {prof.warp:.2f}", file=sys.stderr)
     times = {k: [] for k in results}
-    for i, c in enumerate(clips):
+    for c in clips:
         t0 = time.process_time()
         r = ours.recognise(c.samples, c.rate)
         times["PitBox (grammar + rejection model)"].append(time.process_time() - t0)
         results["PitBox (grammar + rejection model)"].append((c, r.phrase if r.command else None))
-        if enrolment:
-            rv = by_voice.get(c.voice) or list(by_voice.values())[i % len(by_voice)]
-            t0 = time.process_time()
-            r = rv.recognise(c.samples, c.rate)
-            times[ENROLLED].append(time.process_time() - t0)
-            results[ENROLLED].append((c, r.phrase if r.command else None))
         t0 = time.process_time()
         x = prepare(c.samples, c.rate)
         with plain._lock:
@@ -254,7 +232,6 @@ def main() -> None:
     ap.add_argument("--phrases", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-commands", action="store_true")
-    ap.add_argument("--no-enrolment", action="store_true", help="skip the enrolled recogniser's row")
     ap.add_argument("--quick", action="store_true", help="a 10-minute session, 5 phrases, a third of the voices")
     args = ap.parse_args()
     if args.quick:
@@ -284,7 +261,7 @@ def main() -> None:
           f"scheduler and glue); simulate + analyse {w['prep_s']:.1f} s")
 
     if not args.skip_commands:
-        rows = bench_commands(args.seed, args.quick, not args.no_enrolment)
+        rows = bench_commands(args.seed, args.quick)
         print("\n## Voice commands (held-out voices and phrases, engine noise 6 dB, digital-silence edges)\n")
         print("| recogniser | commands right | wrong command | others accepted | CPU per clip mean / p95 |")
         print("| --- | --- | --- | --- | --- |")

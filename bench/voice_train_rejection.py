@@ -28,14 +28,10 @@ import time
 import numpy as np
 
 
-def features_of(clips, rec, by_voice=None):
-    """Decode every clip; ``by_voice`` maps a voice to its enrolled recogniser (clips of
-    other voices, the noise clips, take them in turn)."""
+def features_of(clips, rec):
     rows = []
-    others = list((by_voice or {}).values())
-    for i, c in enumerate(clips):
-        r = (by_voice[c.voice] if by_voice and c.voice in by_voice else
-             others[i % len(others)] if others else rec).recognise(c.samples, c.rate)
+    for c in clips:
+        r = rec.recognise(c.samples, c.rate)
         label = int(c.kind == "command" and r.command is not None and r.phrase == c.phrase)
         rows.append((c, r, label))
     return rows
@@ -64,9 +60,6 @@ def main() -> None:
     ap.add_argument("--max-fa", type=float, default=0.03, help="false accepts allowed on the training clips")
     ap.add_argument("--features", nargs="+", default=["llr_pf", "score_pf", "ed", "nph_ratio"])
     ap.add_argument("--no-test", action="store_true", help="skip the held-out report")
-    ap.add_argument("--enrol", action="store_true",
-                    help="decode each voice's clips with its enrolled profile (enrolment clips: noise seed 500 for "
-                         "training voices, 900 for held-out ones) and also score the shipped model on them")
     args = ap.parse_args()
 
     from sklearn.linear_model import LogisticRegression
@@ -76,26 +69,11 @@ def main() -> None:
     from pitbox.voice.testing import OOG_TEST, OOG_TRAIN, VOICES_TEST, VOICES_TRAIN, command_clips
 
     rec = CommandRecognizer(reject=False)
-
-    def enrolled(voices, seed):
-        if not args.enrol:
-            return None
-        from pitbox.voice.commands import enrol
-        from pitbox.voice.testing import enrolment_clips
-
-        out = {}
-        for v in voices:
-            prof = enrol(enrolment_clips(v, seed=seed), name=v[0])
-            out[v[0]] = CommandRecognizer(reject=False, profile=prof)
-            print(f"  {v[0]}: warp {prof.warp:.2f}", flush=True)
-        return out
-
     train = []
-    by_voice = enrolled(VOICES_TRAIN, 500)
     for s in args.seeds:
         t = time.perf_counter()
         clips = command_clips(VOICES_TRAIN, OOG_TRAIN, seed=s, n_noise=24, others_per_voice=12)
-        train += features_of(clips, rec, by_voice)
+        train += features_of(clips, rec)
         print(f"seed {s}: {len(clips)} clips in {time.perf_counter() - t:.0f} s", flush=True)
     feats = args.features
     X = np.array([[r.features[n] for n in feats] for _, r, _ in train if r.features])
@@ -112,15 +90,8 @@ def main() -> None:
     ok, wrong, fa, n_cmd, n_other = score(train, model, th)
     print(f"training clips: recognised {ok}/{n_cmd} ({ok / n_cmd:.1%}), wrong command {wrong}, "
           f"accepted out of grammar or noise {fa}/{n_other} ({fa / n_other:.1%})", flush=True)
-    from pitbox.voice.commands import DEFAULT_THRESHOLD, REJECT_MODEL
-
-    ok, wrong, fa, n_cmd, n_other = score(train, REJECT_MODEL, DEFAULT_THRESHOLD)
-    print(f"training clips, the shipped model (threshold {DEFAULT_THRESHOLD}): recognised {ok}/{n_cmd} "
-          f"({ok / n_cmd:.1%}), wrong command {wrong}, accepted out of grammar or noise {fa}/{n_other} "
-          f"({fa / n_other:.1%})", flush=True)
     if not args.no_test:
-        test = features_of(command_clips(VOICES_TEST, OOG_TEST, seed=args.test_seed, n_noise=24), rec,
-                           enrolled(VOICES_TEST, 900))
+        test = features_of(command_clips(VOICES_TEST, OOG_TEST, seed=args.test_seed, n_noise=24), rec)
         ok, wrong, fa, n_cmd, n_other = score(test, model, th)
         print(f"held-out test clips (not used to choose): recognised {ok}/{n_cmd} ({ok / n_cmd:.1%}), wrong "
               f"command {wrong}, accepted out of grammar or noise {fa}/{n_other} ({fa / n_other:.1%})")

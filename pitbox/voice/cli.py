@@ -1,4 +1,4 @@
-"""Commands ``pitbox voice say``, ``pitbox voice hear``, ``pitbox voice listen`` and ``pitbox voice enrol``.
+"""Commands ``pitbox voice say``, ``pitbox voice hear`` and ``pitbox voice listen``.
 
 Nothing heavy is imported here: the parser must build fast (``pitbox --help``).
 """
@@ -41,7 +41,6 @@ def register(subparsers: Any) -> None:
                        description="Recognise one command (pocketsphinx grammar + rejection of anything else).")
     h.add_argument("file", help="a PCM WAV file (any rate; mono or stereo)")
     h.add_argument("--wake", action="store_true", help="require the wake phrase 'pit box' before the command")
-    h.add_argument("--profile", default=None, help="a driver's voice profile (pitbox voice enrol)")
     h.add_argument("--json", action="store_true", help="command, argument, what was heard, decode time as JSON")
     h.set_defaults(func=_hear)
 
@@ -51,23 +50,8 @@ def register(subparsers: Any) -> None:
     li.add_argument("--device", default=None, help="input device name or index (default: the system's)")
     li.add_argument("--wake", action="store_true", help="listen continuously for 'pit box <command>'")
     li.add_argument("--seconds", type=float, default=6.0, help="longest push-to-talk recording (default 6 s)")
-    li.add_argument("--profile", default=None, help="a driver's voice profile (pitbox voice enrol)")
     li.add_argument("--json", action="store_true", help="one JSON object per line")
     li.set_defaults(func=_listen)
-
-    en = sub.add_parser("enrol", help="fit a driver's voice profile from a few commands he says once",
-                        description="The driver says a few commands once (the microphone, with push-to-talk and "
-                                    "Enter, or WAV files with --clip FILE TEXT); PitBox picks the vocal-tract warp "
-                                    "that fits his voice best and writes it to --out, for 'hear'/'listen' --profile. "
-                                    "See docs/voice.md, 'Enrolment'.")
-    en.add_argument("--out", required=True, help="the profile to write (JSON)")
-    en.add_argument("--name", default="", help="the driver's name, kept in the profile")
-    en.add_argument("--clip", nargs=2, action="append", metavar=("FILE", "TEXT"), default=None,
-                    help="a WAV file and the words said in it (repeat; default: prompt for the enrolment phrases "
-                         "on the microphone)")
-    en.add_argument("--device", default=None, help="input device name or index, for the microphone")
-    en.add_argument("--json", action="store_true", help="the profile as JSON")
-    en.set_defaults(func=_enrol)
     p.set_defaults(func=lambda args: _help(p))
 
 
@@ -125,7 +109,7 @@ def _hear(args: argparse.Namespace) -> int:
         data = path.read_bytes()
     except OSError as exc:
         raise VoiceError(f"{path}: cannot read ({exc.strerror})") from None
-    rec = CommandRecognizer(wake=args.wake, profile=_profile(args.profile))
+    rec = CommandRecognizer(wake=args.wake)
     r = rec.recognise_wav(data, name=str(path))
     if args.json:
         print(json.dumps(r.to_dict()))
@@ -139,9 +123,8 @@ def _listen(args: argparse.Namespace) -> int:
     from pitbox.voice.mic import Microphone
 
     device: Any = int(args.device) if args.device is not None and str(args.device).isdigit() else args.device
-    profile = _profile(args.profile)
     mic = Microphone(device=device)  # raises VoiceError with a clear reason when there is no input
-    rec = CommandRecognizer(wake=args.wake, profile=profile)
+    rec = CommandRecognizer(wake=args.wake)
 
     def show(r: Any) -> None:
         if args.json:
@@ -162,43 +145,3 @@ def _listen(args: argparse.Namespace) -> int:
             return 0
         clip = mic.record_until(lambda: sys.stdin.readline() is not None, max_s=args.seconds)
         show(rec.recognise(clip, mic.sample_rate))
-
-
-def _profile(path: str | None) -> Any:
-    from pitbox.voice.commands import VoiceProfile
-
-    return VoiceProfile.load(path) if path else None
-
-
-def _enrol(args: argparse.Namespace) -> int:
-    from pitbox.voice.commands import ENROL_PHRASES, enrol
-    from pitbox.voice.errors import VoiceError
-    from pitbox.voice.wav import read_wav
-
-    clips = []
-    if args.clip:
-        for file, text in args.clip:
-            path = Path(file)
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise VoiceError(f"{path}: cannot read ({exc.strerror})") from None
-            x, rate = read_wav(data, str(path))
-            clips.append((x, rate, text))
-    else:
-        from pitbox.voice.mic import Microphone
-
-        device: Any = int(args.device) if args.device is not None and str(args.device).isdigit() else args.device
-        mic = Microphone(device=device)
-        for text in ENROL_PHRASES:
-            print(f"press Enter, say '{text}', press Enter again", file=sys.stderr)
-            if sys.stdin.readline() == "":
-                return 1
-            clips.append((mic.record_until(lambda: sys.stdin.readline() is not None), mic.sample_rate, text))
-    profile = enrol(clips, name=args.name)
-    profile.save(args.out)
-    if args.json:
-        print(json.dumps(profile.to_dict()))
-    else:
-        print(f"warp {profile.warp:.2f} from {profile.clips} clips: written to {args.out}")
-    return 0

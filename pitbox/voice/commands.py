@@ -43,15 +43,12 @@ added.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,10 +88,6 @@ REMOVE_NOISE = True
 #: vocal tract length warps tried on every clip (pocketsphinx ``inverse_linear``): the
 #: en-us model fits some voices better warped; the best-scoring complete command wins
 WARPS = (0.88, 1.0, 1.12)
-#: what a driver says once to enrol (``pitbox voice enrol``; module docstring, "Enrolment")
-ENROL_PHRASES = ("where am i losing time", "quiet in the corners", "talk anywhere", "focus on turn seven", "best lap")
-#: the warps an enrolment tries, from a long vocal tract (0.80) to a short one (1.44)
-ENROL_WARPS = tuple(round(0.80 + 0.04 * i, 2) for i in range(17))
 
 
 def grammar(max_turn: int = 20, wake: bool = False) -> str:
@@ -177,129 +170,17 @@ def prepare(samples: np.ndarray, rate: int, seed: int = 0) -> np.ndarray:
     return np.clip(x, -32768, 32767).astype(np.int16)
 
 
-@dataclass
-class VoiceProfile:
-    """One driver's enrolment (module docstring, "Enrolment"): ``warp`` the vocal-tract
-    length warp (pocketsphinx ``inverse_linear``; 1.0 = the model's own, above 1 a shorter
-    tract) his commands are decoded around, ``name`` who it is, ``scores`` the mean forced
-    alignment score per frame (log base 1.0001) of the enrolment clips at each warp tried,
-    ``clips`` how many clips were aligned."""
-
-    warp: float = 1.0
-    name: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
-    clips: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, "warp": self.warp, "name": self.name, "clips": self.clips,
-                "scores": {k: round(v, 3) for k, v in self.scores.items()}}
-
-    @classmethod
-    def from_dict(cls, d: Any, name: str = "<profile>") -> VoiceProfile:
-        """A profile from :meth:`to_dict`'s output; :class:`VoiceError` naming ``name`` when it is not one."""
-        try:
-            warp = float(d["warp"])
-        except (TypeError, KeyError, ValueError):
-            raise VoiceError(f"{name}: not a voice profile (expected a JSON object with a number 'warp', "
-                             "as 'pitbox voice enrol' writes)") from None
-        if not 0.5 <= warp <= 2.0:
-            raise VoiceError(f"{name}: warp {warp} out of range (expected 0.5 to 2.0)")
-        scores = d.get("scores") or {}
-        return cls(warp, str(d.get("name") or ""), {str(k): float(v) for k, v in scores.items()}, int(d.get("clips") or 0))
-
-    def save(self, path: str | Path) -> None:
-        """Write the profile as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> VoiceProfile:
-        """Read a profile written by :meth:`save` (a clear :class:`VoiceError` when it cannot)."""
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise VoiceError(f"{p}: cannot read the voice profile ({exc.strerror})") from None
-        except ValueError:
-            raise VoiceError(f"{p}: not a voice profile (not JSON)") from None
-        return cls.from_dict(d, str(p))
-
-
-def _new_decoder(warp: float) -> Any:
-    try:
-        from pocketsphinx import Decoder
-    except ImportError as exc:
-        raise VoiceError("voice commands need pocketsphinx (pip install 'pitbox[voice]')") from exc
-    d = Decoder(loglevel="FATAL", lm=None, warp_type="inverse_linear", warp_params=f"{warp:g}")
-    # the model's feat.params wins over a Decoder argument for remove_noise:
-    # set it in the config and rebuild the front end (module docstring)
-    d.config["remove_noise"] = REMOVE_NOISE
-    d.reinit_feat()
-    for word, phones in EXTRA_WORDS.items():
-        if d.lookup_word(word) is None:
-            d.add_word(word, phones, True)
-    return d
-
-
-def enrol(clips: Iterable[tuple[np.ndarray, int, str]], name: str = "",
-          warps: tuple[float, ...] = ENROL_WARPS) -> VoiceProfile:
-    """A driver's :class:`VoiceProfile` from clips of him saying known words: ``clips`` are
-    ``(samples, rate [Hz], text)`` (e.g. the :data:`ENROL_PHRASES`, in the noise he drives
-    in). Each clip is force-aligned to its text under each warp of ``warps``; the warp with
-    the highest alignment score per frame, averaged over the clips, wins. A clip that aligns
-    under no warp is left out (one log line); :class:`VoiceError` when none aligns or a word
-    is not in the dictionary."""
-    d = _new_decoder(1.0)
-    per_warp: dict[float, list[float]] = {w: [] for w in warps}
-    n = 0
-    for i, (samples, rate, text) in enumerate(clips):
-        words = " ".join(str(text).lower().split())
-        unknown = [w for w in words.split() if d.lookup_word(w) is None]
-        if not words or unknown:
-            raise VoiceError(f"enrolment clip {i + 1}: words not in the dictionary: {unknown or '(no text)'}")
-        x = prepare(samples, rate)
-        if len(x) < SAMPLE_RATE // 10:
-            log.warning("enrolment clip %d ('%s') is silent: left out", i + 1, words)
-            continue
-        got: dict[float, float] = {}
-        for w in warps:
-            d.config["warp_params"] = f"{w:g}"
-            d.reinit_feat()
-            d.set_align_text(words)
-            d.start_utt()
-            d.process_raw(x.tobytes(), False, True)
-            d.end_utt()
-            hyp = d.hyp()
-            if hyp is not None and d.n_frames() > 0:
-                got[w] = _log(hyp.score) / d.n_frames()
-        if len(got) < len(warps):
-            log.warning("enrolment clip %d ('%s') does not align under every warp: left out", i + 1, words)
-            continue
-        for w, v in got.items():
-            per_warp[w].append(v)
-        n += 1
-    if n == 0:
-        raise VoiceError("enrolment: no clip could be aligned to its text (silent, or not those words?)")
-    mean = {w: float(np.mean(v)) for w, v in per_warp.items()}
-    best = max(mean, key=lambda w: mean[w])
-    log.info("enrolment of %s: warp %.2f from %d clips", name or "a driver", best, n)
-    return VoiceProfile(float(best), name, {f"{w:g}": v for w, v in mean.items()}, n)
-
-
 class CommandRecognizer:
     """Recognises one command per clip (module docstring). The decoder starts on first use
-    (about 0.5 s) and is shared by the calls of this object, one at a time. With a driver's
-    ``profile`` (:func:`enrol`) every warp is multiplied by the profile's warp."""
+    (about 0.5 s) and is shared by the calls of this object, one at a time."""
 
     def __init__(self, wake: bool = False, max_turn: int = 20, reject: bool = True,
-                 threshold: float = DEFAULT_THRESHOLD, warps: tuple[float, ...] = WARPS,
-                 profile: VoiceProfile | None = None):
+                 threshold: float = DEFAULT_THRESHOLD, warps: tuple[float, ...] = WARPS):
         self.wake = wake
         self.max_turn = max_turn
         self.reject = reject
         self.threshold = float(threshold)
-        self.profile = profile
-        scale = profile.warp if profile is not None else 1.0
-        self.warps = tuple(round(w * scale, 4) for w in warps)
+        self.warps = tuple(warps)
         self._grammar = grammar(max_turn, wake)
         self._decoders: list[Any] = []
         self._decoder: Any = None  # the one whose hypothesis is being checked
@@ -307,12 +188,22 @@ class CommandRecognizer:
 
     def _init(self) -> Any:
         if not self._decoders:
+            try:
+                from pocketsphinx import Decoder, get_model_path
+            except ImportError as exc:
+                raise VoiceError("voice commands need pocketsphinx (pip install 'pitbox[voice]')") from exc
+            phone_lm = os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin")
             for w in self.warps:
-                d = _new_decoder(w)  # raises VoiceError without pocketsphinx
-                from pocketsphinx import get_model_path
-
+                d = Decoder(loglevel="FATAL", lm=None, warp_type="inverse_linear", warp_params=f"{w:g}")
+                # the model's feat.params wins over a Decoder argument for remove_noise:
+                # set it in the config and rebuild the front end (module docstring)
+                d.config["remove_noise"] = REMOVE_NOISE
+                d.reinit_feat()
+                for word, phones in EXTRA_WORDS.items():
+                    if d.lookup_word(word) is None:
+                        d.add_word(word, phones, True)
                 d.add_jsgf_string("commands", self._grammar)
-                d.add_allphone_file("phones", os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin"))
+                d.add_allphone_file("phones", phone_lm)
                 self._decoders.append(d)
             self._decoder = self._decoders[len(self._decoders) // 2]
         return self._decoder

@@ -430,15 +430,3 @@ class ClipMicrophone:
         done.wait(max_s)
         self.recorded += 1
         return self.clips.pop(0) if self.clips else np.zeros(0, np.int16)
-
-
-def enrolment_clips(voice: tuple[str, int, int], seed: int = 900, snr_db: float = 6.0,
-                    phrases: Sequence[str] | None = None) -> list[tuple[np.ndarray, int, str]]:
-    """A driver's enrolment for :func:`pitbox.voice.commands.enrol`: the enrolment phrases
-    (:data:`pitbox.voice.commands.ENROL_PHRASES`) said by ``voice`` (espeak-ng voice, words
-    per minute, pitch) in engine noise from ``seed`` (choose one no test clip uses), as
-    ``(int16 samples, 16000, text)``."""
-    from pitbox.voice.commands import ENROL_PHRASES
-
-    rng = np.random.default_rng(seed)
-    return [(noisy_clip(espeak_samples(p, *voice), rng, snr_db), 16000, p) for p in (phrases or ENROL_PHRASES)]
