@@ -195,8 +195,10 @@ def test_local_voice_is_whole_when_espeak_is_slow_to_close_the_previous_phrase(m
     asked_while_held: list[int] = []
     armed = [True]
 
+    on_synth = driver._onSynth
+
     def callback(wav, numsamples, events):  # espeak-ng's thread
-        r = driver._onSynth(wav, numsamples, events)
+        r = on_synth(wav, numsamples, events)
         if armed[0] and events[0].type == drivers.EVENT_MSG_TERMINATED:
             armed[0] = False
             held.set()
@@ -221,15 +223,37 @@ def test_local_voice_is_whole_when_espeak_is_slow_to_close_the_previous_phrase(m
 
     monkeypatch.setattr(drivers, "IsPlaying", is_playing)
     monkeypatch.setattr(drivers, "Cancel", cancel)
+    driver._onSynth = callback  # what the driver hands espeak-ng as its callback
     drivers.SetSynthCallback(callback)
     try:
         eng.synthesize("turn three")  # its last callback holds the espeak thread
         x = read_wav(eng.synthesize("turn four, brake later"))[0]
     finally:
         released.set()
+        del driver._onSynth
         drivers.SetSynthCallback(driver._onSynth)
     assert asked_while_held == [1], "the race was not forced: espeak was idle when the next phrase began"
     # pyttsx3 cancels the phrase it was asked for (and returns before espeak-ng has written it,
     # so the file is empty or cut short whenever espeak-ng is slower than pyttsx3's 10 ms loop)
     assert cancels == [], "the phrase was cancelled by pyttsx3's stop() at the start of runAndWait"
     assert abs(len(x) - clean) < 0.05 * clean, f"phrase cut by the previous one: {len(x)} samples, {clean} alone"
+
+
+def test_local_voice_gives_up_on_a_phrase_that_never_finishes(monkeypatch) -> None:
+    """A phrase espeak-ng never calls back about (its ``Synth`` made to do nothing here: no
+    audio, no end-of-message event) must not hold the voice for ever: the wait ends after
+    ``phrase_timeout_s`` with a clear error, ``Voice`` says it as text, and the next phrase
+    is made normally."""
+    from pitbox.voice.engines import LocalEngine
+
+    drivers = pytest.importorskip("pyttsx3.drivers._espeak", reason="espeak-ng driver (Linux) only")
+    eng = LocalEngine()
+    eng.synthesize("turn one")
+    monkeypatch.setattr(LocalEngine, "phrase_timeout_s", 1.0)
+    real_synth = drivers.Synth
+    monkeypatch.setattr(drivers, "Synth", lambda *a, **k: 0)
+    with pytest.raises(VoiceError, match="did not finish 'turn two' within 1 s"):
+        eng.synthesize("turn two")
+    monkeypatch.setattr(drivers, "Synth", real_synth)
+    x, rate = read_wav(eng.synthesize("turn three"))
+    assert len(x) / rate > 0.3 and np.abs(x).max() > 3000

@@ -212,17 +212,38 @@ class LocalEngine:
             self._save(engine, "ok")
         return self._engine
 
+    #: longest time one phrase may take to synthesize before the wait is given up [s]
+    phrase_timeout_s = 30.0
+
     @staticmethod
     def _save(engine: Any, text: str) -> bytes:
-        _wait_espeak_idle()
+        driver = _espeak_ready(engine)
         fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="pitbox-voice-")
         os.close(fd)
         path = Path(tmp)
+        # pyttsx3's loop has no timeout: it spins until the phrase's last callback. A phrase
+        # that never calls back would hold the voice (and this lock) for ever; the watchdog
+        # ends the loop instead, and the phrase is reported as not made.
+        fired = threading.Event()
+
+        def give_up() -> None:
+            fired.set()
+            driver.endLoop()
+
+        watchdog = threading.Timer(LocalEngine.phrase_timeout_s, give_up) if driver is not None else None
         try:
             engine.save_to_file(text, str(path))
+            if watchdog is not None:
+                watchdog.daemon = True
+                watchdog.start()
             engine.runAndWait()
+            if fired.is_set():
+                raise VoiceError(f"the offline voice did not finish {text!r} within "
+                                 f"{LocalEngine.phrase_timeout_s:g} s")
             return path.read_bytes()
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             path.unlink(missing_ok=True)
 
     def synthesize(self, text: str) -> bytes:
@@ -248,6 +269,17 @@ class LocalEngine:
 
 #: longest wait for espeak-ng to finish the previous phrase's command [s]
 ESPEAK_IDLE_TIMEOUT_S = 10.0
+
+
+def _espeak_ready(engine: Any) -> Any:
+    """Before a phrase on pyttsx3's espeak driver (Linux): wait until espeak-ng is idle
+    (:func:`_wait_espeak_idle`). Returns the driver, or None for the other platforms' drivers."""
+    mod = sys.modules.get("pyttsx3.drivers._espeak")
+    driver = getattr(getattr(engine, "proxy", None), "_driver", None)
+    if mod is None or driver is None or not hasattr(driver, "endLoop"):
+        return None
+    _wait_espeak_idle()
+    return driver
 
 
 def _wait_espeak_idle(timeout_s: float = ESPEAK_IDLE_TIMEOUT_S) -> None:
