@@ -230,3 +230,33 @@ def test_cli_command_prints_the_voice_coachs_answer(tmp_path, capsys) -> None:
     finally:
         service.stop()
         plain.stop()
+
+
+def test_voice_commands_are_rate_limited_per_connection() -> None:
+    """Each command is answered in the driver's ears: a client (a script, a stuck button) gets
+    a burst of 3 and then ``commands_per_s``; the excess is refused with each command's id,
+    the connection stays open, and another client is not affected."""
+    server = StreamServer("127.0.0.1", 0, voice_commands=True, commands_per_s=0.001).start()  # no refill here
+    heard: list = []
+    server.command_handler = lambda name, arg, rid: heard.append(rid)
+    try:
+        async def main() -> tuple:
+            a = await open_log(server.url)
+            b = await open_log(server.url)
+            for log in (a, b):
+                await log.wait_for(lambda log: log.of("hello"))
+            for k in range(5):
+                await a.send({"v": 1, "type": "command", "command": "fuel", "id": f"a{k}"})
+            await a.wait_for(lambda log: len(log.of("command_ok")) + len(log.of("error")) == 5)
+            await b.send({"v": 1, "type": "command", "command": "delta", "id": "b0"})
+            await b.wait_for(lambda log: log.of("command_ok") or log.of("error"))
+            assert a.closed is None  # refused, not dropped
+            return a, b
+
+        a, b = run(main())
+    finally:
+        server.stop()
+    assert [m["id"] for m in a.of("command_ok")] == ["a0", "a1", "a2"]
+    assert [(m["code"], m["id"]) for m in a.of("error")] == [("rate_limited", "a3"), ("rate_limited", "a4")]
+    assert "voice commands per second" in a.of("error")[0]["message"]
+    assert [m["id"] for m in b.of("command_ok")] == ["b0"] and heard == ["a0", "a1", "a2", "b0"]

@@ -316,6 +316,7 @@ class Subscriber:
         self.may_command = False  #: may send voice commands (set by the server from the token)
         #: the drivers it may command on a relay (None: any; a token's ``command:<driver>`` scopes)
         self.command_drivers: frozenset[str] | None = None
+        self.command_bucket: Any = None  #: the voice command rate (a ``limits.TokenBucket``; None: no limit)
 
     def offer(self, feed: Feed, frame: Frame, direct: bool = False) -> None:
         """A new frame of ``feed``: written at once when nothing else waits for this client

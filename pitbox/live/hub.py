@@ -31,10 +31,12 @@ from pitbox.live.limits import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
+    COMMAND_BURST,
     DROP_AND_TELL,
     ClientGuard,
     Limits,
     ThrottledLog,
+    TokenBucket,
 )
 from pitbox.live.protocol import LiveError, ProtocolError, dumps, envelope
 
@@ -400,6 +402,8 @@ class Hub:
         sub.line = _Line(ws)
         sub.may_command = self._may_command(claims)
         sub.command_drivers = self._command_drivers(claims)
+        rate = self.limits.commands_per_s
+        sub.command_bucket = TokenBucket(rate, COMMAND_BURST, time.monotonic()) if rate > 0 else None
         self._subs.add(sub)
         log.info("%s: subscriber %s connected (token subject %s)", self.server_name, sub.peer, claims.get("sub"))
         sub.push("hello", dumps(self._hello(claims)))
@@ -437,6 +441,11 @@ class Hub:
             if not sub.may_command:
                 raise ProtocolError("forbidden", "command: this token may not send voice commands (it needs the "
                                     "command scope: pitbox token create --role subscriber --scope command)")
+            bucket = sub.command_bucket
+            if bucket is not None and not bucket.take(time.monotonic()):
+                self._counters["rate_limited"] += 1
+                raise ProtocolError("rate_limited", f"command: more than {bucket.rate:g} voice commands per second "
+                                    f"(bursts of {COMMAND_BURST}); this one was dropped")
             await self._command(sub, msg)
         else:
             raise ProtocolError("unknown_type", f"field type: expected subscribe, history, set_reference or "

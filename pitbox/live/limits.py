@@ -6,6 +6,8 @@
 * :class:`ClientGuard`: one connection's side of it: a token bucket for the message rate,
   the hello and idle timers, and the counters ``/healthz`` reports. It looks at a message's
   size and arrival only, never at its type, so new message types are limited like the old.
+  One type has a limit of its own on top: voice commands (``commands_per_s``), which the
+  driver hears.
 * :class:`ThrottledLog`: one log line per (peer, reason) per minute, for refusals that a
   misconfigured client repeats every few seconds.
 
@@ -18,6 +20,7 @@ max_publishers         ``too_many_publishers``                               clo
 max_subscribers        ``too_many_subscribers``                              close 1013
 message size           ``too_big`` (up to the frame limit); larger frames    stays open; 1009
 message rate           ``rate_limited`` (once per burst; the excess dropped)  stays open
+voice command rate     ``rate_limited`` (each command over it, with its id)  stays open
 hello_timeout_s        ``hello_timeout``                                     close 1008
 idle_timeout_s         ``idle_timeout`` (publishers)                         close 1008
 dead peer              (no pong within ping_interval_s)                      close 1011
@@ -45,6 +48,8 @@ CLOSE_TRY_AGAIN = 1013
 BURST_S = 2.0
 
 ADMIT, DROP_AND_TELL, DROP = 0, 1, 2
+#: Voice commands a subscriber may send at once (then :attr:`Limits.commands_per_s`).
+COMMAND_BURST = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class Limits:
     max_publisher_message_bytes: int = 4 << 20
     subscriber_messages_per_s: float = 10.0
     publisher_messages_per_s: float = 240.0
+    #: voice commands a subscriber may send per second (bursts of :data:`COMMAND_BURST`): each
+    #: is answered in the driver's ears, so a script or a stuck button must not talk over him
+    commands_per_s: float = 1.0
     hello_timeout_s: float = 10.0
     idle_timeout_s: float = 120.0
     ping_interval_s: float = 20.0

@@ -18,6 +18,7 @@ from pitbox.live import protocol
 from pitbox.live._inbox import FRAME, LAP, MESSAGE, SESSION, SESSION_INFO, Inbox, parse_session_info
 from pitbox.live.feed import Feed, Frame, HistoryProvider, MemoryHistory, Subscriber
 from pitbox.live.hub import SEND_BUFFER_BYTES, Hub
+from pitbox.live.limits import Limits
 from pitbox.live.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ class StreamServer(Inbox, Hub):
                  origins: Sequence[str] | None = None, *, history_provider: HistoryProvider | None = None,
                  history_seconds: float = 600.0, history_rate: int = 10, max_message_bytes: int = 64 * 1024,
                  max_clients: int = 1000, compression: bool = False,
-                 send_buffer_bytes: int | None = SEND_BUFFER_BYTES, voice_commands: bool = False):
+                 send_buffer_bytes: int | None = SEND_BUFFER_BYTES, voice_commands: bool = False,
+                 commands_per_s: float = 1.0):
         Inbox.__init__(self)
+        limits = Limits(max_message_bytes=int(max_message_bytes), max_subscribers=int(max_clients),
+                        commands_per_s=float(commands_per_s))
         Hub.__init__(self, host, port, token_secret=token_secret, certfile=certfile, keyfile=keyfile,
-                     origins=origins, max_message_bytes=max_message_bytes, max_clients=max_clients,
-                     compression=compression, send_buffer_bytes=send_buffer_bytes)
+                     origins=origins, compression=compression, send_buffer_bytes=send_buffer_bytes, limits=limits)
         history = None if history_provider is not None else MemoryHistory(history_seconds, history_rate)
         self._feed = Feed(None, history, history_provider)
         self._info_seq = 0
