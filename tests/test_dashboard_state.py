@@ -464,7 +464,19 @@ def test_the_dashboard_plays_the_voice_coachs_phrases_once_its_toggle_is_on(tmp_
         dash = Dashboard(stream.url, coach="stream", lap_chart=False,
                          voice=Voice(engine="local", cache_dir=tmp_path, normalise=False))
         assert dash.voice_panel.toggle.description == "voice" and dash.voice_panel.toggle.value is False
-        wait_until(lambda: dash.state.meta.get("id") == "S1", timeout=180)  # subscribed: the session came
+        # voice messages go to subscribed clients only (not kept for late joiners); the session
+        # comes with the hello, before the subscription is taken, so wait for a frame instead
+        ticks = iter(range(1, 1 << 30))
+
+        def got_a_frame() -> bool:
+            if dash.state.frames:
+                return True
+            k = next(ticks)
+            stream.publish_frame(k, k / 60, {"Speed": 10.0})
+            return False
+
+        wait_until(got_a_frame, timeout=180)
+        assert dash.state.meta.get("id") == "S1"
         stream.publish_message(said)
         wait_until(lambda: len(dash.state.voice) == 1, timeout=180)
         assert dash.voice_panel.played == [] and dash.voice_panel.audio.value == b""  # off: nothing plays
