@@ -150,6 +150,8 @@ def test_a_token_without_the_command_scope_cannot_command(hub: str) -> None:
             msg = {"v": 1, "type": "command", "command": "delta", "driver": "alice"}
             for log in (a, b, c):
                 await log.send(msg)
+            if hub == "relay":  # a driver that is not a driver id: a clear error, the connection stays
+                await c.send({**msg, "driver": ["bob"], "id": "odd"})
             await a.wait_for(lambda log: log.of("error"))
             await b.wait_for(lambda log: log.of("error") or log.of("command_ok"))
             await c.wait_for(lambda log: log.of("error") or log.of("command_ok"))
@@ -175,6 +177,7 @@ def test_a_token_without_the_command_scope_cannot_command(hub: str) -> None:
         assert b.of("error")[0]["code"] == "bad_driver"
         assert c.of("hello")[0]["commands"] is True and c.of("hello")[0]["command_drivers"] == ["bob"]
         assert c.of("error")[0]["code"] == "forbidden" and "only bob" in c.of("error")[0]["message"]
+        assert c.of("error")[1]["code"] == "bad_driver" and c.of("error")[1]["id"] == "odd"
         assert c.of("command_ok")[0]["driver"] == "bob" and heard == [("fuel", None)]
 
 

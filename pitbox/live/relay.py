@@ -257,9 +257,10 @@ class Relay(Hub):
         rid = protocol.command_id(msg)
         extra = {} if rid is None else {"id": rid}
         allowed = sub.command_drivers
-        if allowed is not None and msg.get("driver") not in allowed:  # before asking whether it is connected
+        named = protocol.check_driver_id(msg.get("driver"))
+        if allowed is not None and named not in allowed:  # before saying whether that driver is connected
             raise ProtocolError("forbidden", f"command: this token may command only {', '.join(sorted(allowed))}, "
-                                f"not {msg.get('driver')!r}")
+                                f"not {named!r}")
         driver, feed = self._driver_feed(msg)
         if not feed.info.get("commands"):
             raise ProtocolError("no_voice", f"driver {driver!r}: the recorder runs no voice coach (pitbox record --voice)")
