@@ -263,3 +263,74 @@ def test_voice_commands_are_rate_limited_per_connection() -> None:
     assert [(m["code"], m["id"]) for m in a.of("error")] == [("rate_limited", "a3"), ("rate_limited", "a4")]
     assert "voice commands per second" in a.of("error")[0]["message"]
     assert [m["id"] for m in b.of("command_ok")] == ["b0"] and heard == ["a0", "a1", "a2", "b0"]
+
+
+ODD_VALUES = (None, True, 0, -1, 1.5, 10**20, "", "x" * 100, "Speed", "bob", [], ["bob"], {}, {"a": 1}, [[1]])
+#: a valid message of each type the server takes from a subscriber; each field is then made odd
+VALID = {"subscribe": {"channels": ["Speed"], "rate": 10, "drivers": None},
+         "history": {"since_tick": None},
+         "set_reference": {"kind": "session_best", "lap": None, "driver": "bob"},
+         "command": {"command": "fuel", "arg": None, "id": "c1", "driver": "bob"}}
+CODES = {"bad_json", "binary", "bad_version", "bad_message", "unknown_type", "bad_rate", "bad_channels", "bad_drivers",
+         "bad_history", "not_subscribed", "too_big", "bad_driver", "bad_reference", "no_coach", "forbidden",
+         "bad_command", "no_voice", "rate_limited"}
+
+
+@pytest.mark.parametrize("hub", ["stream", "relay", "relay with a command:bob token"])
+def test_every_odd_field_gets_an_error_and_the_connection_stays(hub: str, caplog) -> None:
+    """Each client message type with each field set to values of every JSON type (and the
+    message itself not an object, or of no known type): every one is answered in order, with
+    an ``error`` of a documented code when refused; the server's handler never fails (a
+    ``TypeError`` there closes the connection) and the client is still served afterwards."""
+    import logging
+
+    from pitbox.live.limits import Limits
+
+    messages: list = [[1, 2], "text", 3, None, {"v": 1}, {"v": 2, "type": "subscribe"}]
+    messages += [{"v": 1, "type": value} for value in ODD_VALUES]
+    for kind, valid in VALID.items():
+        for name in valid:
+            messages.append({"v": 1, "type": kind, **{k: v for k, v in valid.items() if k != name}})  # missing
+            for value in ODD_VALUES:
+                messages.append({"v": 1, "type": kind, **valid, name: value})
+    free = Limits(subscriber_messages_per_s=0, commands_per_s=0)  # every message answered, none dropped
+    bob = None
+    if hub == "stream":
+        server = StreamServer("127.0.0.1", 0, voice_commands=True, limits=free).start()
+        server.command_handler = lambda name, arg, rid: None
+        server.control_handler = lambda msg: None
+    else:
+        scoped = hub != "relay"
+        server = Relay("127.0.0.1", 0, limits=free, token_secret=SECRET if scoped else None).start()
+        bob = RelayPublisher(server.url, driver_id="bob", voice_commands=True, backoff_s=0.02, backoff_max_s=0.2,
+                             token=create_token(SECRET, "publisher", subject="bob") if scoped else None).start()
+        bob.command_handler = lambda name, arg, rid: None
+        bob.control_handler = lambda msg: None
+    caplog.set_level(logging.ERROR)
+    try:
+        async def main():
+            token = create_token(SECRET, "subscriber", scope=["command:bob"]) if "token" in hub else None
+            log = await open_log(server.url, token=token)
+            await log.wait_for(lambda lg: lg.of("hello"))
+            if bob is not None:
+                await log.wait_for(lambda lg: any(d["id"] == "bob" and d["connected"] for m in lg.of("hello")
+                                                  + lg.of("drivers") for d in m["drivers"]))
+            for m in messages:
+                await log.send(m)
+            # in order: once this one is answered, every one before it was handled
+            await log.send({"v": 1, "type": "subscribe", "channels": ["Speed", "RPM"], "rate": 10})
+            await log.wait_for(lambda lg: any(m.get("channels") == ["Speed", "RPM"] and m.get("rate") == 10
+                                              for m in lg.of("subscribed")), timeout=60)
+            assert log.closed is None
+            return log
+
+        log = run(main(), timeout=120)
+    finally:
+        if bob is not None:
+            bob.stop()
+        server.stop()
+    failures = [r.getMessage() for r in caplog.records if "handler failed" in r.getMessage() or r.exc_info]
+    assert not failures, failures
+    errors = log.of("error")
+    assert {e["code"] for e in errors} <= CODES, {e["code"] for e in errors} - CODES
+    assert len(errors) >= len(messages) // 3  # most of these are refused, each with its own error

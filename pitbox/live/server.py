@@ -50,10 +50,11 @@ class StreamServer(Inbox, Hub):
                  history_seconds: float = 600.0, history_rate: int = 10, max_message_bytes: int = 64 * 1024,
                  max_clients: int = 1000, compression: bool = False,
                  send_buffer_bytes: int | None = SEND_BUFFER_BYTES, voice_commands: bool = False,
-                 commands_per_s: float = 1.0):
+                 commands_per_s: float = 1.0, limits: Limits | None = None):
         Inbox.__init__(self)
-        limits = Limits(max_message_bytes=int(max_message_bytes), max_subscribers=int(max_clients),
-                        commands_per_s=float(commands_per_s))
+        if limits is None:  # else the given limits win over max_message_bytes, max_clients, commands_per_s
+            limits = Limits(max_message_bytes=int(max_message_bytes), max_subscribers=int(max_clients),
+                            commands_per_s=float(commands_per_s))
         Hub.__init__(self, host, port, token_secret=token_secret, certfile=certfile, keyfile=keyfile,
                      origins=origins, compression=compression, send_buffer_bytes=send_buffer_bytes, limits=limits)
         history = None if history_provider is not None else MemoryHistory(history_seconds, history_rate)
