@@ -223,15 +223,13 @@ def test_local_voice_is_whole_when_espeak_is_slow_to_close_the_previous_phrase(m
 
     monkeypatch.setattr(drivers, "IsPlaying", is_playing)
     monkeypatch.setattr(drivers, "Cancel", cancel)
-    driver._onSynth = callback  # what the driver hands espeak-ng as its callback
     drivers.SetSynthCallback(callback)
     try:
         eng.synthesize("turn three")  # its last callback holds the espeak thread
         x = read_wav(eng.synthesize("turn four, brake later"))[0]
     finally:
         released.set()
-        del driver._onSynth
-        drivers.SetSynthCallback(driver._onSynth)
+        drivers.SetSynthCallback(on_synth)
     assert asked_while_held == [1], "the race was not forced: espeak was idle when the next phrase began"
     # pyttsx3 cancels the phrase it was asked for (and returns before espeak-ng has written it,
     # so the file is empty or cut short whenever espeak-ng is slower than pyttsx3's 10 ms loop)
