@@ -152,6 +152,69 @@ class NaiveBroadcast:
             self._bg.stop(5)
 
 
+class BareFloor:
+    """The floor, not a peer: the least a Python server can do per frame. The publisher's own
+    thread encodes each frame once (the clients' 10 channels) and writes it with one
+    ``socket.send`` per connection, in turn, on blocking-free sockets: no event loop, no
+    hand-off, no per-client WebSocket machinery, no subscriptions read (every client gets the 10
+    channels). A client whose buffer is full misses the frame. What stays is the loopback TCP
+    stack and the 2 cores shared with the clients."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._accepting = threading.Thread(target=self._accept, name="floor-accept", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> BareFloor:
+        self._accepting.start()
+        return self
+
+    def _accept(self) -> None:
+        from websockets.frames import Frame as WsFrame
+        from websockets.frames import Opcode
+        from websockets.utils import accept_key
+
+        hello = WsFrame(Opcode.TEXT, json.dumps(envelope("hello", server="floor")).encode()).serialize(mask=False)
+        while True:
+            try:
+                s, _ = self._listener.accept()
+            except OSError:  # closed by stop()
+                return
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(65536)
+            key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", buf).group(1).decode()  # type: ignore[union-attr]
+            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n" + hello)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            s.setblocking(False)
+            with self._lock:
+                self._socks.append(s)
+
+    def publish_frame(self, tick: int, session_time: float, values: dict[str, Any]) -> None:
+        from websockets.frames import Frame as WsFrame
+        from websockets.frames import Opcode
+
+        msg = envelope("frame", tick=tick, t=session_time, values={k: jsonable(values[k]) for k in CHANNELS if k in values})
+        data = WsFrame(Opcode.TEXT, json.dumps(msg).encode()).serialize(mask=False)
+        for s in self._socks:
+            try:
+                s.send(data)
+            except OSError:  # full (a stalled client) or gone: this frame is lost for it
+                pass
+
+    def stop(self) -> None:
+        self._listener.close()
+        for s in self._socks:
+            s.close()
+
+
 # -- client worker processes ---------------------------------------------------------------
 def worker_main(conn: Any) -> None:
     while True:
@@ -284,8 +347,13 @@ async def _run_clients(conn: Any, url: str, n_clients: int, stalled: bool) -> li
 # -- one scenario ---------------------------------------------------------------------------
 def run_scenario(impl: str, n_clients: int, stalled: bool, frames: list, pipes: list, seconds: float,
                  kind: str = "websockets") -> dict[str, Any]:
-    server: Any = StreamServer(port=0).start() if impl == "pitbox" else NaiveBroadcast(
-        "broadcast" if impl == "broadcast" else "await").start()
+    server: Any
+    if impl == "pitbox":
+        server = StreamServer(port=0).start()
+    elif impl == "floor":
+        server = BareFloor().start()
+    else:
+        server = NaiveBroadcast("broadcast" if impl == "broadcast" else "await").start()
     try:
         shares = [n_clients // len(pipes) + (i < n_clients % len(pipes)) for i in range(len(pipes))]
         active = [(p, n) for p, n in zip(pipes, shares, strict=True) if n > 0]
@@ -367,12 +435,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['impl']:9} {r['client']:10} {r['clients']:>7} {'+1' if r['stalled'] else '-':>7} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
               f"{r['max_ms']:8.2f} {r['delivered']:9.1%} {r['publish_p50_us']:14.1f} {r['publish_p99_us']:14.1f} "
               f"{r['publish_cpu_p50_us']:18.1f} {r['server_cpu_us']:19.1f} {r['spread_ms']:20.2f}")
-    print("\nratio peer / pitbox (above 1: pitbox is faster)")
+    print("\nratio peer / pitbox (above 1: pitbox is faster; the floor is no peer: the least any Python server does)")
     print(f"{'peer':9} {'client':10} {'clients':>7} {'stalled':>7} {'p50':>8} {'p99':>8} {'delivered':>9} "
           f"{'server cpu':>10}")
     by = {(r["impl"], r["clients"], r["stalled"], r["client"]): r for r in rows}
     for (impl, n, stalled, kind), r in by.items():
-        for name in ("naive", "broadcast"):
+        for name in ("naive", "broadcast", "floor"):
             peer = by.get((name, n, stalled, kind))
             if impl != "pitbox" or peer is None:
                 continue
@@ -391,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-kinds", nargs="+", choices=("websockets", "lean"), default=["websockets", "lean"],
                         help="clients on the websockets library (each parses its JSON), and/or lean ones on bare "
                              "sockets (take the tick only); default both")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the floor (bare sockets written from the publisher's thread) without a stalled client")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args(argv)
     if not SOURCE.exists():
@@ -413,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.client_kinds:
             for n, stalled in scenarios:
                 peer = "broadcast" if stalled or n >= 100 else "naive"
-                for impl in ("pitbox", peer):
+                for impl in ("pitbox", peer) + (("floor",) if args.floor and not stalled else ()):
                     row = run_scenario(impl, n, stalled, frames, pipes, args.seconds, kind)
                     rows.append(row)
                     print(f"{impl:7} {kind:10} {n:4} clients{' + 1 stalled' if stalled else '':12}: p50 {row['p50_ms']:.2f} ms, "
