@@ -15,7 +15,9 @@ started before the emulator, as a recorder waiting for iRacing would be:
 Columns: the tick loop's own cost per tick (from seeing the new tick to the row being
 buffered), and the **whole CPU per tick**: the process's CPU time (every thread: the tick
 loop, the segment writer, decoding, Parquet buffering; sampled every 0.1 s, first to last
-tick, less the sampler thread's own CPU time) divided by the ticks recorded. The final Parquet merge at the session's end is shown
+tick, less the sampler thread's own CPU time) divided by the ticks recorded. It is also
+split by thread (on Unix, each thread's own CPU clock): the tick loop, the segment writer, the
+finalizer, and the stream's threads with ``--publish``. The final Parquet merge at the session's end is shown
 apart (it happens once per session). Also: ticks the sim published before each reader's
 first tick (the sim starts after the readers), and the emulator's own lateness (its publish
 time minus the time the tick was due, from its ground truth), so that a dropped tick can be
@@ -106,6 +108,7 @@ class CpuSampler:
         self.ticks = ticks
         self.samples: list[tuple[int, float]] = []  # (ticks, process CPU less the sampler's own) [s]
         self.own_s = 0.0  #: the sampler thread's own CPU time so far [s]
+        self.by_thread: list[dict[str, float]] = []  #: per sample: thread name -> its CPU time [s]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
@@ -113,6 +116,7 @@ class CpuSampler:
         while not self._stop.wait(0.1):
             self.own_s = time.thread_time()
             self.samples.append((self.ticks(), time.process_time() - self.own_s))
+            self.by_thread.append(_threads_cpu_s())
 
     def process_time(self) -> float:
         """The process's CPU time now [s], less the sampler's own so far (as in the samples)."""
@@ -135,7 +139,34 @@ class CpuSampler:
             return float("nan"), float("nan")
         last = max(k for k in range(first, len(s)) if s[k][0] > s[k - 1][0])
         (n0, c0), (n1, c1) = s[first - 1], s[last]
+        self.window = (first - 1, last)
         return (c1 - c0) / max(n1 - n0, 1) * 1e6, c1
+
+    def us_per_tick_by_thread(self) -> dict[str, float]:
+        """The same window split by thread [us per tick] (Unix: each thread's own CPU clock);
+        empty where threads' clocks cannot be read."""
+        if not self.by_thread or not hasattr(self, "window"):
+            return {}
+        a, b = self.window
+        n = max(self.samples[b][0] - self.samples[a][0], 1)
+        before, after = self.by_thread[a], {}
+        for sample in self.by_thread[a:b + 1]:  # a thread that ended at the session's end: its last sample
+            after.update(sample)
+        return {name: (cpu - before.get(name, 0.0)) / n * 1e6 for name, cpu in after.items()
+                if name != self._thread.name}
+
+
+def _threads_cpu_s() -> dict[str, float]:
+    """CPU time of every live thread of this process [s], by name (empty where unsupported)."""
+    if not hasattr(time, "pthread_getcpuclockid"):
+        return {}
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            out[t.name] = out.get(t.name, 0.0) + time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        except (OSError, TypeError):  # gone, or not started
+            pass
+    return out
 
 
 def run_pitbox(source: Path, tmp: Path, publish: bool = False, coach: bool = False) -> dict:
@@ -181,7 +212,7 @@ def run_pitbox(source: Path, tmp: Path, publish: bool = False, coach: bool = Fal
             "gaps": gaps, "stall_ms": rec.stats.max_stall_ms, "first_tick": rec.stats.first_tick,
             "joined": rec.stats.joined_at_tick, "late_ms": lateness_ms(truth),
             "channels": len(src._layout_cache[2]) if src._layout_cache else 0,
-            "row_bytes": src._layout_cache[3] if src._layout_cache else 0}
+            "row_bytes": src._layout_cache[3] if src._layout_cache else 0, "by_thread": cpu.us_per_tick_by_thread()}
 
 
 def _wait_for_sim(ir, memmap: Path, poll_s: float) -> object:
@@ -322,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{'before 1st':>9} {'p50':>7} {'p99':>7} {'max':>7}")
         label = "pitbox recorder" + (" + stream" if args.publish else "")
         print(_row(label, ours))
+        if ours["by_thread"]:
+            print(f"{'  by thread, us/tick':34} " + ", ".join(
+                f"{'tick loop' if name == 'bench' else name} {us:.1f}"
+                for name, us in sorted(ours["by_thread"].items(), key=lambda kv: -kv[1]) if us >= 0.05))
         if args.live_coach:  # the whole CPU includes the coach's pump thread; its analyst is another process
             print(_row("pitbox recorder + stream + coach", run_pitbox(short, tmp / "lc", coach=True)))
         print(_row("pyirsdk ir[name] -> dict (peer 1)", dict_peer))
