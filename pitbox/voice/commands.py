@@ -175,10 +175,8 @@ class CommandRecognizer:
     (about 0.5 s) and is shared by the calls of this object, one at a time."""
 
     def __init__(self, wake: bool = False, max_turn: int = 20, reject: bool = True,
-                 threshold: float = DEFAULT_THRESHOLD, warps: tuple[float, ...] = WARPS,
-                 mllr: dict[float, str] | None = None):
+                 threshold: float = DEFAULT_THRESHOLD, warps: tuple[float, ...] = WARPS):
         self.wake = wake
-        self.mllr = dict(mllr or {})
         self.max_turn = max_turn
         self.reject = reject
         self.threshold = float(threshold)
@@ -196,8 +194,7 @@ class CommandRecognizer:
                 raise VoiceError("voice commands need pocketsphinx (pip install 'pitbox[voice]')") from exc
             phone_lm = os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin")
             for w in self.warps:
-                extra = {"mllr": str(self.mllr[w])} if w in self.mllr else {}
-                d = Decoder(loglevel="FATAL", lm=None, warp_type="inverse_linear", warp_params=f"{w:g}", **extra)
+                d = Decoder(loglevel="FATAL", lm=None, warp_type="inverse_linear", warp_params=f"{w:g}")
                 # the model's feat.params wins over a Decoder argument for remove_noise:
                 # set it in the config and rebuild the front end (module docstring)
                 d.config["remove_noise"] = REMOVE_NOISE
