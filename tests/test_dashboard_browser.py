@@ -176,6 +176,36 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         relay.stop()
 
 
+def _diagnose_team(rig: dict[str, Any], page: Any, did: str) -> str:
+    """What the team page shows, and what the relay holds for ``did`` (its session, laps and
+    the tips a subscriber joining now would get), to tell a tip lost on the way to the relay
+    from one lost between the relay and the page."""
+    import json
+
+    relay = rig["relay"]
+    try:
+        columns = page.locator(".pitbox-team-dashboard [data-pitbox=team-column]").all_inner_texts()
+        picked = page.evaluate("() => Array.from(document.querySelectorAll('.pitbox-team-dashboard select option:checked'))"
+                               ".map((o) => o.textContent)")
+    except Exception as e:  # noqa: BLE001 - the page itself may be what failed
+        columns, picked = [f"(page not readable: {e})"], []
+
+    async def held() -> dict[str, Any]:
+        feed = relay._feeds.get(did)
+        if feed is None:
+            return {"feed": None}
+        tips = [json.loads(m) for m in feed.kept_all]
+        return {"session": feed.session, "laps": [r.get("lap") for r in feed.laps], "info": feed.info,
+                "tips": [(t.get("lap"), t.get("corner"), t.get("fault"), t.get("rank")) for t in tips]}
+
+    try:
+        state = relay._bg.run(held())
+    except Exception as e:  # noqa: BLE001
+        state = {"error": repr(e)}
+    return (f"team columns: {columns!r}\npicked: {picked!r}\nrelay holds for {did}: {state!r}\n"
+            f"relay health: {relay.health()!r}")
+
+
 #: what the fake microphone says (a voice the rejection model was not fitted on)
 TALK_PHRASE = ("fuel", "en-gb+m5", 170, 40)
 
@@ -325,7 +355,11 @@ def test_team_dashboard_shows_both_drivers(rig: dict[str, Any]) -> None:
         last_lap, (corner, fault) = max(_fault_map(faults).items())
         tip = page.locator(f"{root} [data-pitbox=team-column][data-driver='{did}'] "
                            f"[data-pitbox=tip][data-corner='{corner}'][data-fault='{fault}']")
-        tip.first.wait_for(timeout=TIMEOUT_MS)
+        try:
+            tip.first.wait_for(timeout=TIMEOUT_MS)
+        except Exception as exc:
+            raise AssertionError(f"{did}: no tip about {corner} {fault} in the team column\n"
+                                 f"{_diagnose_team(rig, page, did)}\n{_diagnose(rig, page, exc)}") from None
     # both cars were on the one map at once (the first two team colours in the canvas's pixels)
     page.wait_for_function("() => window.__pitboxSeen.bothCars >= 5", timeout=TIMEOUT_MS)
     page.locator(root).first.screenshot(path=str(rig["work"] / "team.png"))
