@@ -267,3 +267,86 @@ def test_record_options_open_a_stream_and_a_relay_publisher():
         finally:
             for out in outputs:
                 out.stop()
+
+
+def test_a_publisher_that_leaves_before_the_relays_hello_still_delivers_what_it_sent():
+    """A recorder stopped right after it started: its hello, session and tip and its close
+    reach the relay in one write, before the relay's own hello to it has gone out. The relay
+    still reads and keeps what it sent: a subscriber gets that driver's session and tip. (The
+    relay's hello then fails on a closing connection; before the fix that ended the handler
+    and dropped what was already received.) The publisher is a plain socket, so that the
+    write is one, whatever the machine's load."""
+    from websockets.frames import Close, CloseCode, Opcode
+    from websockets.frames import Frame as WsFrame
+
+    driver = "quick"
+    said = [{"v": 1, "type": "hello", "driver": {"id": driver, "name": "Quick"}},
+            {"v": 1, "type": "session", "meta": {"track": "pitboxsim_demo", "id": "s1"}},
+            {"v": 1, "type": "tip", "lap": 3, "corner": "T3", "fault": "brake_early", "rank": 1,
+             "text": "T3: brake 12 m later"}]
+
+    async def publish_and_leave(url: str) -> None:
+        import base64
+        import os
+
+        host, port = url.removeprefix("ws://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(f"GET /publish HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+        assert head.startswith("http/1.1 101"), head
+        writer.write(b"".join(WsFrame(Opcode.TEXT, json.dumps(m).encode()).serialize(mask=True) for m in said)
+                     + WsFrame(Opcode.CLOSE, Close(CloseCode.NORMAL_CLOSURE, "done").serialize()).serialize(mask=True))
+        await writer.drain()
+        await reader.read()  # until the relay closes its side
+        writer.close()
+
+    async def main(url: str) -> tuple[list[dict], list[dict]]:
+        await publish_and_leave(url)
+        log = await open_log(url, subscribe={"channels": None, "rate": 10, "drivers": None})
+        try:
+            await log.wait_for(lambda lg: any(m.get("driver") == driver for m in lg.of("tip")), timeout=20)
+        except TimeoutError:
+            pass
+        return log.of("session"), log.of("tip")
+
+    with Relay(port=0) as relay:
+        sessions, tips = run(main(relay.url))
+    assert [m["meta"] for m in sessions if m.get("driver") == driver] == [said[1]["meta"]]
+    assert [(m["lap"], m["corner"], m["fault"]) for m in tips if m.get("driver") == driver] == [(3, "T3", "brake_early")]
+
+
+def test_a_message_still_being_written_when_the_publisher_stops_reaches_the_relay():
+    """``RelayPublisher.stop()`` sends what was published before it. A tip whose write is
+    still under way (the socket's buffer full: the write awaits the network) when stop()
+    looks must be waited for, not cancelled. The network's slowness is made certain by
+    holding that one write of the websockets connection for a moment."""
+    driver = "late"
+
+    async def main(relay_url: str, pub: RelayPublisher) -> list[dict]:
+        log = await open_log(relay_url, subscribe={"channels": None, "rate": 10, "drivers": None})
+        try:
+            await log.wait_for(lambda lg: any(m.get("driver") == driver for m in lg.of("tip")), timeout=20)
+        except TimeoutError:
+            pass
+        return log.of("tip")
+
+    with Relay(port=0) as relay:
+        pub = RelayPublisher(relay.url, driver_id=driver, backoff_s=0.02, backoff_max_s=0.2).start()
+        assert pub._connected.wait(30)
+        pub.publish_session({"track": "pitboxsim_demo", "id": "s2"})
+        ws = pub._ws
+        real_send = ws.send
+
+        async def slow_send(data, text=None):  # the tip's write waits on the network
+            if b'"type": "tip"' in data or b'"type":"tip"' in data:
+                await asyncio.sleep(0.3)
+            return await real_send(data, text=text)
+
+        ws.send = slow_send
+        pub.publish_message({"type": "tip", "lap": 3, "corner": "T3", "fault": "brake_early", "rank": 1,
+                             "text": "T3: brake 12 m later"})
+        pub.stop()
+        tips = run(main(relay.url, pub))
+    assert [(m["lap"], m["corner"], m["fault"]) for m in tips if m.get("driver") == driver] == [(3, "T3", "brake_early")]

@@ -182,8 +182,11 @@ class Relay(Hub):
         self._broadcast_drivers()
         log.info("relay: driver %s connected from %s", driver, ws.remote_address)
         try:
-            await ws.send(dumps(envelope("hello", server=self.server_name, role="publisher", driver=driver,
-                                         keepalive_s=self._guards[ws].keepalive_s)), text=True)
+            try:
+                await ws.send(dumps(envelope("hello", server=self.server_name, role="publisher", driver=driver,
+                                             keepalive_s=self._guards[ws].keepalive_s)), text=True)
+            except ConnectionClosed:
+                pass  # a publisher that said all and left already: what it sent is still read below
             async for data in ws:
                 if not self._admit(ws):
                     continue
@@ -548,7 +551,12 @@ class RelayPublisher(Inbox):
             while True:
                 while self._queue or self._slot is not None:
                     if self._queue:
-                        await ws.send(self._queue.popleft(), text=True)
+                        # taken off the queue once written, so that stop() (_flush) waits for a
+                        # message still being written as for one not yet begun
+                        data = self._queue[0]
+                        await ws.send(data, text=True)
+                        if self._queue and self._queue[0] is data:  # (a full queue drops its oldest)
+                            self._queue.popleft()
                     else:
                         item, self._slot = self._slot, None
                         assert item is not None
