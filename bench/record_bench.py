@@ -130,24 +130,30 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
 
-    def us_per_tick(self) -> tuple[float, float]:
-        """CPU per tick [us] between the sample before the first tick and the last sample with
-        new ticks, and the CPU time [s] of that last sample."""
+    def _window(self) -> tuple[int, int] | None:
+        """Indices of the sample before the first tick and of the last sample with new ticks
+        (None before any tick)."""
         s = self.samples
         first = next((k for k in range(1, len(s)) if s[k][0] > 0), None)
         if first is None:
+            return None
+        return first - 1, max(k for k in range(first, len(s)) if s[k][0] > s[k - 1][0])
+
+    def us_per_tick(self) -> tuple[float, float]:
+        """CPU per tick [us] over :meth:`_window`, and the CPU time [s] of its last sample."""
+        w = self._window()
+        if w is None:
             return float("nan"), float("nan")
-        last = max(k for k in range(first, len(s)) if s[k][0] > s[k - 1][0])
-        (n0, c0), (n1, c1) = s[first - 1], s[last]
-        self.window = (first - 1, last)
+        (n0, c0), (n1, c1) = self.samples[w[0]], self.samples[w[1]]
         return (c1 - c0) / max(n1 - n0, 1) * 1e6, c1
 
     def us_per_tick_by_thread(self) -> dict[str, float]:
         """The same window split by thread [us per tick] (Unix: each thread's own CPU clock);
         empty where threads' clocks cannot be read."""
-        if not self.by_thread or not hasattr(self, "window"):
+        w = self._window()
+        if not self.by_thread or w is None:
             return {}
-        a, b = self.window
+        a, b = w
         n = max(self.samples[b][0] - self.samples[a][0], 1)
         before, after = self.by_thread[a], {}
         for sample in self.by_thread[a:b + 1]:  # a thread that ended at the session's end: its last sample
