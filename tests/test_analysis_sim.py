@@ -474,6 +474,85 @@ def test_live_like_recording_without_gps(sim_store, tmp_path: Path) -> None:
     assert len(injected & set(zip(r.tips.lap, r.tips.corner, r.tips.fault, strict=True))) >= 0.8 * len(injected)
 
 
+# -- ticks dropped by the recorder at a brake onset ----------------------------------------
+
+GAP_LAP, GAP_CORNER = 4, "T3"
+
+
+def _drop_at_brake_onset(tmp_path: Path, fault: str, size: float, metres: float, seed: int = 5) -> tuple[Path, str, float]:
+    """A simulated session with ``fault`` at T3 on lap 4, whose recording lost the ticks of
+    the last ``metres`` before T3's brake onset on that lap (the onset's own tick too when
+    ``metres`` > 20, as a recorder stalled for half a second would). The onset is found in the
+    file's own ``Brake`` and ``LapDist``: the last rise through 5 % before T3's curve starts
+    on the track's geometry. Returns
+    the store, the session and the distance [m] between the recorded samples either side of
+    the hole (``LapDist``)."""
+    from pitbox.ibt import open_telemetry, write_ibt
+
+    ibt = tmp_path / "full.ibt"
+    sim.simulate_session(track="pitboxsim_demo", laps=8, faults=[f"{GAP_LAP}:{GAP_CORNER}:{fault}:{size}"],
+                         seed=seed, out=ibt)
+    geo = sim.load_track("pitboxsim_demo").corner(GAP_CORNER)
+    with open_telemetry(ibt) as tf:
+        ch = tf.read()
+        rows = np.flatnonzero(ch["Lap"] == GAP_LAP)
+        dist = ch["LapDist"].astype(np.float64)
+        brake = ch["Brake"]
+        rising = rows[1:][(brake[rows[1:]] >= 0.05) & (brake[rows[:-1]] < 0.05) & (dist[rows[1:]] < geo.start_m)]
+        onset = int(rising[-1])  # the last braking that starts before the corner's curve
+        last = onset if metres > 20 else onset - 1
+        first = int(np.flatnonzero(dist[:onset + 1] < dist[onset] - metres)[-1]) + 1
+        keep = np.ones(len(dist), bool)
+        keep[first:last + 1] = False
+        hole_m = float(dist[last + 1] - dist[first - 1])
+        out = write_ibt(tmp_path / "dropped.ibt", {k: v[keep] for k, v in ch.items()}, tf.session_info_raw,
+                        variables=tf.variables, buf_len=tf.header.buf_len, start_date=tf.disk.session_start_date,
+                        version=tf.header.version)
+    data = tmp_path / "data"
+    return data, import_file(out, data).sessions[0], hole_m
+
+
+@pytest.mark.parametrize("mode", list(CORNER_MODES))
+def test_a_hole_of_dropped_ticks_at_a_brake_onset_is_not_a_braking_fault(tmp_path: Path, mode: str) -> None:
+    """A 25 m hole ending after T3's brake onset on the lap the driver picked up the throttle
+    30 m late: the brake point comes out about 20 m early (interpolated across the hole), which
+    is no fault to claim; the tip is the injected late throttle, and the brake point says how
+    far it may be off (the hole)."""
+    data, sid, hole_m = _drop_at_brake_onset(tmp_path, "late_throttle", 30, 25)
+    assert hole_m > 20
+    a = pa.analyse(sid, data=data, corner_file=CORNER_MODES[mode])
+    ours = {GAP_CORNER} if a.track_file is not None else {
+        k.name for k in a.corners
+        if k.start_m < sim.load_track("pitboxsim_demo").corner(GAP_CORNER).end_m
+        and k.end_m > sim.load_track("pitboxsim_demo").corner(GAP_CORNER).start_m}
+    lap_index = int(a.session.laps.set_index("lap").lap_index[GAP_LAP])
+    t = a.table[a.table.lap_index == lap_index]
+    braked = t[t.corner.isin(ours) & t.brake_point_m.notna()]
+    assert len(braked) == 1, braked
+    assert braked.brake_point_gap_m.iloc[0] == pytest.approx(hole_m, abs=0.05)
+    others = a.table[(a.table.lap_index != lap_index) & a.table.brake_point_m.notna()]
+    assert (others.brake_point_gap_m == 0).all()  # every tick recorded: no hole to allow for
+    tips = pa.coach(a, explain=False).tips
+    here = tips[(tips.lap == GAP_LAP) & tips.corner.isin(ours)]
+    assert here.fault.tolist() == ["late_throttle"], here.to_string()
+    assert here.deviation_gap.iloc[0] == 0  # the pickup is far from the hole
+
+
+def test_a_braking_fault_beyond_a_small_hole_is_still_told_with_the_hole_as_its_accuracy(tmp_path: Path) -> None:
+    """Braking 25 m early with 4 m of ticks lost just before the onset: still ``brake_early``,
+    its size within the hole and the driver's scatter of the injected 25 m, and the change says
+    how far it may be off."""
+    data, sid, hole_m = _drop_at_brake_onset(tmp_path, "brake_early", 25, 4)
+    assert 3 < hole_m < 6
+    r = pa.coach(pa.analyse(sid, data=data), explain=False)
+    tip = r.tips[(r.tips.lap == GAP_LAP) & (r.tips.corner == GAP_CORNER)]
+    assert tip.fault.tolist() == ["brake_early"], r.tips.to_string()
+    assert tip.deviation_gap.iloc[0] == pytest.approx(hole_m, abs=0.05)
+    sigma = sim.read_truth(tmp_path / "full.ibt")[0]["noise"]["brake_point_sigma_m"]
+    assert abs(-tip.deviation.iloc[0] - 25) < hole_m + 3 * sigma
+    assert f"±{hole_m:.0f} m: ticks missing" in tip.change.iloc[0]
+
+
 def test_simulated_and_real_never_mix_in_track_models(sim_store) -> None:
     data, cases = sim_store
     s = pa.load_session(cases[0].session_id, data)

@@ -190,6 +190,47 @@ def test_delta_and_corner_segments_across_the_hitch(hitched_store) -> None:
     assert res["per_corner"].segment_time_s.sum() == pytest.approx(res["lap"]["time_s"], abs=1e-6)
 
 
+def _brake_onsets(ch: dict[str, np.ndarray], lap: int) -> np.ndarray:
+    """Rows of ``lap`` where ``Brake`` rises through 5 %, strongest braking (peak over the next
+    second) first."""
+    r, b = _rows_of(ch, lap), ch["Brake"]
+    on = r[1:][(b[r[1:]] >= 0.05) & (b[r[:-1]] < 0.05)]
+    return on[np.argsort([-b[i:i + 60].max() for i in on], kind="stable")]
+
+
+@pytest.fixture(scope="module")
+def holed_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, float]]:
+    """The 2015 Langley file with a hitch at lap 184's hardest brake onset and the 20 rows
+    before lap 185's hardest brake onset dropped (a recorder that stalled for a third of a
+    second), as an ``.ibt``, imported. Also returns the hole: ``LapDist`` of the samples
+    either side of it."""
+    root = tmp_path_factory.mktemp("holed")
+    with open_telemetry(need(LANGLEY)) as tf:
+        ch = tf.read()
+        hitch, onset = int(_brake_onsets(ch, 184)[0]), int(_brake_onsets(ch, 185)[0])
+        hole = {"from_m": float(ch["LapDist"][onset - 21]), "to_m": float(ch["LapDist"][onset])}
+        broken = _dropped(_hitched(ch, [hitch]), list(range(onset - 20, onset)))
+        ibt = write_ibt(root / LANGLEY.name, broken, tf.session_info_raw, variables=tf.variables,
+                        buf_len=tf.header.buf_len, start_date=tf.disk.session_start_date, version=tf.header.version)
+    return root / "data", import_file(ibt, root / "data").sessions[0], hole
+
+
+def test_a_brake_point_in_a_hole_of_dropped_ticks_carries_the_hole_and_a_hitch_none(holed_store) -> None:
+    """The brake point found in the hole is known only to the hole's length, which the corner
+    table gives (``LapDist`` either side of it); the hitch at a brake onset is no hole (the car
+    moved one tick: physics time), nor is any other brake point of either lap."""
+    data, sid, hole = holed_store
+    a = pa.analyse(sid, data=data)
+    t = a.table[a.table.lap_index.isin(a.session.laps.set_index("lap").lap_index[[184, 185]])]
+    braked = t[t.brake_point_m.notna()]
+    assert len(braked) >= 4  # both braking corners of Langley, on both laps
+    lap185 = int(a.session.laps.set_index("lap").lap_index[185])
+    inside = (braked.lap_index == lap185) & braked.brake_point_m.between(hole["from_m"], hole["to_m"])
+    assert inside.sum() == 1, braked[["lap_index", "corner", "brake_point_m", "brake_point_gap_m"]]
+    assert braked[inside].brake_point_gap_m.iloc[0] == pytest.approx(hole["to_m"] - hole["from_m"], abs=0.05)
+    assert (braked[~inside].brake_point_gap_m == 0).all()
+
+
 def test_a_store_from_older_lap_table_rules_is_rebuilt(hitched_store, tmp_path: Path) -> None:
     """A session file whose footer holds a lap table of the old rules (SessionTime lap times,
     no version stamp) is read with a rebuilt table; the file is not rewritten."""

@@ -101,6 +101,28 @@ def interpolation_error_s(distance_m: np.ndarray, time_s: np.ndarray, grid_m: np
     return float(np.max(np.abs(np.interp(g, d, t) - PchipInterpolator(d, t)(g))))
 
 
+#: a step between two recorded samples longer than this many ticks has ticks missing in it
+GAP_TICKS = 1.5
+
+
+def sample_gaps_m(distance_m: np.ndarray, time_s: np.ndarray, grid_m: np.ndarray, tick_s: float) -> np.ndarray:
+    """Per grid point: the distance [m] between the recorded samples of a stretch with ticks
+    missing (dropped records: the step in physics time is over :data:`GAP_TICKS` ticks) that
+    the point's value is interpolated from -- the grid points inside the stretch and the one
+    on either side of it -- else 0. An event found there (a brake onset, say) is known only to
+    be somewhere in that stretch; with every tick recorded its place is within one tick's
+    travel, which the driver's own scatter already covers."""
+    d, t, grid = (np.asarray(x, np.float64) for x in (distance_m, time_s, grid_m))
+    out = np.zeros(len(grid))
+    if len(d) < 2 or not len(grid):
+        return out
+    for k in np.flatnonzero(np.diff(t) > GAP_TICKS * tick_s):
+        lo = max(int(np.searchsorted(grid, d[k], "left")) - 1, 0)
+        hi = int(np.searchsorted(grid, d[k + 1], "right")) + 1
+        out[lo:hi] = np.maximum(out[lo:hi], d[k + 1] - d[k])
+    return out
+
+
 @dataclass
 class Trace:
     """One lap resampled on a distance grid.
@@ -123,6 +145,9 @@ class Trace:
     distance_source: str = "LapDistPct"
     #: the first part of the next lap (distances past the line, time since this lap's start)
     overrun: Trace | None = None
+    #: per grid point: how far apart the recorded samples around it are where ticks are
+    #: missing between them [m], else 0 (:func:`sample_gaps_m`); None: not known
+    gap_m: np.ndarray | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name == "distance_m":

@@ -14,7 +14,9 @@ faulty when it is at least :data:`Z_FAULT` σ from the baseline in the fault's d
 several are, the first in the order of the corner is the cause (lock-up, which wheel speeds
 show beyond doubt, then braking point, coasting, minimum speed, throttle pickup) and the
 others its consequences (braking late makes the car run wide: lower minimum speed, later
-throttle). Faults are named in the simulator's words.
+throttle). Faults are named in the simulator's words. Where the recording lost ticks around
+a brake point or pickup, the deviation counts only beyond that hole, and the tip carries the
+hole as ``deviation_gap``.
 
 **Time cost.** The corner's segment time minus what this lap would have taken with the
 driver's usual input where the fault is, and its own inputs elsewhere: a per-corner linear
@@ -50,6 +52,7 @@ from pitbox.analysis.diagnosis import (
     METRICS,
     Z_FAULT,
     diagnose,
+    gap,
     mad_sigma,
     num,
 )
@@ -76,8 +79,8 @@ TOUCHES = {
     "coasting": {"min_speed_kmh", "throttle_pickup_m"},
     "late_throttle": {"throttle_pickup_m"},
 }
-TIP_COLUMNS = ["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "deviation", "unit", "z",
-               "segment_loss_s", "repeat", "valid"]
+TIP_COLUMNS = ["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "deviation", "deviation_gap", "unit",
+               "z", "segment_loss_s", "repeat", "valid"]
 
 
 @dataclass
@@ -180,17 +183,18 @@ def fault_cost(row: pd.Series, fault: str | None, base: Baseline) -> float:
     return float(row.segment_time_s) - expected
 
 
-def _change_text(fault: str, dev: float, row: pd.Series, base: pd.Series) -> str:
+def _change_text(fault: str, dev: float, row: pd.Series, base: pd.Series, gap_m: float = 0.0) -> str:
     a = abs(dev)
+    unsure = f"; ±{gap_m:.0f} m: ticks missing" if gap_m >= 0.5 else ""
     if fault == "brake_early":
-        return f"brake {a:.0f} m later (at {base.brake_point_m:.0f} m, not {row.brake_point_m:.0f} m)"
+        return f"brake {a:.0f} m later (at {base.brake_point_m:.0f} m, not {row.brake_point_m:.0f} m{unsure})"
     if fault == "brake_late":
-        return f"brake {a:.0f} m earlier (at {base.brake_point_m:.0f} m, not {row.brake_point_m:.0f} m)"
+        return f"brake {a:.0f} m earlier (at {base.brake_point_m:.0f} m, not {row.brake_point_m:.0f} m{unsure})"
     if fault == "low_min_speed":
         return f"carry {a:.1f} km/h more through the apex ({base.min_speed_kmh:.0f} km/h, not {row.min_speed_kmh:.0f})"
     if fault == "late_throttle":
         return (f"pick up the throttle {a:.0f} m earlier (at {base.throttle_pickup_m:.0f} m, "
-                f"not {row.throttle_pickup_m:.0f} m)")
+                f"not {row.throttle_pickup_m:.0f} m{unsure})")
     if fault == "coasting":
         return f"coast {a:.1f} s less: go from the brake to the throttle without a gap"
     if fault == "lockup":
@@ -244,9 +248,10 @@ def lap_tips(a: SessionAnalysis, base: Baseline, min_loss_s: float = MIN_LOSS_S,
         loss = fault_cost(r, fault, base)
         if loss < min_loss_s:
             continue
+        g = gap(r, FAULT_METRIC[fault])
         rows.append({"lap_index": int(r.lap_index), "lap": int(r.lap), "corner": r.corner, "fault": fault,
-                     "change": _change_text(fault, d, r, b), "time_loss_s": round(loss, 3),
-                     "deviation": round(d, 3), "unit": unit, "z": round(z, 1),
+                     "change": _change_text(fault, d, r, b, g), "time_loss_s": round(loss, 3),
+                     "deviation": round(d, 3), "deviation_gap": round(g, 3), "unit": unit, "z": round(z, 1),
                      "segment_loss_s": round(float(r.segment_time_s - b.segment_time_s), 3), "repeat": False,
                      "valid": bool(r.valid)})
     tips = pd.DataFrame(rows, columns=TIP_COLUMNS)

@@ -31,6 +31,8 @@ CHECKS: tuple[tuple[str, str, float], ...] = (
     ("brake_point_m", "brake_early", -1.0), ("brake_point_m", "brake_late", 1.0), ("coasting_s", "coasting", 1.0),
     ("min_speed_kmh", "low_min_speed", -1.0), ("throttle_pickup_m", "late_throttle", 1.0),
 )
+#: input -> how far this lap's value may be off because ticks are missing around it [same unit]
+GAPS = {"brake_point_m": "brake_point_gap_m", "throttle_pickup_m": "throttle_pickup_gap_m"}
 FAULT_METRIC = {f: m for m, f, _ in CHECKS}
 FAULT_SIGN = {f: s for _, f, s in CHECKS}
 
@@ -54,19 +56,32 @@ def floored_noise(ct: pd.DataFrame) -> pd.Series:
                       for m, (floor, _) in METRICS.items()}).fillna(pd.Series({m: v[0] for m, v in METRICS.items()}))
 
 
+def gap(row: pd.Series, metric: str) -> float:
+    """How far ``row``'s ``metric`` may be off because ticks are missing from the recording
+    around it (:data:`GAPS`; 0 when every tick is there or the input has no such measure)."""
+    g = pd.to_numeric(row.get(GAPS.get(metric, ""), 0.0), errors="coerce")
+    return 0.0 if pd.isna(g) else float(g)
+
+
 def _z(row: pd.Series, base: pd.Series, noise: pd.Series, metric: str, sign: float) -> float | None:
+    """The lap's deviation from the baseline in the fault's direction, in σ, after the
+    benefit of the doubt: the smallest deviation the recording allows (:func:`gap`)."""
     if metric not in row or metric not in base:
         return None
     v, b = pd.to_numeric(row[metric], errors="coerce"), pd.to_numeric(base[metric], errors="coerce")
     if pd.isna(v) or pd.isna(b):
         return None
-    return sign * float(v - b) / float(noise[metric])
+    return (sign * float(v - b) - gap(row, metric)) / float(noise[metric])
 
 
 def diagnose(row: pd.Series, base: pd.Series, noise: pd.Series) -> tuple[str, float, float, str] | None:
     """The fault of one lap at one corner: (fault, deviation from the baseline, z, unit), or
     None when no input stands out. Deviations: brake point [m] (+ later), lock-up [s],
     minimum speed [km/h] (- slower), coasting [s], throttle pickup [m] (+ later).
+
+    Where ticks are missing around the lap's brake point or throttle pickup, the deviation
+    counts only beyond the stretch they leave unknown (:func:`gap`): a brake onset that fell in
+    a 30 m hole is no fault unless it is early by more than 30 m and the usual scatter.
 
     Braking early *and* carrying less speed through the apex is ``low_min_speed`` (the driver
     slowed the car more than needed); braking early at the usual apex speed is ``brake_early``.

@@ -36,6 +36,7 @@ from pitbox.analysis.align import (
     integrate_speed,
     interpolation_error_s,
     resample,
+    sample_gaps_m,
     unwrap_distance,
 )
 from pitbox.analysis.channels import TRACE_CHANNELS
@@ -328,7 +329,8 @@ def build_trace(session: Session, lap: Lap, step_m: float = DEFAULT_STEP_M,
                lap_time_s=float(row.time_s) if complete else None,
                iracing_time_s=None if pd.isna(ir) else float(ir), complete=complete,
                interp_error_s=interpolation_error_s(d, t, grid),
-               distance_source="LapDistPct" if session.source.has("LapDistPct") else "Speed")
+               distance_source="LapDistPct" if session.source.has("LapDistPct") else "Speed",
+               gap_m=sample_gaps_m(d, t, grid, 1.0 / session.tick_rate))
     if complete and session.source.has("LapDistPct"):
         tr.overrun = _overrun(session, row, names, step_m)
     return tr
@@ -354,7 +356,8 @@ def _overrun(session: Session, row: pd.Series, names: list[str], step_m: float) 
         return None
     kinds = session.source.kinds
     return Trace(session.id, int(row.lap_index), length, grid, np.interp(grid, d, t),
-                 {n: resample(d, c[n], grid, kinds.get(n, "linear")) for n in [*names, *flags]}, complete=False)
+                 {n: resample(d, c[n], grid, kinds.get(n, "linear")) for n in [*names, *flags]}, complete=False,
+                 gap_m=sample_gaps_m(d, t, grid, 1.0 / session.tick_rate))
 
 
 # -- loading and references --------------------------------------------------------------

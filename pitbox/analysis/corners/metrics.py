@@ -1,6 +1,11 @@
 """Per-lap metrics of each corner: segment time, brake point, peak brake and release,
 minimum speed, throttle pickup, coasting, lock-ups, exit speed and time in the corner
-(distances [m] from the start line, speeds [km/h], times [s], pedals 0-1)."""
+(distances [m] from the start line, speeds [km/h], times [s], pedals 0-1).
+
+The brake point and the throttle pickup come with ``brake_point_gap_m`` and
+``throttle_pickup_gap_m``: how far the point may be off because ticks are missing from the
+recording around it (the recorded samples on either side are that far apart; 0 when every
+tick is there; see :func:`pitbox.analysis.align.sample_gaps_m`)."""
 
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ def lap_corner_metrics(trace: Trace, c: Corner, next_lap: bool = True) -> dict[s
     lo_seg = int(np.searchsorted(w.d, c.seg_start_m))
     bp = brake_on(w.slice(lo_seg, apex_hi), first=True)
     m["brake_point_m"] = bp
+    m["brake_point_gap_m"] = w.gap_at(bp)
     braking, release_i = _braking_metrics(w, c, bp, apex_lo, apex_hi, L)
     m.update(braking)
     if speed is not None:
@@ -70,6 +76,7 @@ def lap_corner_metrics(trace: Trace, c: Corner, next_lap: bool = True) -> dict[s
     if bp is not None and brake is not None:  # the pickup follows the corner's last braking (chicanes)
         release_i = max(release_i, _last_release(brake, lo_seg, apex_hi))
     m["throttle_pickup_m"] = _throttle_pickup(w, min(release_i, len(w.d) - 1))
+    m["throttle_pickup_gap_m"] = w.gap_at(m["throttle_pickup_m"])
     thr = w.ch.get("Throttle")
     if thr is not None and brake is not None:
         moving = speed > 5 if speed is not None else np.ones(len(w.d), bool)

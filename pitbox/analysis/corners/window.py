@@ -20,9 +20,21 @@ class Window:
     d: np.ndarray
     t: np.ndarray
     ch: dict[str, np.ndarray]
+    #: per point: the stretch [m] of missing ticks it lies in, else 0 (:attr:`Trace.gap_m`)
+    gap: np.ndarray | None = None
 
     def slice(self, i: int, j: int) -> Window:
-        return Window(self.d[i:j], self.t[i:j], {k: v[i:j] for k, v in self.ch.items()})
+        return Window(self.d[i:j], self.t[i:j], {k: v[i:j] for k, v in self.ch.items()},
+                      None if self.gap is None else self.gap[i:j])
+
+    def gap_at(self, x: float | None) -> float | None:
+        """How far an event found at ``x`` [m] may be off because ticks are missing around it
+        [m]: the gap at the grid points on either side (0 with every tick recorded; None
+        when ``x`` is None or the gaps are not known)."""
+        if x is None or self.gap is None or not len(self.d):
+            return None
+        i = int(np.searchsorted(self.d, x))
+        return float(np.max(self.gap[max(i - 1, 0):i + 1]))
 
 
 def window(trace: Trace, a: float, b: float, next_lap: bool = True) -> Window:
@@ -32,20 +44,24 @@ def window(trace: Trace, a: float, b: float, next_lap: bool = True) -> Window:
     from the lap time)."""
     L = trace.length_m
     d, t = trace.distance_m, trace.time_s
+    gap = trace.gap_m
     a = max(a, float(d[0]))
     i = max(int(np.searchsorted(d, a, "left")) - 1, 0)
     if b <= d[-1] + 1e-9 or not trace.complete:
         j = min(int(np.searchsorted(d, b, "right")) + 1, len(d))
-        return Window(d[i:j], t[i:j], {k: v[i:j] for k, v in trace.channels.items()})
+        return Window(d[i:j], t[i:j], {k: v[i:j] for k, v in trace.channels.items()},
+                      None if gap is None else gap[i:j])
     ov = trace.overrun if next_lap else None
     if ov is not None and ov.distance_m[-1] >= b - 1e-9:
         j = min(int(np.searchsorted(ov.distance_m, b, "right")) + 1, len(ov.distance_m))
+        ov_gap = None if gap is None or ov.gap_m is None else np.concatenate([gap[i:], ov.gap_m[:j]])
         return Window(np.concatenate([d[i:], ov.distance_m[:j]]), np.concatenate([t[i:], ov.time_s[:j]]),
-                      {k: np.concatenate([v[i:], ov.channels[k][:j]]) for k, v in trace.channels.items()})
+                      {k: np.concatenate([v[i:], ov.channels[k][:j]]) for k, v in trace.channels.items()}, ov_gap)
     j = min(int(np.searchsorted(d, b - L, "right")) + 1, len(d))
     lap_t = t[-1]
     return Window(np.concatenate([d[i:-1], d[:j] + L]), np.concatenate([t[i:-1], t[:j] + lap_t]),
-                  {k: np.concatenate([v[i:-1], v[:j]]) for k, v in trace.channels.items()})
+                  {k: np.concatenate([v[i:-1], v[:j]]) for k, v in trace.channels.items()},
+                  None if gap is None else np.concatenate([gap[i:-1], gap[:j]]))
 
 
 def cross_up(x: np.ndarray, d: np.ndarray, level: float, start: int = 0) -> float | None:
