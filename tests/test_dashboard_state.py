@@ -121,6 +121,44 @@ def test_the_faulted_braking_zone_is_frozen_and_named(sim: dict) -> None:
     assert z.samples is not None and z.samples.shape[1] > 10
 
 
+def test_a_brake_point_in_a_hole_of_missing_frames_is_told_as_the_stretch_it_lies_in(sim: dict) -> None:
+    """Frames from 15 m before the faulted lap's T3 brake onset to 10 m after it never arrive
+    (a slow page, dropped ticks): the zone says the brake went on somewhere in the hole, which
+    holds the onset found in pyirsdk's rows, and claims only what the hole allows against the
+    reference; the clean lap's zone, with every frame, says where."""
+    from pitbox.dashboard.state import BRAKE_ON
+
+    c, length = sim["cols"], sim["track"].length_m
+    dist = c["LapDistPct"].astype(float) * length
+    geo = sim["track"].corner(FAULT["corner"])
+    rows = np.flatnonzero(c["Lap"] == FAULT["lap"])
+    brake = c["Brake"]
+    rising = rows[1:][(brake[rows[1:]] >= BRAKE_ON) & (brake[rows[:-1]] < BRAKE_ON) & (dist[rows[1:]] < geo.start_m)]
+    onset = int(rising[-1])
+    true_m = float(dist[onset])
+    lost = {i for i in rows if true_m - 15 <= dist[i] <= true_m + 10}
+    st = DriverState()
+    st.take(reference_message(sim))
+    zones = []
+    for msg in frames(sim):
+        if msg["tick"] in lost:
+            continue
+        st.take(msg)
+        if st.zones.frozen is not None and (not zones or zones[-1] is not st.zones.frozen):
+            zones.append(st.zones.frozen)
+    z = next(z for z in zones if z.lap == FAULT["lap"] and z.corner == FAULT["corner"])
+    assert z.start_from_m is not None and z.start_from_m < true_m <= z.start_m
+    assert z.start_m - z.start_from_m > 25
+    text = z.summary()
+    assert "frames missing" in text and f"between {z.start_from_m:.0f} and {z.start_m:.0f} m" in text
+    assert z.ref_start_m is not None and z.start_m < z.ref_start_m
+    assert f"at least {z.ref_start_m - z.start_m:.0f} m earlier" in text
+    shift = next(f for f in sim["truth"]["faults"] if f["lap"] == FAULT["lap"])["measured"]["brake_point_shift_m"]
+    assert z.ref_start_m - z.start_m < abs(shift) + 9.0  # a lower bound, true within the noise
+    clean = next(z for z in zones if z.lap == 1 and z.corner == FAULT["corner"])
+    assert clean.start_from_m is None and "brake at" in clean.summary()
+
+
 def test_canvas_updates_carry_only_new_samples_and_reassemble_the_lap(sim: dict) -> None:
     st = DriverState()
     cursor = CanvasCursor()

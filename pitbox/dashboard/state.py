@@ -53,6 +53,9 @@ ZONE_MARGIN_M = 60.0
 ZONE_SETTLE_M = 120.0
 #: The reference's brake point is its brake onset nearest to the live one, within this [m].
 REF_ONSET_WINDOW_M = 120.0
+#: A brake point whose samples either side are this many usual spacings apart lies in a hole
+#: of missing frames (a slow page, a dropped tick), and is told as the stretch it lies in.
+HOLE_SPACINGS = 3.0
 
 
 def scalar(value: Any) -> float:
@@ -182,14 +185,28 @@ class BrakeZone:
     ref_min_speed: float | None = None
     samples: np.ndarray | None = None  #: (columns, rows) float32 of the current lap in ``window``
     columns: tuple[str, ...] = ()
+    #: where the stretch before ``start_m`` with frames missing begins [m] (the brake went on
+    #: somewhere in it); None when the frames around the brake point came regularly
+    start_from_m: float | None = None
 
     def summary(self) -> str:
         name = self.corner or "braking zone"
-        parts = [f"{name}: brake at {self.start_m:.0f} m"]
-        if self.ref_start_m is not None:
-            diff = self.start_m - self.ref_start_m
-            word = "earlier" if diff < 0 else "later"
-            parts[0] += f", {abs(diff):.0f} m {word} than the reference ({self.ref_start_m:.0f} m)"
+        ref = self.ref_start_m
+        if self.start_from_m is None:
+            parts = [f"{name}: brake at {self.start_m:.0f} m"]
+            if ref is not None:
+                diff = self.start_m - ref
+                word = "earlier" if diff < 0 else "later"
+                parts[0] += f", {abs(diff):.0f} m {word} than the reference ({ref:.0f} m)"
+        else:  # the brake point is known only to lie in the hole: claim no more than that
+            lo, hi = self.start_from_m, self.start_m
+            parts = [f"{name}: brake between {lo:.0f} and {hi:.0f} m (frames missing)"]
+            if ref is not None and hi < ref:
+                parts[0] += f", at least {ref - hi:.0f} m earlier than the reference ({ref:.0f} m)"
+            elif ref is not None and lo > ref:
+                parts[0] += f", at least {lo - ref:.0f} m later than the reference ({ref:.0f} m)"
+            elif ref is not None:
+                parts[0] += f", the reference's ({ref:.0f} m) in that stretch"
         peak = f"peak {100 * self.peak_brake:.0f} %"
         if self.ref_peak_brake is not None:
             peak += f" (ref {100 * self.ref_peak_brake:.0f} %)"
@@ -243,7 +260,8 @@ class BrakeZones:
         zone = BrakeZone(lap=lap, corner=None, start_m=start_m, end_m=end_m, window=window,
                          peak_brake=float(np.nanmax(cols.col("Brake")[seg])),
                          min_speed=float(np.nanmin(cols.col("Speed")[seg])),
-                         samples=np.ascontiguousarray(cols.data[: cols.n][inside].T), columns=tuple(cols.names))
+                         samples=np.ascontiguousarray(cols.data[: cols.n][inside].T), columns=tuple(cols.names),
+                         start_from_m=_hole_before(dist, s, inside))
         if ref is not None and len(ref.distance_m) and "Brake" in ref.channels:
             zone.corner = ref.corner_for(start_m)
             rd, rb = ref.distance_m, ref.channels["Brake"]
@@ -260,6 +278,18 @@ class BrakeZones:
                 zone.ref_min_speed = float(np.nanmin(ref.channels["Speed"][span]))
         self.frozen = zone
         self.version += 1
+
+
+def _hole_before(dist: np.ndarray, s: int, inside: np.ndarray) -> float | None:
+    """Where the stretch before sample ``s`` begins when frames are missing in it (it is over
+    :data:`HOLE_SPACINGS` times the usual spacing of the zone's samples), else None."""
+    if s == 0:
+        return None
+    steps = np.diff(dist[inside])
+    steps = steps[steps > 0]
+    usual = float(np.median(steps)) if len(steps) else 0.0
+    stretch = float(dist[s] - dist[s - 1])
+    return float(dist[s - 1]) if usual > 0 and stretch > HOLE_SPACINGS * usual else None
 
 
 @dataclass
