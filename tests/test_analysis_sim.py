@@ -300,6 +300,28 @@ def test_top_tip_names_the_injected_corner_and_fault(analysed) -> None:
     assert err.abs().median() < 0.05
 
 
+def test_each_tips_time_cost_is_within_its_stated_accuracy_of_the_truth(analysed) -> None:
+    """``time_loss_sd_s`` is a 1 σ accuracy: over the tips that name an injected fault, the
+    simulator's true cost lies within 1 σ of the estimate for most and within 2 σ for nearly
+    all (a normal error gives 68 % and 95 %); and it is no blanket: its median stays under the
+    time model's own scale (a tenth of a second)."""
+    errs, sds = [], []
+    for c, a, r in analysed:
+        for f in c.truth["faults"]:
+            ours = _matching_corners(c, a, f["corner"])
+            tip = r.tips[(r.tips.lap == f["lap"]) & r.tips.corner.isin(ours) & (r.tips.fault == f["fault"])]
+            if len(tip):
+                errs.append(abs(float(tip.time_loss_s.iloc[0]) - f["cost_s"]))
+                sds.append(float(tip.time_loss_sd_s.iloc[0]))
+    err, sd = np.array(errs), np.array(sds)
+    within1, within2 = float(np.mean(err <= sd)), float(np.mean(err <= 2 * sd))
+    print(f"\n{len(err)} tips: true cost within 1 σ {within1:.0%}, within 2 σ {within2:.0%}; "
+          f"σ median {np.median(sd) * 1e3:.0f} ms, |error| median {np.median(err) * 1e3:.0f} ms")
+    assert len(err) >= 40 and np.isfinite(sd).all()
+    assert within1 >= 0.6 and within2 >= 0.9
+    assert np.median(sd) < 0.1
+
+
 def test_clean_laps_get_no_tip_over_50_ms(analysed) -> None:
     worst = []
     for c, _a, r in analysed:

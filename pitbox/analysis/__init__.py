@@ -56,7 +56,7 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
     ``report`` (default ``<data>/_reports/<session id>.html``, ignored by the store).
     """
     from pitbox.analysis.best import theoretical_best
-    from pitbox.analysis.coaching import coach
+    from pitbox.analysis.coaching import coach, cost_text
     from pitbox.analysis.errors import NoValidLap
     from pitbox.analysis.laps_analysis import analyse
     from pitbox.analysis.session import load_session
@@ -83,7 +83,7 @@ def demo_summary(data: str | os.PathLike[str] | None = None, session_id: str | N
     if top.empty:
         lines.append("  no tips: every lap was within the driver's own spread")
     for _, t in top.iterrows():
-        lines.append(f"  lap {t.lap} [{t.lap_index}] {t.corner}: {t.change}  ({t.fault}, costs {t.time_loss_s:.3f} s)")
+        lines.append(f"  lap {t.lap} [{t.lap_index}] {t.corner}: {t.change}  ({t.fault}, costs {cost_text(t)})")
     tb = theoretical_best(a)
     if tb["time_s"] is not None:
         lines.append(f"  theoretical best {tb['time_s']:.3f} s ({'continuous' if tb['continuous'] else 'not continuous'})")

@@ -74,7 +74,7 @@ def cmd_coach(args: argparse.Namespace) -> int:
     print(f"session {a.session.id}: {a.session.track} / {a.session.car} / {a.session.driver}")
     print(f"reference {a.reference.label} ({a.reference.time_s:.3f} s); baseline: {r.baseline.source}")
     print("\ntips:")
-    _print_df(r.tips[["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "repeat"]])
+    _print_df(r.tips[["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "time_loss_sd_s", "repeat"]])
     print("\nfollow-up:")
     _print_df(r.follow_up)
     print("\nper corner (valid laps):")

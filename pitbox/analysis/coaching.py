@@ -22,9 +22,10 @@ hole as ``deviation_gap``.
 driver's usual input where the fault is, and its own inputs elsewhere: a per-corner linear
 model of segment time on brake point, minimum speed and throttle pickup, fitted on the clean
 valid laps (ridge, at least :data:`MIN_FIT_LAPS` laps, else no correction) removes the cost
-of this lap's ordinary scatter in the inputs the fault does not touch. What remains
-uncertain is the scatter in the faulty input itself (about its σ times its cost per unit;
-docs/analysis.md gives the numbers measured on the simulator).
+of this lap's ordinary scatter in the inputs the fault does not touch. Each tip states its
+accuracy, ``time_loss_sd_s`` (:func:`fault_cost_sd`): what the model leaves unexplained on the
+clean laps, and the scatter in the faulty input itself (its σ times its cost per unit);
+docs/analysis.md gives the coverage measured on the simulator.
 
 **Tips.** Only laps driven at racing pace are coached (valid laps, and laps invalid only for an
 off-track or an incident; never out, in or pit laps). A corner gets a tip when its fault costs
@@ -79,8 +80,8 @@ TOUCHES = {
     "coasting": {"min_speed_kmh", "throttle_pickup_m"},
     "late_throttle": {"throttle_pickup_m"},
 }
-TIP_COLUMNS = ["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "deviation", "deviation_gap", "unit",
-               "z", "segment_loss_s", "repeat", "valid"]
+TIP_COLUMNS = ["lap_index", "lap", "corner", "fault", "change", "time_loss_s", "time_loss_sd_s", "deviation",
+               "deviation_gap", "unit", "z", "segment_loss_s", "repeat", "valid"]
 
 
 @dataclass
@@ -93,6 +94,9 @@ class Baseline:
     slopes: pd.DataFrame = field(default_factory=pd.DataFrame)  #: index corner; s per unit of each model input
     fit_laps: dict[str, int] = field(default_factory=dict)
     fit_range: dict[str, pd.DataFrame] = field(default_factory=dict)  #: corner -> min/max of each input in the fit
+    #: index corner: robust σ of the time model's residual on the clean valid laps [s] (the
+    #: segment time the inputs do not explain); NaN with fewer than 3 such laps
+    residual_s: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
 
 def _noise(valid: pd.DataFrame, corners: pd.Index) -> pd.DataFrame:
@@ -162,7 +166,12 @@ def baseline(a: SessionAnalysis, use_reference: bool = False) -> Baseline:
         if sl is not None:
             slopes[corner], fit[corner] = sl, len(clean)
             ranges[corner] = clean[list(sl.index)].apply(num).agg(["min", "max"])
-    return Baseline(values, noise, source, pd.DataFrame(slopes).T, fit, ranges)
+    base = Baseline(values, noise, source, pd.DataFrame(slopes).T, fit, ranges)
+    base.residual_s = pd.Series({corner: mad_sigma(pd.Series(
+        [fault_cost(r, None, base) for _, r in _clean_rows(valid[valid.corner == corner], values.loc[corner],
+                                                            noise.loc[corner]).iterrows()], dtype=float))
+        for corner in values.index}, dtype=float)
+    return base
 
 
 def fault_cost(row: pd.Series, fault: str | None, base: Baseline) -> float:
@@ -181,6 +190,24 @@ def fault_cost(row: pd.Series, fault: str | None, base: Baseline) -> float:
                 lo, hi = base.fit_range[row.corner][m]  # ordinary scatter only: never extrapolate
                 expected += float(s) * float(np.clip(x, lo, hi) - b[m])
     return float(row.segment_time_s) - expected
+
+
+def fault_cost_sd(corner: str, fault: str, base: Baseline) -> float:
+    """The accuracy (1 σ) of :func:`fault_cost` [s]: the segment time the time model leaves
+    unexplained on the driver's clean laps, combined with the scatter of the faulty input
+    itself times its cost per unit (which no analysis can take out: the driver's usual value
+    is known only to that scatter). NaN when the corner has fewer than 3 clean laps."""
+    resid = float(base.residual_s.get(corner, np.nan))
+    metric = FAULT_METRIC[fault]
+    slope = base.slopes.loc[corner].get(metric, np.nan) if corner in base.slopes.index else np.nan
+    scatter = float(base.noise.loc[corner, metric]) * abs(float(slope)) if pd.notna(slope) else 0.0
+    return float(np.hypot(resid, scatter))
+
+
+def cost_text(tip: Any) -> str:
+    """A tip's time cost with its accuracy: "0.152 ± 0.031 s" (the ± left out when unknown)."""
+    sd = pd.to_numeric(getattr(tip, "time_loss_sd_s", np.nan), errors="coerce")
+    return f"{tip.time_loss_s:.3f} ± {sd:.3f} s" if pd.notna(sd) else f"{tip.time_loss_s:.3f} s"
 
 
 def _change_text(fault: str, dev: float, row: pd.Series, base: pd.Series, gap_m: float = 0.0) -> str:
@@ -251,6 +278,7 @@ def lap_tips(a: SessionAnalysis, base: Baseline, min_loss_s: float = MIN_LOSS_S,
         g = gap(r, FAULT_METRIC[fault])
         rows.append({"lap_index": int(r.lap_index), "lap": int(r.lap), "corner": r.corner, "fault": fault,
                      "change": _change_text(fault, d, r, b, g), "time_loss_s": round(loss, 3),
+                     "time_loss_sd_s": round(fault_cost_sd(r.corner, fault, base), 3),
                      "deviation": round(d, 3), "deviation_gap": round(g, 3), "unit": unit, "z": round(z, 1),
                      "segment_loss_s": round(float(r.segment_time_s - b.segment_time_s), 3), "repeat": False,
                      "valid": bool(r.valid)})
@@ -377,5 +405,5 @@ def follow_up_sessions(result: CoachResult, a: SessionAnalysis, later: list[Sess
 
 
 __all__ = ["CHECKS", "FAULTS", "FAULT_METRIC", "FAULT_SIGN", "METRICS", "Z_FAULT", "Baseline", "CoachResult",
-           "baseline", "coach", "coachable_laps", "corner_losses", "diagnose", "fault_cost", "follow_up",
-           "follow_up_sessions", "lap_tips"]
+           "baseline", "coach", "coachable_laps", "corner_losses", "cost_text", "diagnose", "fault_cost",
+           "fault_cost_sd", "follow_up", "follow_up_sessions", "lap_tips"]

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from pitbox.analysis import best as B
 from pitbox.analysis import context as X
 from pitbox.analysis import figures as F
-from pitbox.analysis.coaching import CoachResult, coach
+from pitbox.analysis.coaching import CoachResult, coach, cost_text
 from pitbox.analysis.explain import explain_messages
 from pitbox.analysis.laps_analysis import SessionAnalysis, analyse
 from pitbox.analysis.session import Session, load_session
@@ -122,7 +122,7 @@ def _tips_section(a: SessionAnalysis, r: CoachResult) -> str:
         parts.append("<p>No tips: every lap was within the driver's own spread at every corner.</p>")
     for _, t in top.iterrows():
         parts.append(f"<p class='tip'><b>Lap {t.lap} [{t.lap_index}], {html.escape(t.corner)}</b>: "
-                     f"{html.escape(t.change)} <span class='muted'>({t.fault}, {t.time_loss_s:.3f} s)</span></p>")
+                     f"{html.escape(t.change)} <span class='muted'>({t.fault}, {cost_text(t)})</span></p>")
     parts.append("<h2>Laps</h2>" + _table(lap_overview(a, r)))
     parts.append("<h2>Tips per lap</h2>" + _table(r.tips.drop(columns=["z"], errors="ignore")))
     parts.append("<h2>Did the tips work? (next laps)</h2>" + _table(r.follow_up))
