@@ -158,7 +158,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         roots = {"lab": ".pitbox-dashboard", "voila": ".pitbox-dashboard", "team": ".pitbox-team-dashboard"}
         for key, page in pages.items():
             sel = f"{roots[key]} [data-pitbox=status][data-state=connected]"
-            page.wait_for_selector(sel, timeout=TIMEOUT_MS)
+            try:
+                page.wait_for_selector(sel, timeout=TIMEOUT_MS)
+            except Exception as exc:
+                raise AssertionError(_diagnose_setup(pages, roots, key, server, practices, work, exc)) from None
             page.evaluate(OBSERVER, roots[key])
         # Alice's recorder runs the voice coach: her page's voice toggle is pressed (browsers play
         # nothing before a click) so that its phrases play there
@@ -177,6 +180,42 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         if server is not None:
             server.stop()
         relay.stop()
+
+
+#: JavaScript: what a page shows of its notebook (JupyterLab or Voila): the kernel's status, each
+#: code cell's prompt, every error or stderr output, and the dashboard's status line.
+JS_PAGE_STATE = """(rootSel) => {
+  const app = window.jupyterapp;
+  const w = app && app.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  const texts = (sel) => Array.from(document.querySelectorAll(sel)).map((e) => e.textContent.slice(0, 600));
+  return {url: location.href, title: document.title, current: w ? w.title.label : null,
+          kernel: k ? k.status : (app ? 'no kernel' : 'not JupyterLab'),
+          prompts: texts('.jp-CodeCell .jp-InputPrompt'),
+          errors: texts('[data-mime-type="application/vnd.jupyter.stderr"], .jp-RenderedText[data-mime-type*=error], .voila-error, .jp-OutputArea-output pre'),
+          roots: document.querySelectorAll(rootSel).length,
+          status: texts(rootSel + ' [data-pitbox=status]'),
+          dialogs: texts('.jp-Dialog')};
+}"""
+
+
+def _diagnose_setup(pages: dict[str, Any], roots: dict[str, str], key: str, server: Any, practices: dict[str, Any], work: Path,
+                    exc: BaseException) -> str:
+    """Why a page's dashboard did not connect: what every page shows of its notebook, the
+    JupyterLab server's log and the practice rigs' output (a screenshot per page in ``work``)."""
+    import json
+
+    lines = [f"{key}: the dashboard did not show 'connected': {type(exc).__name__}: {exc}"]
+    for k, page in pages.items():
+        try:
+            page.screenshot(path=str(work / f"setup-{k}.png"), full_page=True)
+            state = json.dumps(page.evaluate(JS_PAGE_STATE, roots[k]))
+        except Exception as e:  # noqa: BLE001 - the page itself may be what failed
+            state = f"(page not readable: {e})"
+        lines.append(f"page {k}: {state[:4000]}")
+    lines.append(f"jupyter log: {server.log_tail(6000)}")
+    lines.extend(p.output() for p in practices.values())
+    return "\n".join(lines)
 
 
 def _diagnose_team(rig: dict[str, Any], page: Any, did: str) -> str:
