@@ -159,18 +159,18 @@ def baseline(a: SessionAnalysis, use_reference: bool = False) -> Baseline:
         values = valid.groupby("corner")[[c for c in cols if c in valid]].agg(lambda s: num(s).median())
         source = "median_of_valid_laps"
     noise = _noise(valid, values.index)
-    slopes, fit, ranges = {}, {}, {}
+    slopes, fit, ranges, cleans = {}, {}, {}, {}
     for corner in values.index:
-        clean = _clean_rows(valid[valid.corner == corner], values.loc[corner], noise.loc[corner])
+        clean = cleans[corner] = _clean_rows(valid[valid.corner == corner], values.loc[corner], noise.loc[corner])
         sl = _slopes(clean)
         if sl is not None:
             slopes[corner], fit[corner] = sl, len(clean)
             ranges[corner] = clean[list(sl.index)].apply(num).agg(["min", "max"])
     base = Baseline(values, noise, source, pd.DataFrame(slopes).T, fit, ranges)
-    base.residual_s = pd.Series({corner: mad_sigma(pd.Series(
-        [fault_cost(r, None, base) for _, r in _clean_rows(valid[valid.corner == corner], values.loc[corner],
-                                                            noise.loc[corner]).iterrows()], dtype=float))
-        for corner in values.index}, dtype=float)
+    # what the fitted model leaves unexplained on the same clean laps
+    base.residual_s = pd.Series({corner: mad_sigma(pd.Series([fault_cost(r, None, base) for _, r in clean.iterrows()],
+                                                             dtype=float))
+                                 for corner, clean in cleans.items()}, dtype=float)
     return base
 
 

@@ -37,6 +37,21 @@ class Window:
         return float(np.max(self.gap[max(i - 1, 0):i + 1]))
 
 
+_GAP = "\0gap"  #: the gaps ride with the channels through the cuts below
+
+
+def _arrays(trace: Trace, gaps: bool = True) -> dict[str, np.ndarray]:
+    ch = dict(trace.channels)
+    if gaps and trace.gap_m is not None:
+        ch[_GAP] = trace.gap_m
+    return ch
+
+
+def _make(d: np.ndarray, t: np.ndarray, ch: dict[str, np.ndarray]) -> Window:
+    gap = ch.pop(_GAP, None)
+    return Window(d, t, ch, gap)
+
+
 def window(trace: Trace, a: float, b: float, next_lap: bool = True) -> Window:
     """Grid points covering ``[a, b]`` [m] (one point beyond each end where there is one). Past
     the finish line the lap goes on with the next lap's start (:attr:`Trace.overrun`) or,
@@ -44,24 +59,20 @@ def window(trace: Trace, a: float, b: float, next_lap: bool = True) -> Window:
     from the lap time)."""
     L = trace.length_m
     d, t = trace.distance_m, trace.time_s
-    gap = trace.gap_m
     a = max(a, float(d[0]))
     i = max(int(np.searchsorted(d, a, "left")) - 1, 0)
     if b <= d[-1] + 1e-9 or not trace.complete:
         j = min(int(np.searchsorted(d, b, "right")) + 1, len(d))
-        return Window(d[i:j], t[i:j], {k: v[i:j] for k, v in trace.channels.items()},
-                      None if gap is None else gap[i:j])
+        return _make(d[i:j], t[i:j], {k: v[i:j] for k, v in _arrays(trace).items()})
     ov = trace.overrun if next_lap else None
     if ov is not None and ov.distance_m[-1] >= b - 1e-9:
         j = min(int(np.searchsorted(ov.distance_m, b, "right")) + 1, len(ov.distance_m))
-        ov_gap = None if gap is None or ov.gap_m is None else np.concatenate([gap[i:], ov.gap_m[:j]])
-        return Window(np.concatenate([d[i:], ov.distance_m[:j]]), np.concatenate([t[i:], ov.time_s[:j]]),
-                      {k: np.concatenate([v[i:], ov.channels[k][:j]]) for k, v in trace.channels.items()}, ov_gap)
+        nxt = _arrays(ov)
+        return _make(np.concatenate([d[i:], ov.distance_m[:j]]), np.concatenate([t[i:], ov.time_s[:j]]),
+                     {k: np.concatenate([v[i:], nxt[k][:j]]) for k, v in _arrays(trace, _GAP in nxt).items()})
     j = min(int(np.searchsorted(d, b - L, "right")) + 1, len(d))
-    lap_t = t[-1]
-    return Window(np.concatenate([d[i:-1], d[:j] + L]), np.concatenate([t[i:-1], t[:j] + lap_t]),
-                  {k: np.concatenate([v[i:-1], v[:j]]) for k, v in trace.channels.items()},
-                  None if gap is None else np.concatenate([gap[i:-1], gap[:j]]))
+    return _make(np.concatenate([d[i:-1], d[:j] + L]), np.concatenate([t[i:-1], t[:j] + t[-1]]),
+                 {k: np.concatenate([v[i:-1], v[:j]]) for k, v in _arrays(trace).items()})
 
 
 def cross_up(x: np.ndarray, d: np.ndarray, level: float, start: int = 0) -> float | None:
