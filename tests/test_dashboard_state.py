@@ -227,8 +227,11 @@ def test_lap_table_tips_fuel_and_tyres_panels() -> None:
     st.take(tip)  # the same tip again (a reconnect): shown once
     html = panels.laps_html(st)
     row = html.split('data-lap="2"')[1].split("</tr>")[0]
-    assert "T3" in row and "brake_early" in row and "0.575 s" in row
+    assert "T3" in row and "brake_early" in row and "(0.575 s)" in row  # no accuracy stated: none shown
     assert html.count('data-pitbox="tip"') == 1
+    st.take({**tip, "lap": 3, "lap_index": 3, "time_loss_sd_s": 0.031})
+    row = panels.laps_html(st).split('data-lap="3"')[1].split("</tr>")[0]
+    assert "(0.575 ± 0.031 s)" in row
     st.take({"v": 1, "type": "coach", "lap": 3, "corner_deltas": [{"corner": "T1", "delta_s": 0.12}],
              "fuel": {"level_l": 40.0, "per_lap_mean3_l": 2.5, "per_lap_p65_l": 2.6, "laps_left": 16.0,
                       "laps_left_min": 15.4, "laps_left_max": 16.2, "to_add_l": {"laps": 20, "l": 12.0}},

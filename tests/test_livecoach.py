@@ -270,7 +270,8 @@ def offline_tips(path: Path) -> dict[str, Any]:
     return json.loads(buf.getvalue())
 
 
-TIP_KEYS = ("lap", "lap_index", "corner", "fault", "change", "time_loss_s")
+#: every tip field `pitbox coach --json` also gives (the time cost with its accuracy included)
+TIP_KEYS = ("lap", "lap_index", "corner", "fault", "change", "time_loss_s", "time_loss_sd_s", "deviation_gap")
 
 
 def test_live_tips_equal_pitbox_coach_on_the_session_cut_where_the_coach_ran(recorded, coached) -> None:
@@ -290,6 +291,8 @@ def test_live_tips_equal_pitbox_coach_on_the_session_cut_where_the_coach_ran(rec
         top = [t for t in live if t["lap"] == lap and t["rank"] == 1]
         assert top and (top[0]["corner"], top[0]["fault"]) == (fault["corner"], fault["fault"])
     assert not [t for t in live if t["lap"] not in by_lap]  # clean laps: silence
+    # the accuracy is stated once the driver has three clean laps of a corner (NaN, sent as null, before)
+    assert any(isinstance(t["time_loss_sd_s"], float) and t["time_loss_sd_s"] > 0 for t in live)
 
 
 # -- reference switches ----------------------------------------------------------------------

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 LAP_CHANNELS = ("SessionTime", "SessionTick", "SessionNum", "Lap", "LapDistPct", "LapLastLapTime",
                 "OnPitRoad", "PlayerTrackSurface", "PlayerCarMyIncidentCount", "Speed")
 TIP_FIELDS = ("lap", "lap_index", "corner", "fault", "change", "time_loss_s")
-TIP_EXTRAS = ("deviation", "unit", "z", "segment_loss_s", "repeat")
+TIP_EXTRAS = ("time_loss_sd_s", "deviation", "deviation_gap", "unit", "z", "segment_loss_s", "repeat")
 
 
 class LiveSource(Source):
