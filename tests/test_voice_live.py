@@ -121,6 +121,49 @@ def test_the_browser_panel_plays_voice_messages(tmp_path) -> None:
     panel.close()
 
 
+def test_a_phrase_arriving_as_the_idle_panel_worker_leaves_still_plays() -> None:
+    """The panel's worker thread leaves when no phrase came for a while; a phrase that arrives
+    after it found none but before it has ended must start another worker, not be dropped
+    (it was, once in a loaded browser run). The panel's lock is wrapped so that the phrase
+    arrives in exactly that moment: right as the idle worker releases the lock."""
+    import threading
+
+    from pitbox.voice.widget import VoicePanel
+
+    panel = VoicePanel(Voice(engine="text"), enabled=True)
+    panel.IDLE_S = 0.01
+    first = {"type": "voice", "text": "T3: 0.3 s", "priority": "tip"}
+    second = {"type": "voice", "text": "T6: 0.5 s", "priority": "tip"}
+
+    class Gate:
+        def __init__(self) -> None:
+            self.lock, self.fired, self.idle = threading.Lock(), False, False
+
+        def __enter__(self) -> None:
+            self.lock.acquire()
+            self.idle = threading.current_thread().name == "pitbox-voice-panel" and panel._latest is None
+
+        def __exit__(self, *exc: object) -> None:
+            idle = self.idle
+            self.lock.release()
+            if idle and not self.fired:  # the worker found nothing and is about to leave
+                self.fired = True
+                t = threading.Thread(target=panel.on_voice, args=(second,))
+                t.start()
+                t.join()
+
+    panel._lock = Gate()
+    panel.on_voice(first)
+    worker = panel._thread
+    worker.join(30)
+    assert panel._lock.fired
+    assert panel._thread is not None and panel._thread is not worker, "the second phrase started no worker"
+    panel._thread.join(30)
+    assert [m["text"] for m in panel.played] == ["T3: 0.3 s", "T6: 0.5 s"]
+    assert "T6: 0.5 s" in panel.label.value
+    panel.close()
+
+
 def test_player_choice_here() -> None:
     p = make_player("auto")
     assert p.name in ("sounddevice", "aplay", "null", "winsound")

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 class VoicePanel:
     """A toggle ("voice"), the audio element and the last phrase's text."""
 
+    #: seconds without a phrase after which the worker thread leaves (the next one starts another)
+    IDLE_S = 5.0
+
     def __init__(self, voice: Any = None, enabled: bool = False):
         import ipywidgets as w
 
@@ -55,19 +58,20 @@ class VoicePanel:
             return
         with self._lock:
             self._latest = msg
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:  # the worker leaves only under the lock, so none is about to
                 self._thread = threading.Thread(target=self._run, name="pitbox-voice-panel", daemon=True)
                 self._thread.start()
         self._wake.set()
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(5.0)
+            self._wake.wait(self.IDLE_S)
             self._wake.clear()
             with self._lock:
                 msg, self._latest = self._latest, None
-            if msg is None:
-                return
+                if msg is None:  # idle: leave, and say so under the lock (the next phrase starts a new worker)
+                    self._thread = None
+                    return
             try:
                 sp = self.voice.synthesize(str(msg.get("spoken") or msg.get("text") or ""))
             except Exception:  # the page must keep going without the voice
