@@ -59,12 +59,17 @@ if REASON:
 #: and (every 200 ms) where the player's car is drawn, read from the map canvas's pixels.
 OBSERVER = """(rootSel) => {
   const root = document.querySelector(rootSel);
-  const rec = window.__pitboxSeen = {laps: [], deltas: [], cars: [], teamLaps: {}};
+  const rec = window.__pitboxSeen = {laps: [], deltas: [], cars: [], teamLaps: {}, said: [], talk: []};
   const grab = () => {
     const lap = root.querySelector('[data-pitbox=lap]');
     const delta = root.querySelector('[data-pitbox=delta]');
     if (lap && lap.textContent !== rec.laps[rec.laps.length - 1]) rec.laps.push(lap.textContent);
     if (delta && delta.textContent !== rec.deltas[rec.deltas.length - 1]) rec.deltas.push(delta.textContent);
+    const said = root.querySelector('.pitbox-voice-text');  // the voice panel's latest phrase
+    if (said && said.textContent !== rec.said[rec.said.length - 1]) rec.said.push(said.textContent);
+    const talk = root.querySelector('.pitbox-talk');  // push-to-talk: what it heard and answered
+    const t = talk && [talk.dataset.capture, talk.dataset.recordedS, talk.textContent].join(' | ');
+    if (t && t !== rec.talk[rec.talk.length - 1]) rec.talk.push(t);
     for (const row of root.querySelectorAll('[data-pitbox-driver]')) {
       const id = row.getAttribute('data-pitbox-driver');
       const t = row.querySelector('[data-pitbox=lap]').textContent;
@@ -263,12 +268,14 @@ def _talk_clip() -> bytes:
     return samples_to_wav(resample(x, 16000, 48000).astype(np.int16), 48000)
 
 
-def _diagnose(rig: dict[str, Any], page: Any, exc: BaseException) -> str:
+def _diagnose(rig: dict[str, Any], page: Any, exc: BaseException | None) -> str:
     try:
-        seen = page.evaluate("() => JSON.stringify(window.__pitboxSeen)")
+        seen = page.evaluate("() => { const s = window.__pitboxSeen; return JSON.stringify({said: s.said, talk: s.talk, "
+                             "laps: s.laps, teamLaps: s.teamLaps, deltas: s.deltas.slice(-20), cars: s.cars}); }")
     except Exception as e:  # noqa: BLE001 - the page itself may be what failed
         seen = f"(page not readable: {e})"
-    return f"{type(exc).__name__}: {exc}\nthe page saw: {seen[:3000]}\n" + \
+    head = "" if exc is None else f"{type(exc).__name__}: {exc}\n"
+    return f"{head}the page saw: {seen[:3000]}\n" + \
         "\n".join(p.output() for p in rig["practices"].values())
 
 
@@ -334,7 +341,9 @@ def test_push_to_talk_from_the_dashboards_button(rig: dict[str, Any]) -> None:
     except Exception as exc:
         page.screenshot(path=str(rig["work"] / "talk-failed.png"))
         raise AssertionError(_diagnose(rig, page, exc)) from None
-    assert talk.locator(".pitbox-talk-heard").inner_text() == "heard: fuel"
+    # recorded on the audio thread (a worklet), where a busy page cannot drop samples
+    assert talk.get_attribute("data-capture") == "worklet"
+    assert talk.locator(".pitbox-talk-heard").inner_text() == "heard: fuel", _diagnose(rig, page, None)
     # Alice's recorder runs the voice coach (--voice): it answered, in her ears and on the stream
     assert talk.get_attribute("data-via") == "recorder"
     answer = talk.locator(".pitbox-talk-answer").inner_text()

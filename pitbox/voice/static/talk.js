@@ -1,12 +1,53 @@
 // PitBox push-to-talk (anywidget): hold the button (or the page's hotkey) to speak a command.
 //
 // While the button is held the page records the browser's microphone (getUserMedia + Web
-// Audio), as 16 kHz mono PCM16 (resampled here by an OfflineAudioContext); on release it
+// Audio: an AudioWorklet, which runs on the audio thread, so a busy page loses no samples;
+// a ScriptProcessor, on the page's own thread, only where worklets are missing), as 16 kHz
+// mono PCM16 (resampled here by an OfflineAudioContext); on release it
 // sends the clip to the kernel as one binary buffer: {type: "clip", rate, samples}. The
 // kernel runs the same recogniser as `pitbox voice hear` and sets `heard` and `answer`,
 // which this view shows. A clip is cut at `max_s` seconds even if the button is still held.
 
 const RATE = 16000;
+
+// The audio-thread side: posts every block of the microphone to the page, in order; on
+// "flush" answers "done" after the blocks before it (messages keep their order).
+const TAP = `class PitboxTap extends AudioWorkletProcessor {
+  constructor() { super(); this.port.onmessage = (e) => { if (e.data === "flush") this.port.postMessage("done"); }; }
+  process(inputs) {
+    const ch = inputs[0] && inputs[0][0];
+    if (ch && ch.length) this.port.postMessage(ch.slice(0));
+    return true;
+  }
+}
+registerProcessor("pitbox-tap", PitboxTap);`;
+
+// An AudioWorkletNode passing the microphone's blocks to take(), or null where the browser
+// has no worklets (then the ScriptProcessor below does it).
+async function tapNode(ctx, take) {
+  if (!ctx.audioWorklet || typeof AudioWorkletNode === "undefined") return null;
+  const url = URL.createObjectURL(new Blob([TAP], { type: "application/javascript" }));
+  try {
+    await ctx.audioWorklet.addModule(url);
+  } catch (e) {
+    return null;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  const node = new AudioWorkletNode(ctx, "pitbox-tap", { numberOfInputs: 1, numberOfOutputs: 1, channelCount: 1 });
+  let flushed = null;
+  node.port.onmessage = (e) => {
+    if (e.data === "done") { if (flushed) flushed(); return; }
+    take(e.data);
+  };
+  // every block the audio thread took before now (bounded: a closed context answers nothing)
+  node.flush = () => new Promise((resolve) => {
+    flushed = resolve;
+    node.port.postMessage("flush");
+    setTimeout(resolve, 1000);
+  });
+  return node;
+}
 
 async function to16k(chunks, rate) {
   let n = 0;
@@ -47,6 +88,7 @@ function render({ model, el }) {
 
   let rec = null; // {ctx, stream, node, chunks, n, rate, stopping}
   let held = false;
+  let opening = false;
 
   const show = () => {
     heard.textContent = model.get("heard") ? `heard: ${model.get("heard")}` : "";
@@ -59,36 +101,51 @@ function render({ model, el }) {
   };
 
   async function start() {
-    if (rec) return;
+    if (rec || opening) return;
+    opening = true;
+    try {
+      await open();
+    } finally {
+      opening = false;
+    }
+  }
+
+  async function open() {
     held = true;
     status.dataset.state = "opening";
     status.textContent = "opening the microphone…";
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
-    } catch (e) {
-      status.dataset.state = "error";
-      status.textContent = `no microphone: ${e.message || e}`;
-      held = false;
-      return;
-    }
+    // the audio graph first, the microphone last: no sound is lost to setting up
     const ctx = new AudioContext();
     // a context made after the permission prompt may start suspended (the press's user
     // activation has expired): resume it, or no audio would arrive
     if (ctx.state === "suspended") await ctx.resume().catch(() => {});
-    const src = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(4096, 1, 1);
-    const r = rec = { ctx, stream, node, chunks: [], n: 0, rate: ctx.sampleRate, stopping: false };
+    const r = { ctx, stream: null, node: null, chunks: [], n: 0, rate: ctx.sampleRate, stopping: false };
     const maxN = model.get("max_s") * ctx.sampleRate;
-    node.onaudioprocess = (ev) => {
+    const take = (d) => {
       if (r.stopping) return;
-      const d = new Float32Array(ev.inputBuffer.getChannelData(0));
       r.chunks.push(d);
       r.n += d.length;
       box.dataset.recordedS = (r.n / r.rate).toFixed(3);
       if (r.n >= maxN) stop();
     };
-    src.connect(node);
+    let node = await tapNode(ctx, take);
+    box.dataset.capture = node ? "worklet" : "script";
+    if (!node) {
+      node = ctx.createScriptProcessor(4096, 1, 1);
+      node.onaudioprocess = (ev) => take(new Float32Array(ev.inputBuffer.getChannelData(0)));
+    }
+    try {
+      r.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+    } catch (e) {
+      status.dataset.state = "error";
+      status.textContent = `no microphone: ${e.message || e}`;
+      held = false;
+      ctx.close().catch(() => {});
+      return;
+    }
+    r.node = node;
+    rec = r;
+    ctx.createMediaStreamSource(r.stream).connect(node);
     node.connect(ctx.destination);
     status.dataset.state = "recording";
     status.textContent = "listening…";
@@ -100,9 +157,10 @@ function render({ model, el }) {
     held = false;
     const r = rec;
     if (!r || r.stopping) return;
-    r.stopping = true;
     rec = null;
     btn.classList.remove("pitbox-talk-on");
+    if (r.node.flush) await r.node.flush();  // the blocks still on their way from the audio thread
+    r.stopping = true;
     r.node.disconnect();
     r.stream.getTracks().forEach((t) => t.stop());
     await r.ctx.close();
