@@ -597,3 +597,48 @@ def test_push_to_talk_goes_to_the_recorders_voice_coach_when_it_has_one(tmp_path
             d.stop()
         service.stop()
         plain.stop()
+
+
+def test_a_snapshot_whose_build_failed_goes_out_with_the_next_change() -> None:
+    """The kernel's update pump (pitbox.dashboard.sync) owes a page that said "ready" a full
+    snapshot; when building it fails once (the state changed under it), the next update must
+    still be a full snapshot, or the page never gets the reference, map and status it paints
+    from. The comm is a stand-in recording what the pump sends (no kernel here)."""
+    import queue
+
+    from pitbox.dashboard.sync import AckPump
+
+    sent: queue.Queue = queue.Queue()
+
+    class Comm:
+        def on_msg(self, cb, remove: bool = False) -> None:
+            self.cb = cb
+
+        def send(self, content, buffers) -> None:
+            sent.put(content)
+
+    import threading
+
+    builds: list[bool] = []
+    failed = threading.Event()
+
+    def build(full: bool):
+        builds.append(full)
+        if len(builds) == 1:
+            failed.set()
+            raise RuntimeError("dictionary changed size during iteration")
+        return {"type": "update"}, []
+
+    comm = Comm()
+    pump = AckPump(comm, build)
+    try:
+        comm.cb(comm, {"type": "ready", "view": "v1"}, [])  # the pump's thread builds the snapshot: it fails
+        assert failed.wait(30) and builds == [True]
+        with pump._send_lock:  # the failed send has returned
+            pass
+        assert sent.empty() and builds == [True]  # no retry loop while nothing changes
+        pump.mark_dirty()  # a frame arrives
+        first = sent.get(timeout=30)
+        assert first["full"] is True and builds == [True, True], (builds, first)
+    finally:
+        pump.stop()

@@ -66,6 +66,7 @@ class AckPump:
         self._views: set[str] = set()
         self._ready = False
         self._full = True
+        self._retry_full = False  # a snapshot whose build failed: the next update is one
         self._dirty = False
         self._inflight: deque[tuple[int, float, bool]] = deque()  # (seq, sent [monotonic s], full)
         self._seq = 0
@@ -185,7 +186,8 @@ class AckPump:
             self.resyncs += 1
         if (not self._stopped and self._ready and self._window_open() and (self._dirty or self._full)
                 and now >= self._last_send + self.min_interval_s):
-            full, self._full, self._dirty = self._full, False, False
+            full = self._full or self._retry_full
+            self._full = self._retry_full = self._dirty = False
             return full
         return None
 
@@ -222,8 +224,11 @@ class AckPump:
             built = self.build(full)
         except Exception:
             log.exception("dashboard update failed")
-            return
+            built = None
         if built is None:
+            if full:  # the page still needs its snapshot: with the next change, not in a loop
+                with self._cond:
+                    self._retry_full = True
             return
         content, buffers = built
         with self._cond:
