@@ -163,6 +163,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         roots = {"lab": ".pitbox-dashboard", "voila": ".pitbox-dashboard", "team": ".pitbox-team-dashboard"}
         for key, page in pages.items():
             sel = f"{roots[key]} [data-pitbox=status][data-state=connected]"
+            page.bring_to_front()  # the status line changes when the page paints
             try:
                 page.wait_for_selector(sel, timeout=TIMEOUT_MS)
             except Exception as exc:
