@@ -605,6 +605,7 @@ def test_a_snapshot_whose_build_failed_goes_out_with_the_next_change() -> None:
     still be a full snapshot, or the page never gets the reference, map and status it paints
     from. The comm is a stand-in recording what the pump sends (no kernel here)."""
     import queue
+    import threading
 
     from pitbox.dashboard.sync import AckPump
 
@@ -616,8 +617,6 @@ def test_a_snapshot_whose_build_failed_goes_out_with_the_next_change() -> None:
 
         def send(self, content, buffers) -> None:
             sent.put(content)
-
-    import threading
 
     builds: list[bool] = []
     failed = threading.Event()

@@ -205,9 +205,17 @@ def fault_cost_sd(corner: str, fault: str, base: Baseline) -> float:
 
 
 def cost_text(tip: Any) -> str:
-    """A tip's time cost with its accuracy: "0.152 ± 0.031 s" (the ± left out when unknown)."""
-    sd = pd.to_numeric(getattr(tip, "time_loss_sd_s", np.nan), errors="coerce")
-    return f"{tip.time_loss_s:.3f} ± {sd:.3f} s" if pd.notna(sd) else f"{tip.time_loss_s:.3f} s"
+    """A tip's time cost with its accuracy: "0.152 ± 0.031 s" (the ± left out when unknown,
+    "–" without a cost). ``tip``: a row of :attr:`CoachResult.tips` or a live ``tip`` message."""
+
+    def finite(key: str) -> float | None:
+        v = pd.to_numeric(tip.get(key), errors="coerce")
+        return float(v) if pd.notna(v) and np.isfinite(v) else None
+
+    loss, sd = finite("time_loss_s"), finite("time_loss_sd_s")
+    if loss is None:
+        return "–"
+    return f"{loss:.3f} ± {sd:.3f} s" if sd is not None else f"{loss:.3f} s"
 
 
 def _change_text(fault: str, dev: float, row: pd.Series, base: pd.Series, gap_m: float = 0.0) -> str:

@@ -9,6 +9,7 @@ import html
 import math
 from typing import Any
 
+from pitbox.analysis.coaching import cost_text
 from pitbox.dashboard.state import DriverState
 
 CSS = """<style>
@@ -125,15 +126,7 @@ def tyres_html(st: DriverState, now_ms: float | None = None) -> str:
 def tip_html(t: dict[str, Any]) -> str:
     return (f'<div class="tip" data-pitbox="tip" data-corner="{esc(t.get("corner"))}" data-fault="{esc(t.get("fault"))}">'
             f'<b>{esc(t.get("corner"))}</b> <code>{esc(t.get("fault"))}</code>: {esc(t.get("change"))} '
-            f'<span class="loss">({cost_html(t)})</span></div>')
-
-
-def cost_html(t: dict[str, Any]) -> str:
-    """A tip's time cost with its accuracy (1 σ) when the coach stated one: "0.152 ± 0.031 s"."""
-    sd = t.get("time_loss_sd_s")
-    if isinstance(sd, (int, float)) and math.isfinite(sd) and isinstance(t.get("time_loss_s"), (int, float)):
-        return f'{_num(t.get("time_loss_s"), ".3f")} ± {sd:.3f} s'
-    return _num(t.get("time_loss_s"), ".3f", " s")
+            f'<span class="loss">({esc(cost_text(t))})</span></div>')
 
 
 def laps_html(st: DriverState, max_rows: int = 30) -> str:
