@@ -99,9 +99,14 @@ def test_frames_as_the_recorder_publishes_them() -> None:
     assert coach.lap == 3 and coach.t == 5.0
     coach.publish_message({"v": 1, "type": "reference", "channels": {}})  # broken: logged, never raised
     assert coach.errors == 1 and coach.scheduler.zones is not None  # the last good zones stay
-    coach.say("info", "reply")
-    coach.publish_session({"id": "new"})
-    assert coach.scheduler.pending == []
+    coach.say("a tip", "tip")
+    coach.say("an answer", "reply")
+    coach.publish_session({"id": "new"})  # from the writer's thread: taken in with the next frame
+    assert len(coach.scheduler.pending) == 2
+    coach.publish_frame(2, 1.0, Derived(row, {"pitbox_lap_dist_m": 250.0}))  # the new session's clock
+    assert [m.text for m in coach.scheduler.expired] == ["a tip"]  # about the old session
+    said = [m.text for m in coach.scheduler.pending] + [sp.message.text for sp in coach.scheduler.spoken]
+    assert said == ["an answer"]
 
 
 def test_the_browser_panel_plays_voice_messages(tmp_path) -> None:

@@ -226,3 +226,53 @@ def test_time_to_live_is_checked_when_speaking(practice: dict, ibt: dict) -> Non
     s.set_verbosity("verbose")
     acts = run(s, ibt, zones, i, i + 2000, {i: [m]})
     assert [a.kind for _, a in acts] == ["expired"]
+
+
+# -- a new session: its SessionTime starts again (iRacing counts it per session) -------------------
+
+
+def test_a_new_session_whose_clock_starts_again_is_not_kept_silent(practice: dict, ibt: dict) -> None:
+    """A tip playing as the session ends leaves a cooldown and an end time on the old clock;
+    on the new session's clock (near zero again) neither may hold the voice back."""
+    zones = QuietZones.from_analysis(practice["analysis"])
+    s = Scheduler(zones, latency_s=LATENCY_S)
+    i = straight_frame(ibt, zones, 7, 3.0)
+    acts = run(s, ibt, zones, i, i + 1, {i: [Message("last tip of session one", "tip", 2.0)]})
+    assert [a.kind for _, a in acts] == ["start"]  # still playing when the session changes
+    s.new_session()
+    # session two: the same frames again from the start, a clock ~6 laps behind the old one
+    j = straight_frame(ibt, zones, 2, 3.0)
+    lap2 = np.flatnonzero(ibt["Lap"] == 2)
+    acts = run(s, ibt, zones, 0, int(lap2[-1]) + 1, {j: [Message("first tip of session two", "tip", 2.0)]})
+    starts = [(k, a.message.text) for k, a in acts if a.kind == "start"]
+    assert [text for _, text in starts] == ["first tip of session two"]
+    k = starts[0][0]
+    assert j <= k <= lap2[-1] and ibt["Brake"][k] <= 0.05  # in its lap, off the brakes
+
+
+def test_an_answer_asked_as_the_session_ends_is_still_said(practice: dict, ibt: dict) -> None:
+    """The driver asks for fuel in a braking zone (nothing may start there), and the session
+    changes before the answer could be said: the answer comes in the new session, with the
+    client's command id; the tip that was waiting is about the old session and expires."""
+    zones = QuietZones.from_analysis(practice["analysis"])
+    sent: list[dict] = []
+    coach = VoiceCoach(Voice(engine="text"), NullPlayer(), Scheduler(zones, latency_s=LATENCY_S),
+                       send=sent.append, background=False)
+    names = ("Lap", "LapDistPct", "OnPitRoad")
+
+    def feed(k: int) -> None:
+        coach.on_frame(float(ibt["SessionTime"][k]), {n: ibt[n][k].item() for n in names})
+
+    b = int(np.flatnonzero((ibt["Lap"] == 6) & (ibt["Brake"] > 0.5))[0])
+    for k in range(b - 600, b):
+        feed(k)
+    coach.say("a tip about session one", "tip")
+    coach.post_command("fuel", reply_to="c1")
+    feed(b)
+    assert sent == [] and coach.answers and coach.answers[0][0] == "fuel"
+    coach.publish_session({"id": "session two"})
+    for k in range(0, int(np.flatnonzero(ibt["Lap"] == 2)[-1])):
+        feed(k)
+    assert [m.get("reply_to") for m in sent] == ["c1"]
+    assert sent[0]["text"] == coach.answers[0][2] and sent[0]["priority"] == "reply"
+    assert "a tip about session one" in [m.text for m in coach.scheduler.expired]

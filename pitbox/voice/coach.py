@@ -64,6 +64,7 @@ class Ready:
     message: Message
     arrived: float
     ready: float
+    session: int = 0  #: the coach's session count when the message was queued
 
 
 class VoiceCoach:
@@ -96,13 +97,15 @@ class VoiceCoach:
         self._fuel_called_lap: int | None = None
         self._lap_time_said: Any = None
         self._ready: queue.Queue[Ready] = queue.Queue()
-        self._jobs: queue.Queue[tuple[Message, float] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Message, float, int] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
         self._pending_jobs = 0
         self._lock = threading.Lock()
         self._commands: queue.Queue[tuple[str, int | None, str | int | None]] = queue.Queue()
+        self._sessions: queue.SimpleQueue[None] = queue.SimpleQueue()  # new sessions not yet taken in
+        self._session = 0  # sessions taken in (on the frames' thread)
         self.answers: list[tuple[str, int | None, str]] = []  #: (command, arg, answer) of each posted command
         self.listener: Any = None  #: the microphone's command listener, when one runs (``pitbox record``)
         #: push-to-talk read from the frames (:class:`~pitbox.voice.ptt.RadioPushToTalk`), or None
@@ -169,7 +172,7 @@ class VoiceCoach:
         arrived = time.perf_counter()
         if not self.background:
             self._synthesize(m)
-            self._submit(Ready(m, arrived, time.perf_counter()))
+            self._submit(Ready(m, arrived, time.perf_counter(), self._session))
             return m
         with self._lock:
             self._pending_jobs += 1
@@ -177,7 +180,7 @@ class VoiceCoach:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="pitbox-voice-synth", daemon=True)
                 self._worker.start()
-        self._jobs.put((m, arrived))
+        self._jobs.put((m, arrived, self._session))
         return m
 
     def _synthesize(self, m: Message) -> None:
@@ -189,10 +192,10 @@ class VoiceCoach:
             job = self._jobs.get()
             if job is None:
                 return
-            m, arrived = job
+            m, arrived, session = job
             try:
                 self._synthesize(m)
-                self._ready.put(Ready(m, arrived, time.perf_counter()))
+                self._ready.put(Ready(m, arrived, time.perf_counter(), session))
             except Exception:  # a phrase that cannot be made must not stop the voice
                 log.exception("voice: cannot synthesize %r", m.text)
             finally:
@@ -207,7 +210,13 @@ class VoiceCoach:
 
     def _submit(self, r: Ready) -> None:
         self.ready_log.append(r)
-        self.scheduler.submit(r.message, t=r.message.created_t)
+        m = r.message
+        if r.session != self._session:  # queued in a session that has ended since
+            if m.priority in ("tip", "info"):
+                self.scheduler.expired.append(m)  # about the old session
+                return
+            m.created_t = None  # an answer: its time to live runs from now, on the new clock
+        self.scheduler.submit(m, t=m.created_t)
 
     # -- frames ----------------------------------------------------------------------------------
 
@@ -230,6 +239,12 @@ class VoiceCoach:
         self.values.update({k: v for k, v in values.items() if v is not None})
         lap = values.get("Lap")
         self.lap = int(lap) if lap is not None else self.lap
+        while True:
+            try:
+                self._sessions.get_nowait()
+            except queue.Empty:
+                break
+            self._take_new_session()
         while True:
             try:
                 name, arg, reply_to = self._commands.get_nowait()
@@ -383,10 +398,14 @@ class VoiceCoach:
         pass
 
     def publish_session(self, meta: Mapping[str, Any]) -> None:
-        """A new session: what was waiting is about the old one."""
-        s = self.scheduler
-        s.expired += s.pending
-        s.pending = []
+        """A new session (from any thread; taken in with the next frame): the tips and
+        information waiting are about the old one and expire; the answers to the driver's
+        commands are still said."""
+        self._sessions.put(None)
+
+    def _take_new_session(self) -> None:
+        self._session += 1
+        self.scheduler.new_session()
         self.coach_state = None
         self.tips = []
 

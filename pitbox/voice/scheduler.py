@@ -43,6 +43,8 @@ from pitbox.voice.errors import VoiceError
 log = logging.getLogger(__name__)
 
 PRIORITIES = ("critical", "reply", "tip", "info")
+#: the session time going back by more than this [s] is a new clock (a new session), not jitter
+CLOCK_BACK_S = 1.0
 RANK = {p: i for i, p in enumerate(PRIORITIES)}
 VERBOSITY = ("quiet", "normal", "verbose")
 #: default time to live per priority [s] (a tip's default is in laps: TIP_TTL_LAPS)
@@ -486,10 +488,37 @@ class Scheduler:
             acts.append(self._cut(t if t is not None else self._t or 0.0, "muted", requeue=False))
         return acts
 
+    def new_session(self) -> list[Message]:
+        """A new session: the tips and information waiting are about the old one and expire
+        (returned); replies and critical messages wait on (they answer the driver now). The
+        session time of the new session may start again from zero: :meth:`update` carries
+        every time it holds (what is playing, the cooldown, the time to live) over to the new
+        clock when it goes back."""
+        old = [m for m in self.pending if m.priority in ("tip", "info")]
+        self.pending = [m for m in self.pending if m.priority not in ("tip", "info")]
+        self.expired += old
+        return old
+
+    def _rebase(self, shift: float) -> None:
+        """The session time went back by ``-shift`` [s] (a new session's clock, a replay
+        started again): every time held moves with it, as if the clock had run on."""
+        for m in self.pending:
+            if m.created_t is not None:
+                m.created_t += shift
+        sp = self.current
+        if sp is not None:
+            sp.start_t += shift
+            sp.audible_t += shift
+            sp.end_t += shift
+        self._last_coaching_end += shift
+        self._budget_lap = None  # the laps count again from the new session's first
+
     def update(self, t: float, lap: int | None, dist_m: float | None, on_pit_road: bool = False) -> list[Action]:
         """One frame: session time ``t`` [s], ``lap`` (iRacing's ``Lap``), distance from the
         line ``dist_m`` [m] (None when unknown: only critical messages then), ``on_pit_road``
         (talk anywhere). Returns what to do now."""
+        if self._t is not None and t < self._t - CLOCK_BACK_S:
+            self._rebase(t - self._t)
         self._t, self._lap, self._dist = t, lap, dist_m
         if lap is not None and lap != self._budget_lap:
             self._budget_lap, self._budget_used, self._budget_s_used = lap, 0, 0.0
