@@ -109,6 +109,25 @@ def test_frames_as_the_recorder_publishes_them() -> None:
     assert said == ["an answer"]
 
 
+def test_a_phrase_made_for_the_old_session_is_not_said_in_the_new_one() -> None:
+    """Synthesis runs beside the frames: a tip that is ready only after its session ended is
+    about the old session and expires; an answer made then is still said, its time to live
+    counted on the new session's clock."""
+    coach = VoiceCoach(Voice(engine="text"), NullPlayer(), Scheduler(latency_s=0.1), background=True)
+    try:
+        coach.on_frame(900.0, {"Lap": 9, "LapDistPct": 0.5})
+        coach.say("an old tip", "tip")
+        coach.say("an answer", "reply", ttl_s=5.0)
+        assert coach.wait_synthesized(60)  # both ready, not yet handed to the scheduler
+        coach.publish_session({"id": "next"})
+        coach.on_frame(3.0, {"Lap": 0, "LapDistPct": 0.5})  # the new session's clock
+        assert [m.text for m in coach.scheduler.expired] == ["an old tip"]
+        answer = [m for m in coach.scheduler.pending] + [sp.message for sp in coach.scheduler.spoken]
+        assert [m.text for m in answer] == ["an answer"] and answer[0].created_t == 3.0
+    finally:
+        coach.close()
+
+
 def test_the_browser_panel_plays_voice_messages(tmp_path) -> None:
     from pitbox.voice.widget import VoicePanel
 
