@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pitbox.voice.player import Player, make_player
-from pitbox.voice.scheduler import Action, Message, QuietZones, Scheduler, voice_message
+from pitbox.voice.scheduler import COACHING, Action, Message, QuietZones, Scheduler, voice_message
 from pitbox.voice.text import corner_words, say_seconds, tip_phrase
 from pitbox.voice.voice import Voice
 
@@ -212,7 +212,7 @@ class VoiceCoach:
         self.ready_log.append(r)
         m = r.message
         if r.session != self._session:  # queued in a session that has ended since
-            if m.priority in ("tip", "info"):
+            if m.priority in COACHING:
                 self.scheduler.expired.append(m)  # about the old session
                 return
             m.created_t = None  # an answer: its time to live runs from now, on the new clock

@@ -43,6 +43,9 @@ from pitbox.voice.errors import VoiceError
 log = logging.getLogger(__name__)
 
 PRIORITIES = ("critical", "reply", "tip", "info")
+#: the coaching priorities: they share the per-lap budget and cooldown, and belong to their
+#: session (a new session expires them; replies and critical messages outlive it)
+COACHING = ("tip", "info")
 #: the session time going back by more than this [s] is a new clock (a new session), not jitter
 CLOCK_BACK_S = 1.0
 RANK = {p: i for i, p in enumerate(PRIORITIES)}
@@ -494,8 +497,8 @@ class Scheduler:
         session time of the new session may start again from zero: :meth:`update` carries
         every time it holds (what is playing, the cooldown, the time to live) over to the new
         clock when it goes back."""
-        old = [m for m in self.pending if m.priority in ("tip", "info")]
-        self.pending = [m for m in self.pending if m.priority not in ("tip", "info")]
+        old = [m for m in self.pending if m.priority in COACHING]
+        self.pending = [m for m in self.pending if m.priority not in COACHING]
         self.expired += old
         return old
 
@@ -552,7 +555,7 @@ class Scheduler:
     def _fits(self, m: Message, t: float, lap: int | None, d: float | None, pit: bool) -> bool:
         if m.priority == "critical":
             return True
-        if m.priority in ("tip", "info"):
+        if m.priority in COACHING:
             if self._budget_used >= self.budget_per_lap:
                 return False
             if self._budget_s_used + m.duration_s > self.budget_s_per_lap:
@@ -580,7 +583,7 @@ class Scheduler:
         sp = Spoken(m, t, audible, audible + m.duration_s, d, lap)
         self.current = sp
         self.spoken.append(sp)
-        if m.priority in ("tip", "info"):
+        if m.priority in COACHING:
             self._budget_used += 1
             self._budget_s_used += m.duration_s
             self._last_coaching_end = sp.end_t
@@ -594,7 +597,7 @@ class Scheduler:
         sp.cut, sp.end_t = True, t
         self.current = None
         m = sp.message
-        if m.priority in ("tip", "info"):
+        if m.priority in COACHING:
             self._budget_used = max(self._budget_used - 1, 0)
             self._budget_s_used = max(self._budget_s_used - m.duration_s, 0.0)
             self._last_coaching_end = t
