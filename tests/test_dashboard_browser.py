@@ -154,6 +154,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         # process deprioritised (nice 5), and on a loaded machine stop painting for seconds
         pages = {key: browser.new_context(viewport={"width": 1400, "height": 1500}).new_page()
                  for key in ("lab", "team", "voila")}
+        for key, page in pages.items():  # the browser's own errors, for _diagnose_setup
+            page.on("pageerror", lambda e, key=key: CONSOLE[key].append(f"pageerror: {e}"))
+            page.on("console", lambda m, key=key: CONSOLE[key].append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
         pages["lab"].goto(server.lab_url("lab_alice.ipynb"))
         pages["team"].goto(server.lab_url("team.ipynb"))
         pages["voila"].goto(server.voila_url("voila_bob.ipynb"), wait_until="commit", timeout=TIMEOUT_MS)
@@ -188,6 +191,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         relay.stop()
 
 
+#: each page's page errors and console errors and warnings (shown when the rig fails to start)
+CONSOLE: dict[str, list[str]] = {"lab": [], "team": [], "voila": []}
+
 #: JavaScript: what a page shows of its notebook (JupyterLab or Voila): the kernel's status, each
 #: code cell's prompt, every error or stderr output, and the dashboard's status line.
 JS_PAGE_STATE = """(rootSel) => {
@@ -219,6 +225,7 @@ def _diagnose_setup(pages: dict[str, Any], roots: dict[str, str], key: str, serv
         except Exception as e:  # noqa: BLE001 - the page itself may be what failed
             state = f"(page not readable: {e})"
         lines.append(f"page {k}: {state[:4000]}")
+        lines.append(f"page {k} console: {CONSOLE[k][-20:]!r}"[:3000])
     lines.append(f"jupyter log: {server.log_tail(6000)}")
     lines.extend(p.output() for p in practices.values())
     return "\n".join(lines)

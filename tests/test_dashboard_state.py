@@ -407,6 +407,59 @@ def test_pump_resyncs_with_a_snapshot_when_the_page_stops_answering(test_comm) -
         pump.stop()
 
 
+def _sent(widget, kind: str) -> list[dict]:
+    """The custom messages of type ``kind`` the kernel sent to ``widget``'s page."""
+    return [m for m in _customs(widget) if m.get("type") == kind]
+
+
+def _customs(widget) -> list[dict]:
+    out = []
+    for _args, kwargs in widget.comm.messages:
+        data = kwargs.get("data") or {}
+        if data.get("method") == "custom":
+            out.append(data["content"])
+    return out
+
+
+def test_a_canvas_the_page_cannot_hear_is_replaced_and_fed_by_the_same_pump(test_comm, monkeypatch) -> None:
+    """anywidget drops a model whose module loaded too slowly in the page; the page then
+    reports "deaf" and the slot shows a new canvas, fed by the same pump from a full snapshot
+    (in a real browser: tests/test_dashboard_hearing.py)."""
+    from pitbox.dashboard import slot as slot_module
+    from pitbox.dashboard.canvas import canvas_slot
+
+    now = [100.0]
+    monkeypatch.setattr(slot_module, "clock", lambda: now[0])
+    st = DriverState()
+    cursor = CanvasCursor()
+    slot = canvas_slot("driver", lambda full: st.canvas_update(cursor, full), resync_s=30.0)
+    first = slot.widget
+    pump = first.pump
+    try:
+        _page(first, {"type": "deaf", "view": "v1"})  # no hello answered yet: nothing to judge by
+        _page(first, {"type": "hello", "view": "v1"})
+        assert _sent(first, "hello") == [{"type": "hello", "view": "v1"}]  # answered at once
+        _page(first, {"type": "ready", "view": "v1"})
+        _await(lambda: len(_updates(first)) == 1)
+        now[0] += slot_module.GRACE_S / 2
+        _page(first, {"type": "deaf", "view": "v1"})  # the answer may still be on its way
+        assert slot.renewals == 0 and slot.widget is first
+        now[0] += slot_module.GRACE_S
+        _page(first, {"type": "deaf", "view": "v1"})
+        assert slot.renewals == 1 and slot.widget is not first and slot.children == (slot.widget,)
+        second = slot.widget
+        assert first.comm is None and first.pump is None  # closed; the pump moved over
+        assert second.pump is pump and pump.widget is second and not pump.waiting_for_ack
+        st.take({"v": 1, "type": "frame", "tick": 1, "t": 1.0, "values": {"Lap": 1, "pitbox_lap_dist_m": 10.0}})
+        pump.mark_dirty()
+        assert _updates(second) == []  # nothing before the new view says ready
+        _page(second, {"type": "ready", "view": "v2"})
+        _await(lambda: len(_updates(second)) == 1)
+        assert _updates(second)[0]["full"] and _updates(second)[0]["trace"]["n"] == 1
+    finally:
+        pump.stop()
+
+
 def test_notebook_files_exist() -> None:
     root = Path(__file__).resolve().parents[1] / "notebooks"
     assert (root / "live_dashboard.ipynb").is_file() and (root / "team_dashboard.ipynb").is_file()

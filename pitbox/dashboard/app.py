@@ -29,7 +29,8 @@ from typing import Any
 import ipywidgets as W
 
 from pitbox.dashboard import panels
-from pitbox.dashboard.canvas import LiveCanvas
+from pitbox.dashboard.canvas import LiveCanvas, canvas_slot
+from pitbox.dashboard.slot import Slot
 from pitbox.dashboard.state import (
     SUBSCRIBE_CHANNELS,
     TEAM_CHANNELS,
@@ -185,7 +186,28 @@ def lap_figure(rows: Sequence[dict[str, Any]] = (), reference_s: float | None = 
     )
 
 
-class Dashboard(W.VBox):
+class _CanvasOwner:
+    """A dashboard's live canvas, shown in a slot that replaces one the page cannot hear."""
+
+    canvas_slot: Slot[LiveCanvas]
+
+    @property
+    def canvas(self) -> LiveCanvas:
+        """The live canvas shown now (a new one when the page could not hear the last:
+        :mod:`pitbox.dashboard.slot`)."""
+        return self.canvas_slot.widget
+
+    def stop(self) -> None:  # pragma: no cover - each dashboard has its own
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stop()
+        self.canvas.close()
+        self.canvas_slot.close()
+        super().close()  # type: ignore[misc]
+
+
+class Dashboard(_CanvasOwner, W.VBox):
     """One driver's live dashboard; display it (last expression of a cell) to see it.
 
     ``url``: the recorder's stream (``ws://127.0.0.1:8765``) or a relay with ``driver=``;
@@ -230,9 +252,9 @@ class Dashboard(W.VBox):
         self.url, self.token = resolve_url(url, token)
         self.reference_spec = reference
         self.state = DriverState(driver=driver)
-        self.canvas = LiveCanvas("driver")
         self._cursor = CanvasCursor()
-        self.pump = self.canvas.attach(self._build)
+        self.canvas_slot = canvas_slot("driver", self._build)
+        self.pump = self.canvas.pump
         self.title = W.HTML(panels.title_html(self.state))
         self.corners = W.HTML(panels.corners_html(self.state), layout=W.Layout(min_width="160px", margin="0 16px 8px 0"))
         self.fuel = W.HTML(panels.fuel_html(self.state), layout=W.Layout(min_width="220px", margin="0 16px 8px 0"))
@@ -253,7 +275,7 @@ class Dashboard(W.VBox):
             from pitbox.voice.widget import VoicePanel
 
             self.voice_panel = VoicePanel(None if voice is True else voice)
-        self.talk: Any = None
+        self.talk_slot: Slot[Any] | None = None  #: shows :attr:`talk`
         self.talk_coach: Any = None
         self._may_command = False  #: the hello: this connection may send voice commands
         self._command_drivers: set[str] | None = None  #: the hello: only these drivers (a limited token)
@@ -265,9 +287,9 @@ class Dashboard(W.VBox):
             self._make_talk(hotkey)
         lower = [self.laps, self.lap_chart_box]
         top = [self.picker, self.picker_status] + ([self.voice_panel.widget] if self.voice_panel is not None else [])
-        top += [self.talk] if self.talk is not None else []
+        top += [self.talk_slot] if self.talk_slot is not None else []
         super().__init__([
-            W.HTML(panels.CSS), self.title, W.HBox(top), self.canvas,
+            W.HTML(panels.CSS), self.title, W.HBox(top), self.canvas_slot,
             W.HBox([self.corners, self.fuel, self.tyres], layout=W.Layout(flex_flow="row wrap")),
             W.HBox(lower, layout=W.Layout(flex_flow="row wrap")),
         ])
@@ -289,7 +311,13 @@ class Dashboard(W.VBox):
 
         voice = self.voice_panel.voice if self.voice_panel is not None else Voice(engine="text")
         self.talk_coach = VoiceCoach(voice, NullPlayer(), Scheduler(latency_s=0.3), send=self._on_talk_voice)
-        self.talk = TalkButton(on_command=self.command, hotkey=hotkey)
+        self.talk_slot = Slot(lambda: TalkButton(on_command=self.command, hotkey=hotkey), on_new=TalkButton.hand_over)
+
+    @property
+    def talk(self) -> Any:
+        """The push-to-talk button shown now (:class:`pitbox.voice.talk.TalkButton`; a new one
+        when the page could not hear the last), or None (``talk=False``)."""
+        return None if self.talk_slot is None else self.talk_slot.widget
 
     def _on_talk_voice(self, msg: dict[str, Any]) -> None:
         """A spoken answer of the push-to-talk coach: played like the stream's voice. Only
@@ -430,11 +458,6 @@ class Dashboard(W.VBox):
             self.state.take(msg)
         self.pump.mark_dirty()
 
-    def close(self) -> None:
-        self.stop()
-        self.canvas.close()
-        super().close()
-
     def __enter__(self) -> Dashboard:
         return self
 
@@ -572,7 +595,7 @@ class Dashboard(W.VBox):
         return self.pump.stats()
 
 
-class TeamDashboard(W.VBox):
+class TeamDashboard(_CanvasOwner, W.VBox):
     """The team view on a relay: pick drivers; each one's lap, delta, fuel and tips side by
     side; all of them on one map. ``drivers`` None shows every live driver (up to 6)."""
 
@@ -585,14 +608,14 @@ class TeamDashboard(W.VBox):
                                        layout=W.Layout(width="360px"))
         self._picked_by_user = False
         self.picker.observe(self._on_pick, names="value")
-        self.canvas = LiveCanvas("team")
         self._map_key: Any = None
         self._last_sample_ms: float | None = None
-        self.pump = self.canvas.attach(self._build)
+        self.canvas_slot = canvas_slot("team", self._build)
+        self.pump = self.canvas.pump
         self.columns = W.HBox([], layout=W.Layout(flex_flow="row wrap"))
         self._column_html: dict[str, W.HTML] = {}
         self.status = W.HTML("")
-        super().__init__([W.HTML(panels.CSS), W.HBox([self.picker, self.status]), self.canvas, self.columns])
+        super().__init__([W.HTML(panels.CSS), W.HBox([self.picker, self.status]), self.canvas_slot, self.columns])
         self.add_class("pitbox-team-dashboard")
         self._link = _Link(self.url, self.token, self._on_message, channels=TEAM_CHANNELS, rate=rate, drivers=None,
                            history=False, ssl=ssl, name="pitbox-team-dashboard")
@@ -612,11 +635,6 @@ class TeamDashboard(W.VBox):
         self._ticker.stop()
         self._link.stop()
         self.pump.stop()
-
-    def close(self) -> None:
-        self.stop()
-        self.canvas.close()
-        super().close()
 
     @property
     def selected(self) -> list[str]:

@@ -115,6 +115,22 @@ class AckPump:
                 return
             self._cond.notify_all()
 
+    def rebind(self, widget: Any) -> None:
+        """Feed ``widget`` instead (a new model in place of one the page could not hear): its
+        views say ``ready`` and get a full snapshot; the old widget's views are forgotten."""
+        with self._send_lock, self._cond:
+            try:
+                self.widget.on_msg(self._on_msg, remove=True)
+            except ValueError:  # pragma: no cover - already removed
+                pass
+            self.widget = widget
+            self._views.clear()
+            self._ready = False
+            self._full = True
+            self._inflight.clear()
+            widget.on_msg(self._on_msg)
+            self._cond.notify_all()
+
     # -- kernel side ---------------------------------------------------------------------
     def mark_dirty(self) -> None:
         """The state changed. With ``inline`` (default) the update goes out from the calling

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-import anywidget
 import numpy as np
 import traitlets
+
+from pitbox.dashboard.slot import Hearing, with_hearing
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,12 @@ def _esm() -> str:
     return resources.files(__package__).joinpath("static/talk.js").read_text(encoding="utf-8")
 
 
-class TalkButton(anywidget.AnyWidget):
-    """The push-to-talk widget (module docstring)."""
+class TalkButton(Hearing):
+    """The push-to-talk widget (module docstring). Its views check that they hear the
+    kernel (:mod:`pitbox.dashboard.slot`): shown in a ``Slot``, a button the page reports
+    deaf is replaced by a new one (``Dashboard`` does)."""
 
-    _esm = _esm()
+    _esm = with_hearing(_esm())
     heard = traitlets.Unicode("").tag(sync=True)  #: the command recognised, or "nothing recognised"
     answer = traitlets.Unicode("").tag(sync=True)  #: the answer to it
     status = traitlets.Unicode("").tag(sync=True)
@@ -58,6 +61,14 @@ class TalkButton(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self.add_class("pitbox-talk-widget")
         self.on_msg(self._on_msg)
+
+    @staticmethod
+    def hand_over(old: TalkButton, new: TalkButton) -> None:
+        """What ``new``, put in place of ``old`` by a ``Slot``, keeps: the recogniser, the
+        results and what the button shows."""
+        new._recognizer, new.results = old._recognizer, old.results
+        for name in ("heard", "answer", "status", "state", "seq", "via"):
+            setattr(new, name, getattr(old, name))
 
     @property
     def recognizer(self) -> Any:

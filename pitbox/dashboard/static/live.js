@@ -629,7 +629,9 @@ function renderDriver({ model, el: root }) {
   const ro = new ResizeObserver(() => { bgDirty = true; if (!scheduled) { scheduled = true; requestAnimationFrame(paint); } });
   ro.observe(traces.box);
   model.send({ type: "ready", view: viewId });
+  const unwatch = watchHearing(model, root, viewId);  // hearing.js
   return () => {
+    unwatch();
     model.off("msg:custom", onMsg);
     acker.reset();
     if (headerTimer !== null) clearTimeout(headerTimer);
@@ -720,7 +722,8 @@ function renderTeam({ model, el: root }) {
 
   model.on("msg:custom", onMsg);
   model.send({ type: "ready", view: viewId });
-  return () => { model.off("msg:custom", onMsg); acker.reset(); model.send({ type: "gone", view: viewId }); };
+  const unwatch = watchHearing(model, root, viewId);  // hearing.js
+  return () => { unwatch(); model.off("msg:custom", onMsg); acker.reset(); model.send({ type: "gone", view: viewId }); };
 }
 
 export default {

@@ -190,7 +190,9 @@ function render({ model, el }) {
   });
   model.on("change:seq", () => { box.dataset.seq = String(model.get("seq")); status.dataset.state = "idle"; show(); });
   show();
+  const unwatch = watchHearing(model, el, Math.random().toString(36).slice(2));  // hearing.js
   return () => {
+    unwatch();
     window.removeEventListener("keydown", onDown);
     window.removeEventListener("keyup", onUp);
     if (rec) stop();
