@@ -22,6 +22,17 @@ REQUIRE_REAL = os.environ.get("PITBOX_REQUIRE_REAL") == "1"
 REAL_REASON = f"real iRacing files not found at {REAL} (see shared/data/real/SOURCES.md)"
 
 
+def browser_marks() -> list[pytest.MarkDecorator]:
+    """A browser test module's marks: slow, and skipped with the reason when Chromium or
+    playwright is missing (an error instead with ``PITBOX_REQUIRE_BROWSER=1``)."""
+    from pitbox.dashboard.testing import chromium_missing_reason
+
+    reason = chromium_missing_reason()
+    if reason and os.environ.get("PITBOX_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(reason)
+    return [pytest.mark.slow] + ([pytest.mark.skip(reason=reason)] if reason else [])
+
+
 def missing_real(what: object = None) -> NoReturn:
     """Skip the calling test for want of a real file, or fail it when ``PITBOX_REQUIRE_REAL=1``
     and the real-data folder is there (so a file is missing from it)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pitbox.dashboard.testing import chromium_missing_reason
+from conftest import browser_marks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -47,13 +47,7 @@ VOICE = {"alice": ("--voice", "text", "--voice-player", "null")}
 #: a safety net only: the whole session takes about 180 s at 2x on an idle machine
 TIMEOUT_MS = int(float(os.environ.get("PITBOX_BROWSER_TIMEOUT_S", "420")) * 1000)
 
-pytestmark = [pytest.mark.slow]
-
-REASON = chromium_missing_reason()
-if REASON:
-    if os.environ.get("PITBOX_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(REASON)
-    pytestmark.append(pytest.mark.skip(reason=REASON))
+pytestmark = browser_marks()
 
 #: Installed in each page once its dashboard shows: records every lap and delta text it shows,
 #: and (every 200 ms) where the player's car is drawn, read from the map canvas's pixels.

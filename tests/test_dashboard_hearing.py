@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pitbox.dashboard.testing import chromium_missing_reason
+from conftest import browser_marks
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = int(float(os.environ.get("PITBOX_BROWSER_TIMEOUT_S", "420")) * 1000)
@@ -36,13 +36,7 @@ LiveCanvas._esm = _slow_once(LiveCanvas._esm, "__pitboxSlowCanvas")
 TalkButton._esm = _slow_once(TalkButton._esm, "__pitboxSlowTalk")
 """
 
-pytestmark = [pytest.mark.slow]
-
-REASON = chromium_missing_reason()
-if REASON:
-    if os.environ.get("PITBOX_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(REASON)
-    pytestmark.append(pytest.mark.skip(reason=REASON))
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
