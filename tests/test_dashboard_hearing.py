@@ -1,4 +1,4 @@
-"""A widget whose model anywidget dropped is replaced (pitbox.dashboard.slot), in a real browser.
+"""A widget whose model anywidget dropped is replaced (pitbox.hearing), in a real browser.
 
 anywidget drops every kernel message to a model whose module took more than 2 s to load and
 bind in the page (a busy page). The notebook here delays the first load of the canvas's and

@@ -425,11 +425,11 @@ def test_a_canvas_the_page_cannot_hear_is_replaced_and_fed_by_the_same_pump(test
     """anywidget drops a model whose module loaded too slowly in the page; the page then
     reports "deaf" and the slot shows a new canvas, fed by the same pump from a full snapshot
     (in a real browser: tests/test_dashboard_hearing.py)."""
-    from pitbox.dashboard import slot as slot_module
+    from pitbox import hearing
     from pitbox.dashboard.canvas import canvas_slot
 
     now = [100.0]
-    monkeypatch.setattr(slot_module, "clock", lambda: now[0])
+    monkeypatch.setattr(hearing, "clock", lambda: now[0])
     st = DriverState()
     cursor = CanvasCursor()
     slot = canvas_slot("driver", lambda full: st.canvas_update(cursor, full), resync_s=30.0)
@@ -441,10 +441,10 @@ def test_a_canvas_the_page_cannot_hear_is_replaced_and_fed_by_the_same_pump(test
         assert _sent(first, "hello") == [{"type": "hello", "view": "v1"}]  # answered at once
         _page(first, {"type": "ready", "view": "v1"})
         _await(lambda: len(_updates(first)) == 1)
-        now[0] += slot_module.GRACE_S / 2
+        now[0] += hearing.GRACE_S / 2
         _page(first, {"type": "deaf", "view": "v1"})  # the answer may still be on its way
         assert slot.renewals == 0 and slot.widget is first
-        now[0] += slot_module.GRACE_S
+        now[0] += hearing.GRACE_S
         _page(first, {"type": "deaf", "view": "v1"})
         assert slot.renewals == 1 and slot.widget is not first and slot.children == (slot.widget,)
         second = slot.widget

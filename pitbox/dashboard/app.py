@@ -30,7 +30,6 @@ import ipywidgets as W
 
 from pitbox.dashboard import panels
 from pitbox.dashboard.canvas import LiveCanvas, canvas_slot
-from pitbox.dashboard.slot import Slot
 from pitbox.dashboard.state import (
     SUBSCRIBE_CHANNELS,
     TEAM_CHANNELS,
@@ -39,6 +38,7 @@ from pitbox.dashboard.state import (
     TeamState,
 )
 from pitbox.errors import ConfigError
+from pitbox.hearing import Slot
 from pitbox.live._loop import BackgroundLoop
 from pitbox.live.client import LiveClient, SslArg
 from pitbox.live.protocol import LiveError
@@ -194,7 +194,7 @@ class _CanvasOwner:
     @property
     def canvas(self) -> LiveCanvas:
         """The live canvas shown now (a new one when the page could not hear the last:
-        :mod:`pitbox.dashboard.slot`)."""
+        :mod:`pitbox.hearing`)."""
         return self.canvas_slot.widget
 
     def stop(self) -> None:  # pragma: no cover - each dashboard has its own

@@ -1,7 +1,7 @@
 """The live canvas: an anywidget that draws the live traces, the map, the delta bar and the
 last braking zone (``mode="driver"``) or the team strip and map (``mode="team"``) from
 float32 samples, fed by an :class:`~pitbox.dashboard.sync.AckPump`. Its views check that they
-hear the kernel (:mod:`pitbox.dashboard.slot`): shown in a :func:`canvas_slot`, a canvas the
+hear the kernel (:mod:`pitbox.hearing`): shown in a :func:`canvas_slot`, a canvas the
 page reports deaf is replaced by a new one on the same pump."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import traitlets
 
-from pitbox.dashboard.slot import Hearing, Slot, with_hearing
 from pitbox.dashboard.sync import AckPump, Build
+from pitbox.hearing import Hearing, Slot, with_hearing
 
 
 def _esm() -> str:
@@ -44,7 +44,7 @@ class LiveCanvas(Hearing):
 
 
 def canvas_slot(mode: str, build: Build, **pump_options: Any) -> Slot[LiveCanvas]:
-    """A :class:`~pitbox.dashboard.slot.Slot` showing a ``LiveCanvas(mode)`` fed by
+    """A :class:`~pitbox.hearing.Slot` showing a ``LiveCanvas(mode)`` fed by
     ``build`` (``slot.widget.pump``); a canvas the page reports deaf is replaced by a new one,
     which the same pump feeds from a full snapshot."""
 

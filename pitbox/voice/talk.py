@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from pitbox.dashboard.slot import Hearing, with_hearing
+from pitbox.hearing import Hearing, with_hearing
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _esm() -> str:
 
 class TalkButton(Hearing):
     """The push-to-talk widget (module docstring). Its views check that they hear the
-    kernel (:mod:`pitbox.dashboard.slot`): shown in a ``Slot``, a button the page reports
+    kernel (:mod:`pitbox.hearing`): shown in a ``Slot``, a button the page reports
     deaf is replaced by a new one (``Dashboard`` does)."""
 
     _esm = with_hearing(_esm())

@@ -40,7 +40,7 @@ GRACE_S = 2.0
 def with_hearing(esm: str) -> str:
     """``esm`` (a widget's module text) with ``watchHearing(model, el, viewId)`` defined
     before it (``static/hearing.js``)."""
-    hearing = resources.files("pitbox.dashboard").joinpath("static/hearing.js").read_text(encoding="utf-8")
+    hearing = resources.files("pitbox").joinpath("static/hearing.js").read_text(encoding="utf-8")
     return hearing + "\n" + esm
 
 

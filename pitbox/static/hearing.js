@@ -6,7 +6,7 @@
 // view still renders and its messages still reach the kernel, so the page looks alive and
 // shows nothing new. Each view therefore says "hello" when it renders, and again every
 // HEARING_MS until any message from the kernel arrives; every unanswered period it also says
-// "deaf", and the kernel (pitbox.dashboard.slot) puts a new model in its place.
+// "deaf", and the kernel (pitbox.hearing) puts a new model in its place.
 const HEARING_MS = 3000;
 
 function watchHearing(model, el, viewId) {
