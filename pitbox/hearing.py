@@ -1,7 +1,8 @@
 """A PitBox anywidget that the page can report deaf, and the box that replaces it then.
 
-anywidget (0.9.16 and later, up to 0.11 at least) gives a model two seconds from its
-creation in the page to load and bind its JavaScript module. On a busy page (a Voilà page
+anywidget (0.11.0, read in its own JavaScript; the limit guards the queue that holds a
+model's early messages) gives a model two seconds from its creation in the page to load and
+bind its JavaScript module. On a busy page (a Voilà page
 loading beside JupyterLab, a laptop running iRacing) it can take longer; the model's
 ``Runtime.ready`` then rejects ("[anywidget] Failed to initialize model." in the browser's
 console) and every message the kernel sends to that model afterwards is dropped: custom
