@@ -287,13 +287,18 @@ def _page(widget, content: dict) -> None:
     widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
 
 
-def _updates(widget) -> list[dict]:
+def _sent(widget, kind: str) -> list[dict]:
+    """The custom messages of type ``kind`` the kernel sent to ``widget``'s page."""
     out = []
     for _args, kwargs in widget.comm.messages:
         data = kwargs.get("data") or {}
-        if data.get("method") == "custom" and data["content"].get("type") == "update":
+        if data.get("method") == "custom" and data["content"].get("type") == kind:
             out.append(data["content"])
     return out
+
+
+def _updates(widget) -> list[dict]:
+    return _sent(widget, "update")
 
 
 def _await(predicate, timeout: float = 20.0) -> None:
@@ -407,20 +412,6 @@ def test_pump_resyncs_with_a_snapshot_when_the_page_stops_answering(test_comm) -
         pump.stop()
 
 
-def _sent(widget, kind: str) -> list[dict]:
-    """The custom messages of type ``kind`` the kernel sent to ``widget``'s page."""
-    return [m for m in _customs(widget) if m.get("type") == kind]
-
-
-def _customs(widget) -> list[dict]:
-    out = []
-    for _args, kwargs in widget.comm.messages:
-        data = kwargs.get("data") or {}
-        if data.get("method") == "custom":
-            out.append(data["content"])
-    return out
-
-
 def test_a_canvas_the_page_cannot_hear_is_replaced_and_fed_by_the_same_pump(test_comm, monkeypatch) -> None:
     """anywidget drops a model whose module loaded too slowly in the page; the page then
     reports "deaf" and the slot shows a new canvas, fed by the same pump from a full snapshot
@@ -437,6 +428,7 @@ def test_a_canvas_the_page_cannot_hear_is_replaced_and_fed_by_the_same_pump(test
     pump = first.pump
     try:
         _page(first, {"type": "deaf", "view": "v1"})  # no hello answered yet: nothing to judge by
+        assert slot.renewals == 0 and slot.widget is first
         _page(first, {"type": "hello", "view": "v1"})
         assert _sent(first, "hello") == [{"type": "hello", "view": "v1"}]  # answered at once
         _page(first, {"type": "ready", "view": "v1"})
